@@ -1,0 +1,5 @@
+"""Placeholder until the admin endpoints land."""
+
+from fastapi import APIRouter
+
+router = APIRouter()

@@ -1,0 +1,1 @@
+"""Inbound from bookingtime: the signed appointment webhook."""

@@ -1,0 +1,5 @@
+"""Placeholder until the intake lands."""
+
+from fastapi import APIRouter
+
+router = APIRouter()

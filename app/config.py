@@ -1,0 +1,86 @@
+"""Settings: every `CALBRIDGE_*` environment variable (and `.env`), read once into one object."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import BaseModel, Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_DATABASE_URL = "sqlite:///./calbridge.db"
+
+
+class WorkerSettings(BaseModel):
+    """Knobs of the job worker (`CALBRIDGE_WORKER__CONCURRENCY=8` and so on)."""
+
+    concurrency: int = Field(default=8, ge=1, le=256, description="jobs run at once per process")
+    lease_seconds: float = Field(
+        default=60.0, gt=0, description="a claimed job whose lease lapses is claimed again"
+    )
+    heartbeat_seconds: float | None = Field(
+        default=None, gt=0, description="lease renewal interval; default a third of the lease"
+    )
+    poll_seconds: float = Field(default=0.5, gt=0, description="idle wait between claims")
+    max_attempts: int = Field(default=8, ge=1, description="attempts before a job is dead")
+    mailbox_concurrency: int = Field(
+        default=4, ge=1, description="running jobs per mailbox across all workers"
+    )
+    backoff_base_seconds: float = Field(default=2.0, gt=0)
+    backoff_max_seconds: float = Field(default=3600.0, gt=0)
+    shutdown_grace_seconds: float = Field(
+        default=20.0, ge=0, description="time in-flight jobs get to finish on SIGTERM"
+    )
+
+    @property
+    def heartbeat_interval(self) -> float:
+        return self.heartbeat_seconds or self.lease_seconds / 3
+
+
+class RetentionSettings(BaseModel):
+    """How long finished work is kept before the prune job removes it."""
+
+    done_jobs_days: float = Field(default=7.0, gt=0)
+    inbox_days: float = Field(default=30.0, gt=0)
+    prune_interval_seconds: float = Field(default=3600.0, gt=0)
+
+
+class Settings(BaseSettings):
+    """All configuration of calbridge. Names are fixed: see DESIGN.md."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="CALBRIDGE_",
+        env_file=".env",
+        env_file_encoding="utf-8",
+        env_nested_delimiter="__",
+        extra="ignore",
+    )
+
+    database_url: str = DEFAULT_DATABASE_URL
+    public_url: str | None = None
+    secret_key: SecretStr | None = None
+    admin_token: SecretStr | None = None
+    graph_url: str = "https://graph.microsoft.com/v1.0"
+    authority_host: str = "https://login.microsoftonline.com"
+    ca_bundle: Path | None = None
+
+    webhook_tolerance_seconds: int = Field(default=300, ge=1)
+    max_webhook_bytes: int = Field(default=1024 * 1024, ge=1024)
+
+    worker: WorkerSettings = WorkerSettings()
+    retention: RetentionSettings = RetentionSettings()
+
+    @field_validator("public_url", "graph_url", "authority_host")
+    @classmethod
+    def _strip_slash(cls, value: str | None) -> str | None:
+        return value.rstrip("/") if value else value
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read from the environment once."""
+    return Settings()

@@ -1,0 +1,1 @@
+"""Connections (bookingtime organisation ↔ Entra app) and their employees."""

@@ -1,0 +1,77 @@
+"""`create_app()`: the FastAPI app, its shared clients (built once in the lifespan), routers."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from app import __version__
+from app.admin.router import router as admin_router
+from app.bookingtime.router import router as bookingtime_router
+from app.config import Settings, get_settings
+from app.crypto import SecretBox, load_secret_box
+from app.db import Database
+from app.health import router as health_router
+from app.problems import install_problem_handlers
+
+log = logging.getLogger(__name__)
+
+DESCRIPTION = """
+calbridge keeps Microsoft 365 (Outlook) calendars and bookingtime in step, push-driven.
+
+* **Webhooks**: bookingtime appointment events (Standard Webhooks signatures).
+* **Admin API** under `/api/v1`: connections, employees, sync history, jobs.
+  Send `Authorization: Bearer <token>` (`calbridge token create --name NAME`).
+* Errors are `application/problem+json` (RFC 9457) with a stable `code`.
+"""
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    database: Database | None = None,
+    secret_box: SecretBox | None = None,
+    run_worker: bool = False,
+) -> FastAPI:
+    """Build the application. Clients passed in are used as they are (and not closed)."""
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        owned_database = database is None
+        app.state.settings = settings
+        app.state.database = database or Database(settings.database_url)
+        app.state.secret_box = secret_box or load_secret_box(settings)
+        worker_task: asyncio.Task[None] | None = None
+        worker = None
+        if run_worker:
+            from app.queue.worker import build_worker
+
+            worker = build_worker(app.state.database, settings)
+            worker_task = asyncio.create_task(worker.run(), name="calbridge-worker")
+        try:
+            yield
+        finally:
+            if worker is not None and worker_task is not None:
+                worker.stop()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await worker_task
+            if owned_database:
+                await app.state.database.dispose()
+
+    app = FastAPI(
+        title="calbridge",
+        version=__version__,
+        description=DESCRIPTION,
+        lifespan=lifespan,
+    )
+    install_problem_handlers(app)
+    app.include_router(health_router)
+    app.include_router(bookingtime_router)
+    app.include_router(admin_router)
+    return app

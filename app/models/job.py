@@ -1,0 +1,50 @@
+"""`job`: the durable work queue shared by every worker process (see app/queue)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import CheckConstraint, Index, Integer, String, Text, text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from app.models.base import Base, BigIntPK, JSONDoc, UTCDateTime, utcnow
+
+JOB_STATES = ("pending", "running", "done", "failed", "dead")
+
+
+class Job(Base):
+    __tablename__ = "job"
+    __table_args__ = (
+        CheckConstraint(
+            "state IN ('pending', 'running', 'done', 'failed', 'dead')", name="state_valid"
+        ),
+        # One pending job per dedupe key: enqueueing it again is a no-op.
+        Index(
+            "uq_job_pending_dedupe_key",
+            "dedupe_key",
+            unique=True,
+            sqlite_where=text("state = 'pending'"),
+            postgresql_where=text("state = 'pending'"),
+        ),
+        Index("ix_job_state_run_at", "state", "run_at"),
+        Index("ix_job_serial_key_state", "serial_key", "state"),
+        Index("ix_job_mailbox_state", "mailbox", "state"),
+    )
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(64), index=True)
+    args: Mapped[dict[str, Any]] = mapped_column(JSONDoc, default=dict)
+    state: Mapped[str] = mapped_column(String(16), default="pending")
+    run_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    max_attempts: Mapped[int | None] = mapped_column(Integer)
+    dedupe_key: Mapped[str | None] = mapped_column(String(255))
+    serial_key: Mapped[str | None] = mapped_column(String(255))
+    mailbox: Mapped[str | None] = mapped_column(String(320))
+    worker_id: Mapped[str | None] = mapped_column(String(128))
+    lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)

@@ -1,0 +1,1 @@
+"""Alembic migrations for calbridge (date-prefixed revision files under versions/)."""

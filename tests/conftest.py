@@ -1,0 +1,139 @@
+"""Shared fixtures: a real, migrated database per test (SQLite always, PostgreSQL when reachable),
+settings, the app and an HTTP client driving it in-process.
+
+PostgreSQL tests get their own schema (dropped afterwards), so runs can share one server.
+Set CALBRIDGE_TEST_POSTGRES_URL to choose the server; the default is tried and, when it does not
+answer, the PostgreSQL variants skip with the reason.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from cryptography.fernet import Fernet
+from fastapi import FastAPI
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+from app.config import Settings
+from app.crypto import SecretBox
+from app.db import Database, sync_url
+from app.main import create_app
+from app.migrate import upgrade
+
+DEFAULT_POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+ADMIN_TOKEN = "test-bootstrap-admin-token"
+SECRET_KEY = Fernet.generate_key().decode()
+
+
+def _postgres_url() -> tuple[str | None, str]:
+    """The PostgreSQL URL for tests and, when there is none, why."""
+    url = os.environ.get("CALBRIDGE_TEST_POSTGRES_URL", DEFAULT_POSTGRES_URL)
+    if not url:
+        return None, "CALBRIDGE_TEST_POSTGRES_URL is empty"
+    parsed = make_url(url)
+    host, port = parsed.host or "127.0.0.1", parsed.port or 5432
+    try:
+        with socket.create_connection((host, port), timeout=1):
+            pass
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        return None, f"no PostgreSQL at {host}:{port} ({reason}); set CALBRIDGE_TEST_POSTGRES_URL"
+    return url, ""
+
+
+POSTGRES_URL, POSTGRES_SKIP_REASON = _postgres_url()
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A SQLite database migrated once; each test gets a copy."""
+    path = tmp_path_factory.mktemp("template") / "template.db"
+    upgrade(f"sqlite:///{path}")
+    return path
+
+
+def _postgres_schema_url(base: str, schema: str) -> str:
+    url = make_url(base).set(drivername="postgresql+psycopg")
+    query = dict(url.query)
+    query["options"] = f"-csearch_path={schema}"
+    return url.set(query=query).render_as_string(hide_password=False)
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path, sqlite_template: Path) -> Iterator[str]:
+    """A fresh database at the schema head, on each engine."""
+    if request.param == "sqlite":
+        path = tmp_path / "calbridge.db"
+        shutil.copy(sqlite_template, path)
+        yield f"sqlite:///{path}"
+        return
+    if POSTGRES_URL is None:
+        pytest.skip(POSTGRES_SKIP_REASON)
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(sync_url(POSTGRES_URL))
+    with admin.begin() as conn:
+        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    url = _postgres_schema_url(POSTGRES_URL, schema)
+    try:
+        upgrade(url)
+        yield url
+    finally:
+        with admin.begin() as conn:
+            conn.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+        admin.dispose()
+
+
+@pytest.fixture
+def settings(db_url: str) -> Settings:
+    return Settings(
+        database_url=db_url,
+        secret_key=SECRET_KEY,
+        admin_token=ADMIN_TOKEN,
+        _env_file=None,  # type: ignore[call-arg]
+    )
+
+
+@pytest.fixture
+def secret_box() -> SecretBox:
+    return SecretBox([SECRET_KEY.encode()])
+
+
+@pytest.fixture
+async def database(settings: Settings) -> AsyncIterator[Database]:
+    db = Database(settings.database_url)
+    try:
+        yield db
+    finally:
+        await db.dispose()
+
+
+@pytest.fixture
+async def app(
+    settings: Settings, database: Database, secret_box: SecretBox
+) -> AsyncIterator[FastAPI]:
+    application = create_app(settings, database=database, secret_box=secret_box)
+    async with application.router.lifespan_context(application):
+        yield application
+
+
+@pytest.fixture
+async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://calbridge.test") as c:
+        yield c
+
+
+@pytest.fixture
+def admin_headers() -> dict[str, str]:
+    return {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+
+
+__all__ = ["ADMIN_TOKEN", "POSTGRES_SKIP_REASON", "POSTGRES_URL", "SECRET_KEY"]
