@@ -50,9 +50,10 @@ def create_app(
         worker_task: asyncio.Task[None] | None = None
         worker = None
         if run_worker:
-            from app.queue.worker import build_worker
+            from app.jobs import build_registry
+            from app.queue.worker import Worker
 
-            worker = build_worker(app.state.database, settings)
+            worker = Worker(app.state.database, settings, build_registry(settings))
             worker_task = asyncio.create_task(worker.run(), name="calbridge-worker")
         try:
             yield

@@ -26,7 +26,8 @@ from app.config import Settings
 from app.crypto import SecretBox
 from app.db import Database, sync_url
 from app.main import create_app
-from app.migrate import upgrade
+from app.migrate import head_revision
+from app.models import Base
 
 DEFAULT_POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 ADMIN_TOKEN = "test-bootstrap-admin-token"
@@ -52,11 +53,24 @@ def _postgres_url() -> tuple[str | None, str]:
 POSTGRES_URL, POSTGRES_SKIP_REASON = _postgres_url()
 
 
+def create_schema(url: str) -> None:
+    """The models' schema, stamped at the migration head (tests/test_migrations.py proves the
+    migrations build exactly this schema)."""
+    engine = create_engine(sync_url(url))
+    try:
+        with engine.begin() as conn:
+            Base.metadata.create_all(conn)
+            conn.execute(text("CREATE TABLE alembic_version (version_num VARCHAR(32) PRIMARY KEY)"))
+            conn.execute(text("INSERT INTO alembic_version VALUES (:v)"), {"v": head_revision()})
+    finally:
+        engine.dispose()
+
+
 @pytest.fixture(scope="session")
 def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A SQLite database migrated once; each test gets a copy."""
+    """A SQLite database with the schema, made once; each test gets a copy."""
     path = tmp_path_factory.mktemp("template") / "template.db"
-    upgrade(f"sqlite:///{path}")
+    create_schema(f"sqlite:///{path}")
     return path
 
 
@@ -83,7 +97,7 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path, sqlite_template: Path
         conn.execute(text(f'CREATE SCHEMA "{schema}"'))
     url = _postgres_schema_url(POSTGRES_URL, schema)
     try:
-        upgrade(url)
+        create_schema(url)
         yield url
     finally:
         with admin.begin() as conn:
