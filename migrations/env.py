@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from alembic import context
-from sqlalchemy import create_engine, pool
+from sqlalchemy import create_engine, pool, text
 
 from app.config import get_settings
 from app.db import configure_sqlite, sync_url
 from app.models import Base
 from app.models.base import UTCDateTime
+
+# Several `calbridge serve` replicas may start at once: on PostgreSQL they take turns.
+MIGRATION_LOCK_ID = 0x63616C62  # "calb"
 
 config = context.config
 target_metadata = Base.metadata
@@ -52,6 +55,8 @@ def run_migrations_online() -> None:
                 render_item=_render_item,
             )
             with context.begin_transaction():
+                if connection.dialect.name == "postgresql":
+                    connection.execute(text(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK_ID})"))
                 context.run_migrations()
     finally:
         engine.dispose()

@@ -13,6 +13,7 @@ import shutil
 import socket
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -81,13 +82,11 @@ def _postgres_schema_url(base: str, schema: str) -> str:
     return url.set(query=query).render_as_string(hide_password=False)
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def db_url(request: pytest.FixtureRequest, tmp_path: Path, sqlite_template: Path) -> Iterator[str]:
-    """A fresh database at the schema head, on each engine."""
-    if request.param == "sqlite":
-        path = tmp_path / "calbridge.db"
-        shutil.copy(sqlite_template, path)
-        yield f"sqlite:///{path}"
+@contextmanager
+def _empty_database(kind: str, tmp_path: Path) -> Iterator[str]:
+    """An empty database URL: a new SQLite file, or a new PostgreSQL schema dropped afterwards."""
+    if kind == "sqlite":
+        yield f"sqlite:///{tmp_path / 'calbridge.db'}"
         return
     if POSTGRES_URL is None:
         pytest.skip(POSTGRES_SKIP_REASON)
@@ -95,14 +94,33 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path, sqlite_template: Path
     admin = create_engine(sync_url(POSTGRES_URL))
     with admin.begin() as conn:
         conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    url = _postgres_schema_url(POSTGRES_URL, schema)
     try:
-        create_schema(url)
-        yield url
+        yield _postgres_schema_url(POSTGRES_URL, schema)
     finally:
         with admin.begin() as conn:
             conn.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
         admin.dispose()
+
+
+ENGINES = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+
+
+@pytest.fixture(params=ENGINES)
+def empty_db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """An empty database (no schema), on each engine."""
+    with _empty_database(request.param, tmp_path) as url:
+        yield url
+
+
+@pytest.fixture(params=ENGINES)
+def db_url(request: pytest.FixtureRequest, tmp_path: Path, sqlite_template: Path) -> Iterator[str]:
+    """A fresh database at the schema head, on each engine."""
+    with _empty_database(request.param, tmp_path) as url:
+        if request.param == "sqlite":
+            shutil.copy(sqlite_template, tmp_path / "calbridge.db")
+        else:
+            create_schema(url)
+        yield url
 
 
 @pytest.fixture

@@ -1,0 +1,159 @@
+"""The `calbridge` command: serve, worker, migrate, token."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+from enum import StrEnum
+from typing import Annotated
+
+import typer
+
+from app.config import Settings, get_settings
+from app.crypto import SecretKeyError, load_secret_box
+
+cli = typer.Typer(
+    name="calbridge",
+    help="Keeps bookingtime and Microsoft 365 (Outlook) calendars in step.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+token_cli = typer.Typer(help="Admin API tokens.", no_args_is_help=True)
+cli.add_typer(token_cli, name="token")
+
+log = logging.getLogger("calbridge")
+
+
+def _configure_logging() -> None:
+    logging.basicConfig(
+        level=logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+def _fail(message: str) -> typer.Exit:
+    typer.secho(f"calbridge: {message}", err=True, fg=typer.colors.RED)
+    return typer.Exit(code=2)
+
+
+def _settings() -> Settings:
+    settings = get_settings()
+    try:
+        load_secret_box(settings)  # fails early and readably without a usable key
+    except SecretKeyError as exc:
+        raise _fail(str(exc)) from exc
+    return settings
+
+
+def _migrate(settings: Settings) -> str | None:
+    from app.migrate import head_revision, upgrade
+
+    try:
+        upgrade(settings.database_url)
+    except Exception as exc:
+        raise _fail(f"cannot migrate the database ({type(exc).__name__}: {exc})") from exc
+    return head_revision()
+
+
+@cli.command()
+def serve(
+    host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="port to listen on")] = 8000,
+    no_worker: Annotated[
+        bool, typer.Option("--no-worker", help="API only; run `calbridge worker` elsewhere")
+    ] = False,
+) -> None:
+    """Run the API (and, unless --no-worker, the job worker) after migrating the schema."""
+    import uvicorn
+
+    from app.main import create_app
+
+    _configure_logging()
+    settings = _settings()
+    revision = _migrate(settings)
+    log.info("schema at %s; serving on http://%s:%d", revision, host, port)
+    app = create_app(settings, run_worker=not no_worker)
+    uvicorn.run(app, host=host, port=port, log_level="info", proxy_headers=True)
+
+
+@cli.command()
+def worker() -> None:
+    """Run a job worker until SIGTERM or SIGINT (in-flight jobs finish or are released)."""
+    _configure_logging()
+    settings = _settings()
+    asyncio.run(_run_worker(settings))
+
+
+async def _run_worker(settings: Settings) -> None:
+    from app.db import Database
+    from app.jobs import build_registry
+    from app.migrate import current_revision, head_revision
+    from app.queue.worker import Worker
+
+    database = Database(settings.database_url)
+    try:
+        async with database.engine.connect() as connection:
+            revision = await current_revision(connection)
+        if revision != head_revision():
+            raise _fail(
+                f"database schema is at {revision or 'nothing'}, this code needs "
+                f"{head_revision()}: run `calbridge migrate` first"
+            )
+        job_worker = Worker(database, settings, build_registry(settings))
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, job_worker.stop)
+        log.info("worker started")
+        await job_worker.run()
+        log.info("worker stopped")
+    finally:
+        await database.dispose()
+
+
+@cli.command()
+def migrate() -> None:
+    """Bring the database schema to the newest version, then exit."""
+    _configure_logging()
+    settings = get_settings()
+    revision = _migrate(settings)
+    typer.echo(f"schema at {revision}")
+
+
+class Role(StrEnum):
+    read = "read"
+    admin = "admin"
+
+
+@token_cli.command("create")
+def token_create(
+    name: Annotated[str, typer.Option(help="who or what uses the token")],
+    role: Annotated[Role, typer.Option(help="read: status only; admin: everything")] = Role.admin,
+) -> None:
+    """Create an admin API token and print it (it is shown this once)."""
+    settings = get_settings()
+    _migrate(settings)
+    token = asyncio.run(_create_token(settings, name, role.value))
+    typer.echo(token)
+
+
+async def _create_token(settings: Settings, name: str, role: str) -> str:
+    from app.admin.auth import create_token
+    from app.db import Database
+
+    database = Database(settings.database_url)
+    try:
+        async with database.session_scope() as session:
+            return await create_token(session, name=name, role=role)
+    finally:
+        await database.dispose()
+
+
+def main() -> None:
+    cli()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,226 @@
+"""The `calbridge` command, run as a real process: migrate, token, serve, worker."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+import pytest
+from standardwebhooks.webhooks import Webhook
+
+from tests.conftest import POSTGRES_SKIP_REASON, POSTGRES_URL
+
+CALBRIDGE = [sys.executable, "-m", "app.cli"]
+
+
+def _env(tmp_path: Path, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CALBRIDGE_")}
+    env["CALBRIDGE_DATABASE_URL"] = f"sqlite:///{tmp_path / 'calbridge.db'}"
+    env.update(extra)
+    return env
+
+
+def _run(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*CALBRIDGE, *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=60
+    )
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_migrate_creates_the_schema(tmp_path: Path) -> None:
+    result = _run(["migrate"], _env(tmp_path), tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "schema at" in result.stdout
+    with sqlite3.connect(tmp_path / "calbridge.db") as conn:
+        tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master")}
+    assert {"connection", "employee", "job", "inbox_event", "alembic_version"} <= tables
+
+
+def test_token_create_prints_once_and_stores_only_the_hash(tmp_path: Path) -> None:
+    result = _run(["token", "create", "--name", "ops"], _env(tmp_path), tmp_path)
+    assert result.returncode == 0, result.stderr
+    token = result.stdout.strip()
+    assert token.startswith("cbt_") and len(token) > 40
+    with sqlite3.connect(tmp_path / "calbridge.db") as conn:
+        rows = conn.execute("SELECT name, token_hash, role FROM admin_token").fetchall()
+    assert rows == [("ops", hashlib.sha256(token.encode()).hexdigest(), "admin")]
+
+
+def test_postgres_without_secret_key_refuses_to_start(tmp_path: Path) -> None:
+    env = _env(tmp_path, CALBRIDGE_DATABASE_URL="postgresql://postgres@127.0.0.1:1/none")
+    result = _run(["serve", "--port", str(_free_port())], env, tmp_path)
+    assert result.returncode == 2
+    assert "CALBRIDGE_SECRET_KEY is required with PostgreSQL" in result.stderr
+
+
+@pytest.fixture
+def served(tmp_path: Path) -> Iterator[tuple[str, dict[str, str]]]:
+    """`calbridge serve` on SQLite as a real process; yields its base URL and environment."""
+    port = _free_port()
+    env = _env(tmp_path, CALBRIDGE_ADMIN_TOKEN="e2e-admin-token")
+    process = subprocess.Popen(
+        [*CALBRIDGE, "serve", "--port", str(port)],
+        env=env,
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if process.poll() is not None or time.monotonic() > deadline:
+                output = process.stdout.read() if process.stdout else ""
+                pytest.fail(f"calbridge serve did not become ready:\n{output}")
+            time.sleep(0.1)
+        yield base, env
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            assert process.wait(timeout=30) == 0, "serve did not exit cleanly on SIGTERM"
+        finally:
+            if process.poll() is None:
+                process.kill()
+            if process.stdout:
+                process.stdout.close()
+
+
+def test_serve_end_to_end(served: tuple[str, dict[str, str]], tmp_path: Path) -> None:
+    base, _ = served
+    admin = {"Authorization": "Bearer e2e-admin-token"}
+    assert (tmp_path / "calbridge.db.key").exists(), "development key generated beside the db"
+
+    org = "f6" + "E2E" * 10
+    created = httpx.put(
+        f"{base}/api/v1/connections/{org}",
+        headers=admin,
+        json={
+            "tenant": "https://login.microsoftonline.com/contoso.onmicrosoft.com/",
+            "client_id": "11111111-2222-3333-4444-555555555555",
+            "client_secret": "very-secret-value",
+        },
+    )
+    assert created.status_code == 201, created.text
+    webhook_secret = created.json()["webhook_secret"]
+    employee = httpx.put(
+        f"{base}/api/v1/connections/{org}/employees/brE2E",
+        headers=admin,
+        json={"mailbox": "max@contoso.com"},
+    )
+    assert employee.status_code == 201, employee.text
+
+    body = json.dumps(
+        {
+            "type": "appointment.created",
+            "timestamp": datetime.now(UTC).isoformat(),
+            "data": {
+                "organizationId": org,
+                "appointment": {
+                    "id": "edE2E",
+                    "start": "2026-12-01T10:00:00+01:00",
+                    "end": "2026-12-01T11:00:00+01:00",
+                    "timeZone": "Europe/Berlin",
+                    "bookingResourceList": [{"id": "brE2E", "type": "EMPLOYEE"}],
+                },
+            },
+        }
+    )
+    now = datetime.now(UTC)
+    signature = Webhook(webhook_secret).sign("msg_e2e_1", now, body)
+    headers = {
+        "content-type": "application/json",
+        "webhook-id": "msg_e2e_1",
+        "webhook-timestamp": str(int(now.timestamp())),
+        "webhook-signature": signature,
+    }
+    accepted = httpx.post(f"{base}/webhooks/bookingtime/{org}", content=body, headers=headers)
+    assert accepted.status_code == 202, accepted.text
+
+    jobs = httpx.get(f"{base}/api/v1/jobs", headers=admin, params={"kind": "sync.appointment"})
+    assert jobs.status_code == 200
+    [job] = jobs.json()["items"]
+    assert job["args"]["appointment_id"] == "edE2E"
+    assert job["state"] == "pending"  # its handler arrives with the sync engine
+
+    with sqlite3.connect(tmp_path / "calbridge.db") as conn:
+        dump = "\n".join(conn.iterdump())
+    assert "very-secret-value" not in dump and webhook_secret not in dump
+
+
+def test_worker_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
+    env = _env(tmp_path)
+    assert _run(["migrate"], env, tmp_path).returncode == 0
+    process = subprocess.Popen(
+        [*CALBRIDGE, "worker"], env=env, cwd=tmp_path, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        time.sleep(1.5)
+        assert process.poll() is None, "worker exited on its own"
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=30) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+        stderr = process.stderr.read() if process.stderr else ""
+        if process.stderr:
+            process.stderr.close()
+    assert "worker stopped" in stderr
+
+
+def test_worker_refuses_an_unmigrated_database(tmp_path: Path) -> None:
+    result = _run(["worker"], _env(tmp_path), tmp_path)
+    assert result.returncode == 2
+    assert "run `calbridge migrate` first" in result.stderr
+
+
+@pytest.mark.postgres
+def test_migrate_on_postgres(tmp_path: Path) -> None:
+    if POSTGRES_URL is None:
+        pytest.skip(POSTGRES_SKIP_REASON)
+    from sqlalchemy import create_engine, text
+
+    from app.db import sync_url
+    from tests.conftest import _postgres_schema_url
+
+    schema = f"cli_{os.getpid()}_{int(time.time() * 1000) % 100000}"
+    admin = create_engine(sync_url(POSTGRES_URL))
+    with admin.begin() as conn:
+        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    try:
+        env = _env(tmp_path, CALBRIDGE_DATABASE_URL=_postgres_schema_url(POSTGRES_URL, schema))
+        result = _run(["migrate"], env, tmp_path)
+        assert result.returncode == 0, result.stderr
+        with admin.connect() as conn:
+            tables = set(
+                conn.scalars(
+                    text("SELECT table_name FROM information_schema.tables WHERE table_schema=:s"),
+                    {"s": schema},
+                )
+            )
+        assert {"job", "connection", "alembic_version"} <= tables
+    finally:
+        with admin.begin() as conn:
+            conn.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+        admin.dispose()
