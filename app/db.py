@@ -2,7 +2,8 @@
 
 SQLite runs in WAL mode with one shared connection per process: every transaction queues for it
 in asyncio (fair, no busy-wait sleeps) and starts with `BEGIN IMMEDIATE`, so no two writers ever
-race for a lock upgrade. PostgreSQL uses an ordinary pool.
+race for a lock upgrade. PostgreSQL uses an ordinary pool. So: never open a second session while
+one is open in the same task (on SQLite it would wait for itself).
 """
 
 from __future__ import annotations
