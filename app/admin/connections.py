@@ -1,5 +1,162 @@
-"""Placeholder until this router lands."""
+"""Admin endpoints for connections: `/api/v1/connections[/{organization_id}]`."""
 
-from fastapi import APIRouter
+from __future__ import annotations
 
-router = APIRouter()
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Depends, Path, Request, Response, status
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.config import Settings
+from app.connections import service
+from app.connections.schemas import (
+    ID_MAX_LENGTH,
+    ID_PATTERN,
+    ORGANIZATION_ID_EXAMPLE,
+    ConnectionIn,
+    ConnectionOut,
+    ConnectionPutOut,
+)
+from app.connections.tenant import GLOBAL_AUTHORITY_HOSTS
+from app.crypto import SecretBox
+from app.db import get_session
+from app.problems import problem_responses
+
+router = APIRouter(prefix="/api/v1/connections", tags=["connections"])
+
+DbSession = Annotated[AsyncSession, Depends(get_session)]
+OrganizationId = Annotated[
+    str,
+    Path(
+        min_length=1,
+        max_length=ID_MAX_LENGTH,
+        pattern=ID_PATTERN,
+        description="bookingtime organisation id (letters, digits, `_`, `-`; at most 64).",
+        examples=[ORGANIZATION_ID_EXAMPLE],
+    ),
+]
+
+
+def get_secret_box(request: Request) -> SecretBox:
+    """FastAPI dependency: the process's SecretBox (built once in the lifespan)."""
+    box: SecretBox = request.app.state.secret_box
+    return box
+
+
+def get_authority_hosts(request: Request) -> tuple[str, ...]:
+    """FastAPI dependency: login hosts accepted in tenant URLs (Microsoft's and the configured)."""
+    settings: Settings = request.app.state.settings
+    return (*GLOBAL_AUTHORITY_HOSTS, settings.authority_host)
+
+
+_PUT_EXAMPLES: dict[str, Any] = {
+    "create": {
+        "summary": "Create, calbridge generates the webhook secret",
+        "value": {
+            "tenant": "contoso.onmicrosoft.com",
+            "client_id": "6731de76-14a6-49ae-97bc-6eba6914391e",
+            "client_secret": "Xy48Q~abcdefghijklmnopqrstuvwxyz0123456",
+            "client_secret_expires_at": "2027-05-31",
+            "locale": "de",
+        },
+    },
+    "authority_url": {
+        "summary": "Tenant pasted as the authority URL, own webhook secret",
+        "value": {
+            "tenant": "https://login.microsoftonline.com/72f988bf-86f1-41af-91ab-2d7cd011db47/v2.0",
+            "client_id": "6731de76-14a6-49ae-97bc-6eba6914391e",
+            "client_secret": "Xy48Q~abcdefghijklmnopqrstuvwxyz0123456",
+            "webhook_secret": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+            "locale": "en",
+        },
+    },
+    "rotate_secret": {
+        "summary": "Update: a new client secret and its expiry, other secrets kept",
+        "value": {
+            "tenant": "contoso.onmicrosoft.com",
+            "client_id": "6731de76-14a6-49ae-97bc-6eba6914391e",
+            "client_secret": "Nw91Q~zyxwvutsrqponmlkjihgfedcba9876543",
+            "client_secret_expires_at": "2027-11-30T00:00:00Z",
+        },
+    },
+}
+
+
+@router.get(
+    "",
+    summary="List connections",
+    description="Every connection, ordered by organisation id. Secrets are never returned.",
+)
+async def list_connections(session: DbSession) -> list[ConnectionOut]:
+    summaries = await service.list_connections(session)
+    await session.commit()
+    return [ConnectionOut.build(s.connection, employee_count=s.employee_count) for s in summaries]
+
+
+@router.put(
+    "/{organization_id}",
+    summary="Create or update a connection",
+    description=(
+        "Links a bookingtime organisation to the Entra app registration that may write its "
+        "employees' calendars (application permission `Calendars.ReadWrite`, admin consent). "
+        "Answers `201` when the connection is new, `200` when it was updated. Secrets are "
+        "stored encrypted and never returned, except a webhook secret calbridge generates: "
+        "that one is in this response only."
+    ),
+    status_code=status.HTTP_200_OK,
+    responses={
+        200: {"description": "Updated"},
+        201: {"model": ConnectionPutOut, "description": "Created"},
+        **problem_responses(409, 422),
+    },
+)
+async def put_connection(
+    organization_id: OrganizationId,
+    body: Annotated[ConnectionIn, Body(openapi_examples=_PUT_EXAMPLES)],
+    response: Response,
+    session: DbSession,
+    secret_box: Annotated[SecretBox, Depends(get_secret_box)],
+    authority_hosts: Annotated[tuple[str, ...], Depends(get_authority_hosts)],
+) -> ConnectionPutOut:
+    result = await service.put_connection(
+        session,
+        secret_box=secret_box,
+        organization_id=organization_id,
+        data=body,
+        authority_hosts=authority_hosts,
+    )
+    await session.commit()
+    if result.created:
+        response.status_code = status.HTTP_201_CREATED
+    out = ConnectionPutOut.build(
+        result.summary.connection, employee_count=result.summary.employee_count
+    )
+    out.webhook_secret = result.generated_webhook_secret
+    return out
+
+
+@router.get(
+    "/{organization_id}",
+    summary="Get a connection",
+    responses=problem_responses(404, 422),
+)
+async def get_connection(organization_id: OrganizationId, session: DbSession) -> ConnectionOut:
+    summary = await service.get_connection_summary(session, organization_id=organization_id)
+    await session.commit()
+    return ConnectionOut.build(summary.connection, employee_count=summary.employee_count)
+
+
+@router.delete(
+    "/{organization_id}",
+    summary="Delete a connection",
+    description=(
+        "Deletes the connection with its employees, stored appointments, webhook inbox and sync "
+        "history. Works whatever state the credentials are in."
+    ),
+    status_code=status.HTTP_204_NO_CONTENT,
+    response_class=Response,
+    responses=problem_responses(404, 422),
+)
+async def delete_connection(organization_id: OrganizationId, session: DbSession) -> None:
+    await service.delete_connection(session, organization_id=organization_id)
+    await session.commit()

@@ -1,5 +1,72 @@
-"""Placeholder until this router lands."""
+"""Admin endpoint for the sync history: `/api/v1/sync-history`."""
 
-from fastapi import APIRouter
+from __future__ import annotations
 
-router = APIRouter()
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+
+from app.admin.connections import DbSession
+from app.admin.pagination import Cursor, Limit, Page, decode_cursor, encode_cursor
+from app.connections.schemas import (
+    EMPLOYEE_ID_EXAMPLE,
+    ID_MAX_LENGTH,
+    ID_PATTERN,
+    ORGANIZATION_ID_EXAMPLE,
+)
+from app.history import service
+from app.history.schemas import SyncRecordOut
+from app.problems import problem_responses
+
+router = APIRouter(prefix="/api/v1/sync-history", tags=["sync history"])
+
+
+@router.get(
+    "",
+    summary="Sync history",
+    description=(
+        "Every sync attempt with its outcome and readable error, newest first. Filter by "
+        "organisation, employee and status; page with `cursor` = the previous `next_cursor`."
+    ),
+    responses=problem_responses(400, 404, 422),
+)
+async def list_sync_history(
+    session: DbSession,
+    organization_id: Annotated[
+        str | None,
+        Query(
+            max_length=ID_MAX_LENGTH,
+            pattern=ID_PATTERN,
+            description="Only this organisation (404 if there is no such connection).",
+            examples=[ORGANIZATION_ID_EXAMPLE],
+        ),
+    ] = None,
+    employee_id: Annotated[
+        str | None,
+        Query(
+            max_length=ID_MAX_LENGTH,
+            pattern=ID_PATTERN,
+            description="Only this employee (bookingtime booking-resource id).",
+            examples=[EMPLOYEE_ID_EXAMPLE],
+        ),
+    ] = None,
+    status: Annotated[
+        str | None,
+        Query(max_length=16, description="Only this outcome.", examples=["failed"]),
+    ] = None,
+    limit: Limit = 50,
+    cursor: Cursor = None,
+) -> Page[SyncRecordOut]:
+    page = await service.list_sync_history(
+        session,
+        organization_id=organization_id,
+        employee_id=employee_id,
+        status=status,
+        before_id=decode_cursor(cursor),
+        limit=limit,
+    )
+    await session.commit()
+    return Page[SyncRecordOut](
+        items=[SyncRecordOut.build(r, organization_id=org) for r, org in page.records],
+        next_cursor=None if page.next_before_id is None else encode_cursor(page.next_before_id),
+    )

@@ -1,5 +1,17 @@
-"""Placeholder until the admin endpoints land."""
+"""The admin API: every admin router (each declares its full `/api/v1/...` path) behind the
+bearer-token dependency, with the 401 problem documented once.
+"""
 
-from fastapi import APIRouter
+from __future__ import annotations
 
-router = APIRouter()
+from fastapi import APIRouter, Depends
+
+from app.admin import connections, employees, history, jobs
+from app.admin.auth import require_admin
+from app.problems import problem_responses
+
+router = APIRouter(dependencies=[Depends(require_admin)], responses=problem_responses(401))
+router.include_router(connections.router)
+router.include_router(employees.router)
+router.include_router(history.router)
+router.include_router(jobs.router)

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.models import Connection
+from app.models import Connection, Employee
 
 
 async def get_connection(session: AsyncSession, organization_id: str) -> Connection | None:
@@ -13,3 +13,71 @@ async def get_connection(session: AsyncSession, organization_id: str) -> Connect
     return await session.scalar(
         select(Connection).where(Connection.organization_id == organization_id)
     )
+
+
+async def count_employees(session: AsyncSession, *, connection_id: int) -> int:
+    """How many employees a connection maps."""
+    count = await session.scalar(
+        select(func.count(Employee.id)).where(Employee.connection_id == connection_id)
+    )
+    return count or 0
+
+
+async def list_connections_with_counts(session: AsyncSession) -> list[tuple[Connection, int]]:
+    """Every connection with its employee count, ordered by organisation id."""
+    employee_count = (
+        select(func.count(Employee.id))
+        .where(Employee.connection_id == Connection.id)
+        .correlate(Connection)
+        .scalar_subquery()
+    )
+    result = await session.execute(
+        select(Connection, employee_count).order_by(Connection.organization_id)
+    )
+    return [(connection, count) for connection, count in result]
+
+
+async def add_connection(session: AsyncSession, connection: Connection) -> None:
+    """Insert a connection (flushed, so a duplicate organisation raises IntegrityError here)."""
+    session.add(connection)
+    await session.flush()
+
+
+async def delete_connection(session: AsyncSession, connection: Connection) -> None:
+    """Delete a connection; the database cascades to its employees, snapshots, inbox and history."""
+    await session.delete(connection)
+    await session.flush()
+
+
+async def get_employee(
+    session: AsyncSession, *, connection_id: int, booking_resource_id: str
+) -> Employee | None:
+    """One employee of a connection by bookingtime booking-resource id, or None."""
+    return await session.scalar(
+        select(Employee).where(
+            Employee.connection_id == connection_id,
+            Employee.booking_resource_id == booking_resource_id,
+        )
+    )
+
+
+async def list_employees(session: AsyncSession, *, connection_id: int) -> list[Employee]:
+    """Every employee of a connection, ordered by booking-resource id."""
+    result = await session.scalars(
+        select(Employee)
+        .where(Employee.connection_id == connection_id)
+        .order_by(Employee.booking_resource_id)
+    )
+    return list(result)
+
+
+async def add_employee(session: AsyncSession, employee: Employee) -> None:
+    """Insert an employee (flushed, so a duplicate raises IntegrityError here)."""
+    session.add(employee)
+    await session.flush()
+
+
+async def delete_employee(session: AsyncSession, employee: Employee) -> None:
+    """Delete an employee mapping (its sync history stays: it holds plain ids)."""
+    await session.delete(employee)
+    await session.flush()

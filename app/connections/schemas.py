@@ -1,0 +1,356 @@
+"""Request and response bodies for connections and employees (secrets are write-only)."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+from datetime import UTC, date, datetime, time
+from typing import Annotated, Any, Literal, Self
+from uuid import UUID
+
+from email_validator import EmailNotValidError, validate_email
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    field_validator,
+)
+
+from app.models import Connection, Employee
+
+# bookingtime ids are 32 characters (`f6…` organisations, `br…` booking resources); the rule is
+# looser so that custom ids and test ids fit, but never anything a URL path would mangle.
+ID_PATTERN = r"^[A-Za-z0-9_-]+$"
+ID_MAX_LENGTH = 64
+ORGANIZATION_ID_EXAMPLE = "f6AAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"
+EMPLOYEE_ID_EXAMPLE = "brAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"
+
+WEBHOOK_SECRET_PREFIX = "whsec_"  # noqa: S105 (the Standard Webhooks prefix, not a secret)
+WEBHOOK_SECRET_MIN_BYTES = 24
+WEBHOOK_SECRET_MAX_BYTES = 64
+CLIENT_SECRET_MAX_LENGTH = 1024
+
+Locale = Literal["de", "en"]
+
+_DATE_ONLY = re.compile(r"\d{4}-\d{2}-\d{2}")
+_EXPIRY_FORMS = "give a date (2027-05-31) or a datetime with an offset (2027-05-31T12:00:00Z)"
+
+
+def webhook_path(organization_id: str) -> str:
+    """Where bookingtime delivers this organisation's webhooks, relative to calbridge's base URL."""
+    return f"/webhooks/bookingtime/{organization_id}"
+
+
+def _strip(value: Any) -> Any:
+    return value.strip() if isinstance(value, str) else value
+
+
+class ConnectionIn(BaseModel):
+    """Create or update a connection. Omitted optional fields keep their stored value on update."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        # Validation errors would otherwise carry the secrets into anything that logs them.
+        hide_input_in_errors=True,
+        json_schema_extra={
+            "examples": [
+                {
+                    "tenant": "contoso.onmicrosoft.com",
+                    "client_id": "6731de76-14a6-49ae-97bc-6eba6914391e",
+                    "client_secret": "Xy48Q~abcdefghijklmnopqrstuvwxyz0123456",
+                    "client_secret_expires_at": "2027-05-31",
+                    "locale": "de",
+                },
+                {
+                    "tenant": "https://login.microsoftonline.com/72f988bf-86f1-41af-91ab-2d7cd011db47/v2.0",
+                    "client_id": "6731de76-14a6-49ae-97bc-6eba6914391e",
+                    "client_secret": "Xy48Q~abcdefghijklmnopqrstuvwxyz0123456",
+                    "client_secret_expires_at": "2027-05-31T12:00:00Z",
+                    "webhook_secret": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+                    "locale": "en",
+                },
+            ]
+        },
+    )
+
+    tenant: str = Field(
+        min_length=1,
+        max_length=512,
+        description=(
+            "The Entra directory (tenant) ID, a domain of the tenant, or the authority URL "
+            "`https://login.microsoftonline.com/<tenant>` (anything after the tenant is ignored). "
+            "Stored as a lowercase GUID or domain. `common`, `organizations` and `consumers` are "
+            "refused: a single-tenant app registration needs its own tenant."
+        ),
+        examples=[
+            "72f988bf-86f1-41af-91ab-2d7cd011db47",
+            "contoso.onmicrosoft.com",
+            "https://login.microsoftonline.com/contoso.com/v2.0",
+        ],
+    )
+    client_id: UUID = Field(
+        description="The app registration's application (client) ID.",
+        examples=["6731de76-14a6-49ae-97bc-6eba6914391e"],
+    )
+    client_secret: SecretStr | None = Field(
+        default=None,
+        min_length=1,
+        max_length=CLIENT_SECRET_MAX_LENGTH,
+        description=(
+            "The app registration's client secret (its value, not its ID). Required when the "
+            "connection is created; omit it on update to keep the stored one. Write-only."
+        ),
+        examples=["Xy48Q~abcdefghijklmnopqrstuvwxyz0123456"],
+    )
+    client_secret_expires_at: AwareDatetime | date | None = Field(
+        default=None,
+        description=(
+            "When the client secret expires, so calbridge can warn before sync stops: a date "
+            "(that day 00:00 UTC) or a datetime with an offset. Omitted on update it is kept, "
+            "unless a new `client_secret` is given (the stored date belonged to the old one); "
+            "`null` clears it."
+        ),
+        examples=["2027-05-31", "2027-05-31T12:00:00+02:00"],
+    )
+    webhook_secret: SecretStr | None = Field(
+        default=None,
+        description=(
+            "The Standard Webhooks secret bookingtime signs with: `whsec_` and the base64 of "
+            f"{WEBHOOK_SECRET_MIN_BYTES}–{WEBHOOK_SECRET_MAX_BYTES} random bytes. Omitted on "
+            "create, calbridge generates one and returns it once; omitted on update, the stored "
+            "one is kept. Write-only."
+        ),
+        examples=["whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"],
+    )
+    locale: Locale | None = Field(
+        default=None,
+        description="Language of texts calbridge writes (events, errors): `de` (default) or `en`.",
+        examples=["de"],
+    )
+
+    @field_validator("tenant", "client_secret", "webhook_secret", mode="before")
+    @classmethod
+    def _strip_whitespace(cls, value: Any) -> Any:
+        # Pasted values often carry a newline or spaces; none of these values can contain them.
+        return _strip(value)
+
+    @field_validator("client_secret_expires_at", mode="before")
+    @classmethod
+    def _date_or_aware_datetime(cls, value: Any) -> Any:
+        # Parsed here, not by the union: pydantic reads "2027-05-31T00:00:00" as a date, and a
+        # time without an offset is ambiguous.
+        if value is None or isinstance(value, datetime | date):
+            parsed = value
+        elif isinstance(value, str):
+            text = value.strip()
+            try:
+                parsed = (
+                    date.fromisoformat(text)
+                    if _DATE_ONLY.fullmatch(text)
+                    else datetime.fromisoformat(text)
+                )
+            except ValueError:
+                raise ValueError(_EXPIRY_FORMS) from None
+        else:
+            raise ValueError(_EXPIRY_FORMS)
+        if isinstance(parsed, datetime) and parsed.tzinfo is None:
+            raise ValueError(f"the datetime has no offset; {_EXPIRY_FORMS}")
+        return parsed
+
+    @field_validator("webhook_secret")
+    @classmethod
+    def _standard_webhooks_secret(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None:
+            return None
+        raw = value.get_secret_value()
+        problem = (
+            f"must be {WEBHOOK_SECRET_PREFIX!r} followed by the base64 of "
+            f"{WEBHOOK_SECRET_MIN_BYTES}–{WEBHOOK_SECRET_MAX_BYTES} bytes"
+        )
+        if not raw.startswith(WEBHOOK_SECRET_PREFIX):
+            raise ValueError(problem)
+        try:
+            key = base64.b64decode(raw.removeprefix(WEBHOOK_SECRET_PREFIX), validate=True)
+        except (binascii.Error, ValueError) as exc:
+            raise ValueError(problem) from exc
+        if not WEBHOOK_SECRET_MIN_BYTES <= len(key) <= WEBHOOK_SECRET_MAX_BYTES:
+            raise ValueError(f"{problem}, not {len(key)}")
+        return value
+
+    @property
+    def expires_at_utc(self) -> datetime | None:
+        """`client_secret_expires_at` as an aware UTC datetime (a date is its midnight UTC)."""
+        value = self.client_secret_expires_at
+        if value is None:
+            return None
+        if isinstance(value, datetime):
+            return value.astimezone(UTC)
+        return datetime.combine(value, time(0, 0), tzinfo=UTC)
+
+
+class ConnectionOut(BaseModel):
+    """A connection as the admin sees it: never a secret."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "organization_id": ORGANIZATION_ID_EXAMPLE,
+                    "tenant": "contoso.onmicrosoft.com",
+                    "client_id": "6731de76-14a6-49ae-97bc-6eba6914391e",
+                    "client_secret_expires_at": "2027-05-31T00:00:00Z",
+                    "locale": "de",
+                    "webhook_url": f"/webhooks/bookingtime/{ORGANIZATION_ID_EXAMPLE}",
+                    "employee_count": 3,
+                    "created_at": "2026-11-26T09:30:00Z",
+                    "updated_at": "2026-11-26T09:30:00Z",
+                }
+            ]
+        }
+    )
+
+    organization_id: str = Field(description="bookingtime organisation id.")
+    tenant: str = Field(description="Entra tenant, normalised (lowercase GUID or domain).")
+    client_id: str = Field(description="Application (client) ID of the app registration.")
+    client_secret_expires_at: datetime | None = Field(
+        description="When the client secret expires (UTC), if known."
+    )
+    locale: str = Field(description="Language of texts calbridge writes.")
+    webhook_url: str = Field(
+        description=(
+            "Path of this organisation's bookingtime webhook endpoint, relative to calbridge's "
+            "public base URL: configure it in bookingtime with the webhook secret."
+        )
+    )
+    employee_count: int = Field(description="Employees mapped to mailboxes.")
+    created_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def build(cls, connection: Connection, *, employee_count: int) -> Self:
+        """The response for a stored connection."""
+        return cls(
+            organization_id=connection.organization_id,
+            tenant=connection.tenant,
+            client_id=connection.client_id,
+            client_secret_expires_at=connection.client_secret_expires_at,
+            locale=connection.locale,
+            webhook_url=webhook_path(connection.organization_id),
+            employee_count=employee_count,
+            created_at=connection.created_at,
+            updated_at=connection.updated_at,
+        )
+
+
+class ConnectionPutOut(ConnectionOut):
+    """The connection after a PUT, with the webhook secret if calbridge just generated it."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "organization_id": ORGANIZATION_ID_EXAMPLE,
+                    "tenant": "contoso.onmicrosoft.com",
+                    "client_id": "6731de76-14a6-49ae-97bc-6eba6914391e",
+                    "client_secret_expires_at": "2027-05-31T00:00:00Z",
+                    "locale": "de",
+                    "webhook_url": f"/webhooks/bookingtime/{ORGANIZATION_ID_EXAMPLE}",
+                    "employee_count": 0,
+                    "created_at": "2026-11-26T09:30:00Z",
+                    "updated_at": "2026-11-26T09:30:00Z",
+                    "webhook_secret": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSwgjb3Zk5JGHk=",
+                }
+            ]
+        }
+    )
+
+    webhook_secret: str | None = Field(
+        default=None,
+        description=(
+            "The webhook secret calbridge generated for this connection: shown only in this "
+            "response, so copy it into bookingtime now. Null when the secret was given or kept."
+        ),
+    )
+
+
+def normalize_mailbox(value: str) -> str:
+    """The mailbox address in its stored form (lowercase); ValueError with the reason if invalid."""
+    try:
+        result = validate_email(value.strip(), check_deliverability=False)
+    except EmailNotValidError as exc:
+        raise ValueError(str(exc)) from exc
+    return result.normalized.lower()
+
+
+class EmployeeIn(BaseModel):
+    """Map an employee (bookingtime booking resource) to an Outlook mailbox."""
+
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"mailbox": "max.mustermann@contoso.com"}]}
+    )
+
+    mailbox: Annotated[str, Field(min_length=3, max_length=320)] = Field(
+        description=(
+            "The employee's mailbox address (primary SMTP address or UPN). Its syntax is checked "
+            "here and stored lowercase; whether it exists shows in the sync history."
+        ),
+        examples=["max.mustermann@contoso.com"],
+    )
+
+    @field_validator("mailbox")
+    @classmethod
+    def _valid_address(cls, value: str) -> str:
+        return normalize_mailbox(value)
+
+
+class EmployeeOut(BaseModel):
+    """An employee's mailbox and sync status."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "organization_id": ORGANIZATION_ID_EXAMPLE,
+                    "employee_id": EMPLOYEE_ID_EXAMPLE,
+                    "mailbox": "max.mustermann@contoso.com",
+                    "last_success_at": "2026-11-26T10:02:11Z",
+                    "last_error_at": "2026-11-25T16:40:00Z",
+                    "last_error_code": "mailbox_not_found",
+                    "last_error_message": (
+                        "User max.mustermann@contoso.com is invalid: it does not exist in the "
+                        "organization or the address is mistyped."
+                    ),
+                    "created_at": "2026-11-25T16:39:00Z",
+                    "updated_at": "2026-11-25T16:39:00Z",
+                }
+            ]
+        }
+    )
+
+    organization_id: str = Field(description="bookingtime organisation id.")
+    employee_id: str = Field(description="bookingtime booking-resource id.")
+    mailbox: str = Field(description="Outlook mailbox address, lowercase.")
+    last_success_at: datetime | None = Field(description="Last successful sync (Letzter Erfolg).")
+    last_error_at: datetime | None = Field(description="Last failed sync.")
+    last_error_code: str | None = Field(description="Stable code of the last error.")
+    last_error_message: str | None = Field(description="Readable message of the last error.")
+    created_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def build(cls, employee: Employee, *, organization_id: str) -> EmployeeOut:
+        """The response for a stored employee."""
+        return cls(
+            organization_id=organization_id,
+            employee_id=employee.booking_resource_id,
+            mailbox=employee.mailbox,
+            last_success_at=employee.last_success_at,
+            last_error_at=employee.last_error_at,
+            last_error_code=employee.last_error_code,
+            last_error_message=employee.last_error_message,
+            created_at=employee.created_at,
+            updated_at=employee.updated_at,
+        )

@@ -1,0 +1,254 @@
+"""Connections and employees: create, update, read and delete them. Never commits."""
+
+from __future__ import annotations
+
+import base64
+import hmac
+import secrets
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.connections import repository
+from app.connections.schemas import ConnectionIn, EmployeeIn
+from app.connections.tenant import GLOBAL_AUTHORITY_HOSTS, InvalidTenantError, normalize_tenant
+from app.crypto import SecretBox, SecretKeyError
+from app.models import Connection, Employee
+from app.models.base import utcnow
+from app.problems import ProblemError
+
+DEFAULT_LOCALE = "de"
+WEBHOOK_SECRET_BYTES = 32
+
+
+class ConnectionNotFoundError(ProblemError):
+    """No connection exists for the organisation."""
+
+    def __init__(self, organization_id: str) -> None:
+        super().__init__(
+            404,
+            "connection_not_found",
+            "Connection not found",
+            f"no connection for organization {organization_id!r}",
+        )
+
+
+class EmployeeNotFoundError(ProblemError):
+    """The connection has no employee with that booking-resource id."""
+
+    def __init__(self, organization_id: str, employee_id: str) -> None:
+        super().__init__(
+            404,
+            "employee_not_found",
+            "Employee not found",
+            f"organization {organization_id!r} has no employee {employee_id!r}",
+        )
+
+
+class InvalidFieldError(ProblemError):
+    """A 422 found after parsing, shaped like the request-validation ones (`errors[].field`)."""
+
+    def __init__(self, field: str, message: str, *, detail: str | None = None) -> None:
+        super().__init__(
+            422,
+            "validation_failed",
+            "The request is not valid",
+            detail or f"invalid or missing: {field}",
+            errors=[{"field": field, "message": message}],
+        )
+
+
+class ConcurrentChangeError(ProblemError):
+    """Another request created the same row between our read and our insert."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            409,
+            "conflict",
+            "Changed concurrently",
+            "another request changed the same resource at the same time; retry",
+        )
+
+
+@dataclass(frozen=True)
+class ConnectionSummary:
+    """A connection and how many employees it maps."""
+
+    connection: Connection
+    employee_count: int
+
+
+@dataclass(frozen=True)
+class PutConnectionResult:
+    """The outcome of a PUT: the connection, whether it is new, and a secret generated for it."""
+
+    summary: ConnectionSummary
+    created: bool
+    generated_webhook_secret: str | None
+
+
+def generate_webhook_secret() -> str:
+    """A new Standard Webhooks secret: `whsec_` and the base64 of 32 random bytes."""
+    return "whsec_" + base64.b64encode(secrets.token_bytes(WEBHOOK_SECRET_BYTES)).decode("ascii")
+
+
+def _same_secret(secret_box: SecretBox, stored: str, given: str) -> bool:
+    try:
+        current = secret_box.decrypt(stored)
+    except SecretKeyError:
+        # Stored under a key that is gone: sending the secret again is how an admin repairs it.
+        return False
+    return hmac.compare_digest(current.encode(), given.encode())
+
+
+async def get_connection(session: AsyncSession, *, organization_id: str) -> Connection:
+    """The organisation's connection, or ConnectionNotFoundError."""
+    connection = await repository.get_connection(session, organization_id)
+    if connection is None:
+        raise ConnectionNotFoundError(organization_id)
+    return connection
+
+
+async def get_connection_summary(
+    session: AsyncSession, *, organization_id: str
+) -> ConnectionSummary:
+    """The organisation's connection with its employee count, or ConnectionNotFoundError."""
+    connection = await get_connection(session, organization_id=organization_id)
+    count = await repository.count_employees(session, connection_id=connection.id)
+    return ConnectionSummary(connection, count)
+
+
+async def list_connections(session: AsyncSession) -> list[ConnectionSummary]:
+    """Every connection with its employee count, ordered by organisation id."""
+    rows = await repository.list_connections_with_counts(session)
+    return [ConnectionSummary(connection, count) for connection, count in rows]
+
+
+async def put_connection(
+    session: AsyncSession,
+    *,
+    secret_box: SecretBox,
+    organization_id: str,
+    data: ConnectionIn,
+    authority_hosts: Iterable[str] = GLOBAL_AUTHORITY_HOSTS,
+) -> PutConnectionResult:
+    """Create or update the organisation's connection; secrets are stored encrypted."""
+    try:
+        tenant = normalize_tenant(data.tenant, authority_hosts=authority_hosts)
+    except InvalidTenantError as exc:
+        raise InvalidFieldError("tenant", exc.reason, detail=str(exc)) from exc
+    client_secret = data.client_secret.get_secret_value() if data.client_secret else None
+    webhook_secret = data.webhook_secret.get_secret_value() if data.webhook_secret else None
+
+    connection = await repository.get_connection(session, organization_id)
+    if connection is None:
+        if client_secret is None:
+            raise InvalidFieldError("client_secret", "required when the connection is created")
+        generated = None
+        if webhook_secret is None:
+            webhook_secret = generated = generate_webhook_secret()
+        connection = Connection(
+            organization_id=organization_id,
+            tenant=tenant,
+            client_id=str(data.client_id),
+            client_secret_encrypted=secret_box.encrypt(client_secret),
+            client_secret_expires_at=data.expires_at_utc,
+            webhook_secret_encrypted=secret_box.encrypt(webhook_secret),
+            locale=data.locale or DEFAULT_LOCALE,
+            created_at=(now := utcnow()),
+            updated_at=now,
+        )
+        try:
+            await repository.add_connection(session, connection)
+        except IntegrityError as exc:
+            raise ConcurrentChangeError() from exc
+        return PutConnectionResult(ConnectionSummary(connection, 0), True, generated)
+
+    connection.tenant = tenant
+    connection.client_id = str(data.client_id)
+    new_client_secret = False
+    if client_secret is not None and not _same_secret(
+        secret_box, connection.client_secret_encrypted, client_secret
+    ):
+        connection.client_secret_encrypted = secret_box.encrypt(client_secret)
+        new_client_secret = True
+    if "client_secret_expires_at" in data.model_fields_set:
+        connection.client_secret_expires_at = data.expires_at_utc
+    elif new_client_secret:
+        # The stored date described the replaced secret; keeping it would warn about the wrong one.
+        connection.client_secret_expires_at = None
+    if webhook_secret is not None and not _same_secret(
+        secret_box, connection.webhook_secret_encrypted, webhook_secret
+    ):
+        connection.webhook_secret_encrypted = secret_box.encrypt(webhook_secret)
+    if data.locale is not None:
+        connection.locale = data.locale
+    await session.flush()
+    count = await repository.count_employees(session, connection_id=connection.id)
+    return PutConnectionResult(ConnectionSummary(connection, count), False, None)
+
+
+async def delete_connection(session: AsyncSession, *, organization_id: str) -> None:
+    """Delete the organisation's connection with its employees, snapshots, inbox and history."""
+    connection = await get_connection(session, organization_id=organization_id)
+    await repository.delete_connection(session, connection)
+
+
+async def get_employee(
+    session: AsyncSession, *, organization_id: str, employee_id: str
+) -> Employee:
+    """One employee of the organisation, or ConnectionNotFoundError / EmployeeNotFoundError."""
+    connection = await get_connection(session, organization_id=organization_id)
+    employee = await repository.get_employee(
+        session, connection_id=connection.id, booking_resource_id=employee_id
+    )
+    if employee is None:
+        raise EmployeeNotFoundError(organization_id, employee_id)
+    return employee
+
+
+async def list_employees(session: AsyncSession, *, organization_id: str) -> list[Employee]:
+    """The organisation's employees, ordered by booking-resource id."""
+    connection = await get_connection(session, organization_id=organization_id)
+    return await repository.list_employees(session, connection_id=connection.id)
+
+
+async def put_employee(
+    session: AsyncSession, *, organization_id: str, employee_id: str, data: EmployeeIn
+) -> tuple[Employee, bool]:
+    """Map an employee to a mailbox; returns the employee and whether it was created."""
+    connection = await get_connection(session, organization_id=organization_id)
+    employee = await repository.get_employee(
+        session, connection_id=connection.id, booking_resource_id=employee_id
+    )
+    if employee is None:
+        now = utcnow()
+        employee = Employee(
+            connection_id=connection.id,
+            booking_resource_id=employee_id,
+            mailbox=data.mailbox,
+            created_at=now,
+            updated_at=now,
+        )
+        try:
+            await repository.add_employee(session, employee)
+        except IntegrityError as exc:
+            raise ConcurrentChangeError() from exc
+        return employee, True
+    if employee.mailbox != data.mailbox:
+        # The status described the old mailbox; the new one has not been synced yet.
+        employee.mailbox = data.mailbox
+        employee.last_success_at = None
+        employee.last_error_at = None
+        employee.last_error_code = None
+        employee.last_error_message = None
+        await session.flush()
+    return employee, False
+
+
+async def delete_employee(session: AsyncSession, *, organization_id: str, employee_id: str) -> None:
+    """Remove an employee's mapping; its sync history stays."""
+    employee = await get_employee(session, organization_id=organization_id, employee_id=employee_id)
+    await repository.delete_employee(session, employee)

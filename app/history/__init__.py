@@ -1,0 +1,1 @@
+"""Sync history ("Synchronisierungsverlauf"): reading the `sync_record` rows the sync writes."""

@@ -1,0 +1,77 @@
+"""Response bodies of the sync history."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from app.models import SyncRecord
+
+
+class SyncRecordOut(BaseModel):
+    """One sync attempt and its outcome."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "id": 4711,
+                    "organization_id": "f6AAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+                    "employee_id": "brAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+                    "mailbox": "d.wellt@organization.com",
+                    "appointment_id": "edAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+                    "job_id": 815,
+                    "action": "create",
+                    "status": "failed",
+                    "code": "mailbox_not_found",
+                    "message": (
+                        "User d.wellt@organization.com is invalid: it does not exist in the "
+                        "organization or the address is mistyped."
+                    ),
+                    "details": {"graph_status": 404, "graph_code": "ErrorInvalidUser"},
+                    "duration_ms": 182,
+                    "graph_request_id": "0a1b2c3d-4e5f-6789-abcd-ef0123456789",
+                    "created_at": "2026-11-26T10:02:11Z",
+                }
+            ]
+        }
+    )
+
+    id: int = Field(description="Record id; higher is newer.")
+    organization_id: str = Field(description="bookingtime organisation id.")
+    employee_id: str | None = Field(description="bookingtime booking-resource id, if any.")
+    mailbox: str | None = Field(description="Target Outlook mailbox, if any.")
+    appointment_id: str | None = Field(description="bookingtime appointment id, if any.")
+    job_id: int | None = Field(description="The queue job that made this attempt, if any.")
+    action: str = Field(description="What was attempted, e.g. `create`, `update`, `delete`.")
+    status: str = Field(description="Outcome, e.g. `succeeded`, `failed`, `skipped`.")
+    code: str = Field(description="Stable outcome code.")
+    message: str = Field(description="Readable outcome, in the connection's language.")
+    details: dict[str, Any] | None = Field(description="Structured details of the outcome.")
+    duration_ms: int | None = Field(description="How long the attempt took.")
+    graph_request_id: str | None = Field(
+        description="Microsoft Graph `request-id`, for Microsoft support."
+    )
+    created_at: datetime
+
+    @classmethod
+    def build(cls, record: SyncRecord, *, organization_id: str) -> SyncRecordOut:
+        """The response for a stored record."""
+        return cls(
+            id=record.id,
+            organization_id=organization_id,
+            employee_id=record.booking_resource_id,
+            mailbox=record.mailbox,
+            appointment_id=record.appointment_id,
+            job_id=record.job_id,
+            action=record.action,
+            status=record.status,
+            code=record.code,
+            message=record.message,
+            details=record.details,
+            duration_ms=record.duration_ms,
+            graph_request_id=record.graph_request_id,
+            created_at=record.created_at,
+        )

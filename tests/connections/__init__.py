@@ -1,0 +1,1 @@
+"""Connection and employee domain tests."""
