@@ -1,5 +1,161 @@
-"""Placeholder until this router lands."""
+"""Admin API over the job queue: list jobs, retry dead or failed ones."""
 
-from fastapi import APIRouter
+from __future__ import annotations
 
-router = APIRouter()
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, Path, Query
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.admin.auth import require_admin
+from app.admin.pagination import Cursor, Limit, Page, decode_cursor, encode_cursor
+from app.db import get_session
+from app.models.base import utcnow
+from app.problems import ProblemError, problem_responses
+from app.queue.errors import DuplicatePendingJob, JobNotFound, JobNotRetriable
+from app.queue.repository import list_jobs, requeue
+
+router = APIRouter(prefix="/api/v1/jobs", tags=["jobs"], dependencies=[Depends(require_admin)])
+
+JobState = Literal["pending", "running", "done", "failed", "dead"]
+
+_EXAMPLE: dict[str, Any] = {
+    "id": 42,
+    "kind": "sync.appointment",
+    "args": {"connection_id": 1, "appointment_id": "a-1001"},
+    "state": "dead",
+    "run_at": "2026-11-26T09:15:00Z",
+    "attempts": 8,
+    "max_attempts": None,
+    "dedupe_key": "appointment:1:a-1001",
+    "serial_key": "appointment:1:a-1001",
+    "mailbox": "d.wellt@organization.com",
+    "last_error": "TransportError: connection reset by peer",
+    "created_at": "2026-11-26T08:00:00Z",
+    "started_at": "2026-11-26T09:15:00Z",
+    "finished_at": "2026-11-26T09:15:02Z",
+}
+
+
+class JobOut(BaseModel):
+    """One job of the queue."""
+
+    model_config = ConfigDict(from_attributes=True, json_schema_extra={"examples": [_EXAMPLE]})
+
+    id: int
+    kind: str = Field(description="dotted job kind, e.g. `sync.appointment`")
+    args: dict[str, Any]
+    state: JobState
+    run_at: datetime = Field(description="not started before this time")
+    attempts: int = Field(description="runs started so far")
+    max_attempts: int | None = Field(description="null: the worker default")
+    dedupe_key: str | None = Field(description="at most one pending job per key")
+    serial_key: str | None = Field(description="at most one running job per key")
+    mailbox: str | None = Field(description="the Graph mailbox the job writes to")
+    last_error: str | None
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+
+
+def _example(status: int, code: str, title: str, detail: str) -> dict[str, Any]:
+    body = {
+        "type": f"https://calbridge.dev/problems/{code}",
+        "title": title,
+        "status": status,
+        "code": code,
+        "detail": detail,
+        "instance": "/api/v1/jobs/42/retry",
+    }
+    return {"summary": code, "value": body}
+
+
+def _with_examples(
+    responses: dict[int | str, dict[str, Any]], examples: dict[int, dict[str, Any]]
+) -> dict[int | str, dict[str, Any]]:
+    for status, named in examples.items():
+        responses[status]["content"] = {"application/problem+json": {"examples": named}}
+    return responses
+
+
+_RETRY_PROBLEMS = _with_examples(
+    problem_responses(401, 404, 409),
+    {
+        404: {
+            "job_not_found": _example(404, "job_not_found", "No such job", "job 42 does not exist")
+        },
+        409: {
+            "job_not_retriable": _example(
+                409,
+                "job_not_retriable",
+                "Only dead or failed jobs can be retried",
+                "job 42 is running: only dead or failed jobs can be retried",
+            ),
+            "job_duplicate_pending": _example(
+                409,
+                "job_duplicate_pending",
+                "A pending job with the same dedupe key exists",
+                "job 57 with the same dedupe key is already pending",
+            ),
+        },
+    },
+)
+
+
+@router.get(
+    "",
+    summary="List jobs, newest first",
+    description="Filter by `state` and `kind`; page with `cursor` (the previous `next_cursor`).",
+    responses=problem_responses(400, 401, 422),
+)
+async def get_jobs(
+    session: Annotated[AsyncSession, Depends(get_session)],
+    state: Annotated[JobState | None, Query(description="only jobs in this state")] = None,
+    kind: Annotated[str | None, Query(max_length=64, description="only jobs of this kind")] = None,
+    limit: Limit = 50,
+    cursor: Cursor = None,
+) -> Page[JobOut]:
+    jobs = await list_jobs(
+        session, state=state, kind=kind, before_id=decode_cursor(cursor), limit=limit + 1
+    )
+    await session.commit()  # the token's last use
+    page = jobs[:limit]
+    next_cursor = encode_cursor(page[-1].id) if len(jobs) > limit else None
+    return Page[JobOut](items=[JobOut.model_validate(job) for job in page], next_cursor=next_cursor)
+
+
+@router.post(
+    "/{job_id}/retry",
+    summary="Retry a dead or failed job",
+    description=(
+        "Puts the job back to `pending`, due now, with its attempts reset. Only `dead` and "
+        "`failed` jobs can be retried, and not while another job with the same dedupe key "
+        "is pending (that one will do the work)."
+    ),
+    responses=_RETRY_PROBLEMS,
+)
+async def retry_job(
+    session: Annotated[AsyncSession, Depends(get_session)],
+    job_id: Annotated[int, Path(ge=1, description="the job's id")],
+) -> JobOut:
+    try:
+        job = await requeue(session, job_id, now=utcnow())
+    except JobNotFound as exc:
+        raise ProblemError(404, "job_not_found", "No such job", str(exc)) from exc
+    except JobNotRetriable as exc:
+        raise ProblemError(
+            409, "job_not_retriable", "Only dead or failed jobs can be retried", str(exc)
+        ) from exc
+    except DuplicatePendingJob as exc:
+        raise ProblemError(
+            409,
+            "job_duplicate_pending",
+            "A pending job with the same dedupe key exists",
+            str(exc),
+            pending_job_id=exc.pending_id,
+        ) from exc
+    out = JobOut.model_validate(job)
+    await session.commit()
+    return out

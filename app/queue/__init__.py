@@ -1,5 +1,7 @@
 """The durable job queue: enqueue inside the caller's transaction, claim and run in workers."""
 
+from app.queue.errors import PermanentError, RetryAfter
+from app.queue.registry import JobContext, JobRegistry
 from app.queue.repository import enqueue
 
-__all__ = ["enqueue"]
+__all__ = ["JobContext", "JobRegistry", "PermanentError", "RetryAfter", "enqueue"]

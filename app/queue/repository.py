@@ -1,18 +1,78 @@
-"""Every query of the job queue lives here."""
+"""Every query of the job queue: enqueue, claim, heartbeat, outcomes, stall recovery, periodic
+ticks, the admin's list and retry, pruning.
+
+Functions taking a session run in the caller's transaction (the transactional outbox);
+`JobManager` methods each own one short transaction. Time always comes from the caller (`now`),
+never from the database clock, so every process and every test agrees on it.
+"""
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Any
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, Final, cast
 
-from sqlalchemy import text
+from sqlalchemy import (
+    ColumnElement,
+    CursorResult,
+    String,
+    and_,
+    bindparam,
+    case,
+    delete,
+    exists,
+    func,
+    literal,
+    or_,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
 
-from app.models import Job
-from app.models.base import utcnow
+from app.config import Settings
+from app.db import Database
+from app.models import Job, Mailbox
+from app.models.base import UTCDateTime, utcnow
+from app.queue.errors import DuplicatePendingJob, JobNotFound, JobNotRetriable
 
-_PENDING = text("state = 'pending'")
+PENDING: Final = "pending"
+RUNNING: Final = "running"
+DONE: Final = "done"
+FAILED: Final = "failed"
+DEAD: Final = "dead"
+RETRIABLE_STATES: Final = (DEAD, FAILED)
+
+MAX_ERROR_CHARS = 2000
+# Candidates a PostgreSQL claim inspects before giving up for this round; a candidate is skipped
+# when another worker holds its serial-key or mailbox lock at that very moment.
+_MAX_CLAIM_CANDIDATES = 10
+
+_PENDING_WHERE = text("state = 'pending'")
+
+
+def _insert(session: AsyncSession) -> Any:
+    """The dialect's INSERT (both have ON CONFLICT)."""
+    dialect = session.get_bind().dialect.name
+    return postgresql.insert if dialect == "postgresql" else sqlite.insert
+
+
+def _update() -> Any:
+    # Core-style UPDATE through the ORM entity; no loaded objects need synchronising.
+    return update(Job).execution_options(synchronize_session=False)
+
+
+def error_text(error: BaseException | str) -> str:
+    """`Type: message`, truncated: what `last_error` stores."""
+    value = error if isinstance(error, str) else f"{type(error).__name__}: {error}"
+    if len(value) > MAX_ERROR_CHARS:
+        value = value[: MAX_ERROR_CHARS - 1] + "…"
+    return value
 
 
 async def enqueue(
@@ -31,7 +91,7 @@ async def enqueue(
     values: dict[str, Any] = {
         "kind": kind,
         "args": args or {},
-        "state": "pending",
+        "state": PENDING,
         "run_at": run_at or now,
         "attempts": 0,
         "max_attempts": max_attempts,
@@ -40,12 +100,641 @@ async def enqueue(
         "mailbox": mailbox,
         "created_at": now,
     }
-    dialect = session.get_bind().dialect.name
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
     statement = (
-        insert(Job)
+        _insert(session)(Job)
         .values(**values)
-        .on_conflict_do_nothing(index_elements=["dedupe_key"], index_where=_PENDING)
+        .on_conflict_do_nothing(index_elements=["dedupe_key"], index_where=_PENDING_WHERE)
         .returning(Job.id)
     )
     return (await session.execute(statement)).scalar_one_or_none()
+
+
+# --- periodic jobs -------------------------------------------------------------------------
+
+
+def next_tick(now: datetime, every_seconds: float) -> datetime:
+    """The first multiple of the interval (counted from the Unix epoch) strictly after `now`."""
+    index = math.floor(now.timestamp() / every_seconds) + 1
+    return datetime.fromtimestamp(index * every_seconds, UTC)
+
+
+def tick_dedupe_key(kind: str, tick: datetime) -> str:
+    return f"periodic:{kind}:{round(tick.timestamp())}"
+
+
+async def schedule_tick(
+    session: AsyncSession,
+    kind: str,
+    every_seconds: float,
+    *,
+    now: datetime,
+    only_if_idle: bool = False,
+) -> int | None:
+    """Enqueue the next tick of a periodic kind unless a job for that tick exists in any state.
+
+    The dedupe key names the tick, so any number of processes doing this at once add one job,
+    and a tick that already ran (a process with a late clock) is not added again. With
+    `only_if_idle` nothing is added while a job of the kind is pending or running: that job
+    schedules the next tick itself when it ends.
+    """
+    tick = next_tick(now, every_seconds)
+    key = tick_dedupe_key(kind, tick)
+    other = aliased(Job, name="other_job")
+    conditions: list[ColumnElement[bool]] = [
+        ~exists().where(other.kind == kind, other.dedupe_key == key)
+    ]
+    if only_if_idle:
+        conditions.append(~exists().where(other.kind == kind, other.state.in_((PENDING, RUNNING))))
+    columns = {
+        "kind": literal(kind),
+        "args": literal({}, Job.__table__.c.args.type),
+        "state": literal(PENDING),
+        "run_at": literal(tick, UTCDateTime()),
+        "attempts": literal(0),
+        "dedupe_key": literal(key),
+        "created_at": literal(now, UTCDateTime()),
+    }
+    # SQLite needs the WHERE clause here anyway: it disambiguates INSERT … SELECT … ON CONFLICT.
+    source = select(*columns.values()).where(*conditions)
+    statement = (
+        _insert(session)(Job)
+        .from_select(list(columns), source, include_defaults=False)
+        .on_conflict_do_nothing(index_elements=["dedupe_key"], index_where=_PENDING_WHERE)
+        .returning(Job.id)
+    )
+    return (await session.execute(statement)).scalar_one_or_none()
+
+
+# --- mailboxes -----------------------------------------------------------------------------
+
+
+async def throttle_mailbox(session: AsyncSession, address: str, until: datetime) -> None:
+    """No job of this mailbox is claimed before `until` (an earlier throttle is never shortened)."""
+    insert = _insert(session)(Mailbox).values(address=address, throttled_until=until)
+    later = case(
+        (Mailbox.throttled_until > insert.excluded.throttled_until, Mailbox.throttled_until),
+        else_=insert.excluded.throttled_until,
+    )
+    await session.execute(
+        insert.on_conflict_do_update(index_elements=["address"], set_={"throttled_until": later})
+    )
+
+
+# --- admin ---------------------------------------------------------------------------------
+
+
+async def list_jobs(
+    session: AsyncSession,
+    *,
+    state: str | None = None,
+    kind: str | None = None,
+    before_id: int | None = None,
+    limit: int = 50,
+) -> list[Job]:
+    """Jobs newest first, optionally of one state and kind, below a cursor id."""
+    query = select(Job).order_by(Job.id.desc()).limit(limit)
+    if state is not None:
+        query = query.where(Job.state == state)
+    if kind is not None:
+        query = query.where(Job.kind == kind)
+    if before_id is not None:
+        query = query.where(Job.id < before_id)
+    return list((await session.scalars(query)).all())
+
+
+async def requeue(session: AsyncSession, job_id: int, *, now: datetime) -> Job:
+    """A dead or failed job back to pending, due now, with its attempts reset."""
+    current = (
+        await session.execute(
+            select(Job.state, Job.dedupe_key).where(Job.id == job_id).with_for_update()
+        )
+    ).one_or_none()
+    if current is None:
+        raise JobNotFound(job_id)
+    if current.state not in RETRIABLE_STATES:
+        raise JobNotRetriable(job_id, current.state)
+    if current.dedupe_key is not None:
+        twin = await _pending_twin(session, current.dedupe_key)
+        if twin is not None:
+            raise DuplicatePendingJob(job_id, twin)
+    statement = (
+        _update()
+        .where(Job.id == job_id)
+        .values(
+            state=PENDING,
+            run_at=now,
+            attempts=0,
+            worker_id=None,
+            lease_expires_at=None,
+            started_at=None,
+            finished_at=None,
+        )
+        .returning(Job)
+    )
+    try:
+        # A twin enqueued concurrently (PostgreSQL) violates the pending-dedupe index.
+        async with session.begin_nested():
+            job = (await session.execute(statement)).scalar_one()
+    except IntegrityError as exc:
+        raise DuplicatePendingJob(job_id, None) from exc
+    return cast(Job, job)
+
+
+# --- retention -----------------------------------------------------------------------------
+
+
+async def prune_done_jobs(
+    session: AsyncSession, *, finished_before: datetime, limit: int | None = None
+) -> int:
+    """Delete `done` jobs finished before the cutoff (at most `limit`); the number deleted."""
+    doomed = select(Job.id).where(Job.state == DONE, Job.finished_at < finished_before)
+    if limit is not None:
+        doomed = doomed.limit(limit)
+    statement = (
+        delete(Job)
+        .where(Job.id.in_(doomed.scalar_subquery()))
+        .execution_options(synchronize_session=False)
+    )
+    result = cast(CursorResult[Any], await session.execute(statement))
+    return result.rowcount
+
+
+# --- the worker's side -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ClaimedJob:
+    """A job a worker holds: what it needs to run it and to record how it ended."""
+
+    id: int
+    kind: str
+    args: dict[str, Any]
+    attempts: int  # including this run
+    max_attempts: int  # the job's own limit, or the worker default
+    dedupe_key: str | None
+    serial_key: str | None
+    mailbox: str | None
+    worker_id: str
+    lease_expires_at: datetime
+
+
+@dataclass(frozen=True)
+class StalledJobs:
+    """What a stall recovery did: ids put back to pending, and ids that were out of attempts."""
+
+    requeued: list[int]
+    dead: list[int]
+
+
+async def _pending_twin(session: AsyncSession, dedupe_key: str) -> int | None:
+    # FOR UPDATE: a claimer holding the twin finishes first, so a twin found here stays pending.
+    return (
+        await session.execute(
+            select(Job.id)
+            .where(Job.dedupe_key == dedupe_key, Job.state == PENDING)
+            .with_for_update()
+        )
+    ).scalar_one_or_none()
+
+
+async def _return_to_pending(
+    session: AsyncSession,
+    *,
+    job_id: int,
+    dedupe_key: str | None,
+    run_at: datetime,
+    now: datetime,
+    values: Mapping[str, Any],
+) -> int | None:
+    """Put a running job back to pending at `run_at`; None, or the twin that superseded it.
+
+    One pending job per dedupe key: when a pending twin exists, this job ends `done` (its work
+    is the twin's now) and the twin waits until `run_at` too, as this job would have.
+    """
+    for _ in range(3):
+        twin = await _pending_twin(session, dedupe_key) if dedupe_key is not None else None
+        if twin is not None:
+            await session.execute(
+                _update()
+                .where(Job.id == twin)
+                .values(
+                    run_at=case(
+                        (
+                            Job.run_at < literal(run_at, UTCDateTime()),
+                            literal(run_at, UTCDateTime()),
+                        ),
+                        else_=Job.run_at,
+                    )
+                )
+            )
+            error = values.get("last_error")
+            note = f"superseded by job {twin}" + (f" after {error}" if error else "")
+            await session.execute(
+                _update()
+                .where(Job.id == job_id)
+                .values(
+                    state=DONE,
+                    finished_at=now,
+                    lease_expires_at=None,
+                    last_error=error_text(note),
+                )
+            )
+            return twin
+        statement = (
+            _update()
+            .where(Job.id == job_id)
+            .values(state=PENDING, run_at=run_at, lease_expires_at=None, worker_id=None, **values)
+        )
+        if dedupe_key is None:
+            await session.execute(statement)
+            return None
+        try:
+            # A twin enqueued concurrently (PostgreSQL) violates the pending-dedupe index:
+            # then look for it again and let it supersede this job.
+            async with session.begin_nested():
+                await session.execute(statement)
+            return None
+        except IntegrityError:
+            continue
+    raise RuntimeError(f"job {job_id}: could not return to pending (dedupe key contended)")
+
+
+class _ClaimStatements:
+    """The claim's statements, built once: composing them costs more than running them."""
+
+    def __init__(self) -> None:
+        now = bindparam("now", type_=UTCDateTime())
+        running = aliased(Job, name="running_job")
+        earlier = aliased(Job, name="earlier_job")
+        # Serial key free: no running job with it, and no earlier pending one (enqueue order).
+        serial_free = or_(
+            Job.serial_key.is_(None),
+            and_(
+                ~exists().where(running.serial_key == Job.serial_key, running.state == RUNNING),
+                ~exists().where(
+                    earlier.serial_key == Job.serial_key,
+                    earlier.state == PENDING,
+                    earlier.id < Job.id,
+                ),
+            ),
+        )
+        mailbox_running = (
+            select(func.count())
+            .select_from(running)
+            .where(running.mailbox == Job.mailbox, running.state == RUNNING)
+            .scalar_subquery()
+        )
+        mailbox_free = or_(
+            Job.mailbox.is_(None),
+            and_(
+                ~exists().where(Mailbox.address == Job.mailbox, Mailbox.throttled_until > now),
+                mailbox_running < bindparam("mailbox_limit"),
+            ),
+        )
+        claimable = and_(
+            Job.state == PENDING,
+            Job.run_at <= now,
+            Job.kind.in_(bindparam("kinds", expanding=True)),
+            serial_free,
+            mailbox_free,
+        )
+        self.candidate = (
+            select(Job.id, Job.serial_key, Job.mailbox)
+            .where(
+                claimable,
+                Job.id.not_in(bindparam("skipped", expanding=True)),
+                or_(
+                    Job.serial_key.is_(None),
+                    Job.serial_key.not_in(bindparam("skipped_serial_keys", expanding=True)),
+                ),
+                or_(
+                    Job.mailbox.is_(None),
+                    Job.mailbox.not_in(bindparam("skipped_mailboxes", expanding=True)),
+                ),
+            )
+            .order_by(Job.run_at, Job.id)
+            .limit(1)
+        )
+        self.recheck = select(Job.id).where(Job.id == bindparam("job_id"), claimable)
+        lease = (
+            _update()
+            .values(
+                state=RUNNING,
+                attempts=Job.attempts + 1,
+                worker_id=bindparam("worker_id"),
+                lease_expires_at=bindparam("lease_until", type_=UTCDateTime()),
+                started_at=now,
+                finished_at=None,
+            )
+            .returning(
+                Job.id,
+                Job.kind,
+                Job.args,
+                Job.attempts,
+                Job.max_attempts,
+                Job.dedupe_key,
+                Job.serial_key,
+                Job.mailbox,
+                Job.worker_id,
+                Job.lease_expires_at,
+            )
+        )
+        self.lease = lease.where(Job.id == bindparam("job_id"), Job.state == PENDING)
+        # SQLite: the candidate query as the UPDATE's subquery (its own FROM job, uncorrelated).
+        self.lease_next = lease.where(
+            Job.id == self.candidate.with_only_columns(Job.id).correlate(None).scalar_subquery(),
+            Job.state == PENDING,
+        )
+        # PostgreSQL: the candidate row stays locked (and skipped by other claimers) until commit.
+        self.candidate = self.candidate.with_for_update(of=Job, skip_locked=True)
+        # Advisory locks are per database, the queue per schema: the schema is part of the key.
+        lock_key = func.concat(func.current_schema(), ":", bindparam("key", type_=String()))
+        self.try_lock = select(func.pg_try_advisory_xact_lock(func.hashtextextended(lock_key, 0)))
+
+
+_CLAIM = _ClaimStatements()
+
+
+class JobManager:
+    """The worker's queue operations, each in one short transaction of its own."""
+
+    def __init__(
+        self,
+        database: Database,
+        *,
+        lease_seconds: float,
+        mailbox_concurrency: int,
+        max_attempts: int,
+    ) -> None:
+        self.database = database
+        self.lease = timedelta(seconds=lease_seconds)
+        self.mailbox_concurrency = mailbox_concurrency
+        self.max_attempts = max_attempts
+
+    @classmethod
+    def from_settings(cls, database: Database, settings: Settings) -> JobManager:
+        return cls(
+            database,
+            lease_seconds=settings.worker.lease_seconds,
+            mailbox_concurrency=settings.worker.mailbox_concurrency,
+            max_attempts=settings.worker.max_attempts,
+        )
+
+    # claiming
+
+    async def claim(
+        self, *, worker_id: str, kinds: Iterable[str], now: datetime
+    ) -> ClaimedJob | None:
+        """Take the next claimable job (by run_at, then id) and lease it to `worker_id`."""
+        kinds = list(kinds)
+        if not kinds:
+            return None
+        is_postgres = not self.database.is_sqlite
+        params: dict[str, Any] = {
+            "now": now,
+            "kinds": kinds,
+            "mailbox_limit": self.mailbox_concurrency,
+            "worker_id": worker_id,
+            "skipped": [],
+            "skipped_serial_keys": [],
+            "skipped_mailboxes": [],
+        }
+        async with self.database.session_scope() as session:
+            if not is_postgres:
+                # Transactions are serialized (BEGIN IMMEDIATE): pick and lease in one statement.
+                return await self._lease(session, _CLAIM.lease_next, params)
+            for _ in range(_MAX_CLAIM_CANDIDATES):
+                candidate = (await session.execute(_CLAIM.candidate, params)).one_or_none()
+                if candidate is None:
+                    return None
+                # Claimers run side by side here: two could each count three running jobs of
+                # a mailbox and both start a fourth. A transaction-scoped lock per serial key
+                # and mailbox makes them take turns, and the recheck (a fresh snapshot, taken
+                # after the lock) sees every claim committed before it.
+                # A key locked by another claimer is skipped for the rest of this claim, so a
+                # busy mailbox does not hide the jobs queued behind it.
+                serial_key, mailbox = candidate.serial_key, candidate.mailbox
+                if not await self._try_lock(session, "serial", serial_key):
+                    params["skipped_serial_keys"] = [*params["skipped_serial_keys"], serial_key]
+                    continue
+                if not await self._try_lock(session, "mailbox", mailbox):
+                    params["skipped_mailboxes"] = [*params["skipped_mailboxes"], mailbox]
+                    continue
+                if not await self._still_claimable(session, candidate.id, params):
+                    params["skipped"] = [*params["skipped"], candidate.id]
+                    continue
+                return await self._lease(session, _CLAIM.lease, {**params, "job_id": candidate.id})
+            return None
+
+    async def _try_lock(self, session: AsyncSession, namespace: str, key: str | None) -> bool:
+        if key is None:
+            return True
+        lock = await session.execute(_CLAIM.try_lock, {"key": f"calbridge.{namespace}:{key}"})
+        return bool(lock.scalar_one())
+
+    async def _still_claimable(
+        self, session: AsyncSession, job_id: int, params: dict[str, Any]
+    ) -> bool:
+        found = await session.execute(_CLAIM.recheck, {**params, "job_id": job_id})
+        return found.scalar_one_or_none() is not None
+
+    async def _lease(
+        self, session: AsyncSession, statement: Any, params: dict[str, Any]
+    ) -> ClaimedJob | None:
+        params = {**params, "lease_until": params["now"] + self.lease}
+        row = (await session.execute(statement, params)).one_or_none()
+        if row is None:
+            return None
+        return ClaimedJob(
+            id=row.id,
+            kind=row.kind,
+            args=row.args,
+            attempts=row.attempts,
+            max_attempts=row.max_attempts or self.max_attempts,
+            dedupe_key=row.dedupe_key,
+            serial_key=row.serial_key,
+            mailbox=row.mailbox,
+            worker_id=row.worker_id,
+            lease_expires_at=row.lease_expires_at,
+        )
+
+    # leases
+
+    async def heartbeat(self, job_ids: Iterable[int], *, worker_id: str, now: datetime) -> set[int]:
+        """Extend the leases of jobs this worker still holds; the ids it does hold."""
+        ids = list(job_ids)
+        if not ids:
+            return set()
+        statement = (
+            _update()
+            .where(Job.id.in_(ids), Job.state == RUNNING, Job.worker_id == worker_id)
+            .values(lease_expires_at=now + self.lease)
+            .returning(Job.id)
+        )
+        async with self.database.session_scope() as session:
+            return set((await session.execute(statement)).scalars().all())
+
+    async def recover_stalled(
+        self, *, now: datetime, periodic: Mapping[str, float] | None = None, limit: int = 100
+    ) -> StalledJobs:
+        """Running jobs whose lease lapsed (their worker died): back to pending, or `dead` when
+        they had their last attempt. A periodic kind (kind → interval) gets its next tick."""
+        periodic = periodic or {}
+        requeued: list[int] = []
+        dead: list[int] = []
+        query = (
+            select(Job.id, Job.kind, Job.dedupe_key, Job.attempts, Job.max_attempts, Job.worker_id)
+            .where(Job.state == RUNNING, Job.lease_expires_at < now)
+            .order_by(Job.id)
+            .limit(limit)
+        )
+        async with self.database.session_scope() as session:
+            if not self.database.is_sqlite:
+                query = query.with_for_update(skip_locked=True)
+            for row in (await session.execute(query)).all():
+                limit_ = row.max_attempts or self.max_attempts
+                lapse = (
+                    f"lease expired: worker {row.worker_id} stopped during attempt {row.attempts}"
+                )
+                if row.attempts >= limit_:
+                    await session.execute(
+                        _update()
+                        .where(Job.id == row.id)
+                        .values(
+                            state=DEAD,
+                            finished_at=now,
+                            lease_expires_at=None,
+                            last_error=error_text(f"{lapse} of {limit_}; no attempts left"),
+                        )
+                    )
+                    dead.append(row.id)
+                    if row.kind in periodic:
+                        await schedule_tick(session, row.kind, periodic[row.kind], now=now)
+                    continue
+                await _return_to_pending(
+                    session,
+                    job_id=row.id,
+                    dedupe_key=row.dedupe_key,
+                    run_at=now,
+                    now=now,
+                    values={"last_error": error_text(lapse)},
+                )
+                requeued.append(row.id)
+        return StalledJobs(requeued=requeued, dead=dead)
+
+    # outcomes: each applies only while the worker still holds this run of the job
+
+    @staticmethod
+    def _held(job: ClaimedJob) -> ColumnElement[bool]:
+        return and_(
+            Job.id == job.id,
+            Job.state == RUNNING,
+            Job.worker_id == job.worker_id,
+            Job.attempts == job.attempts,
+        )
+
+    async def _finish(
+        self,
+        job: ClaimedJob,
+        *,
+        state: str,
+        now: datetime,
+        error: str | None,
+        every_seconds: float | None,
+    ) -> bool:
+        values: dict[str, Any] = {"state": state, "finished_at": now, "lease_expires_at": None}
+        if error is not None:
+            values["last_error"] = error
+        statement = _update().where(self._held(job)).values(**values).returning(Job.id)
+        async with self.database.session_scope() as session:
+            if (await session.execute(statement)).scalar_one_or_none() is None:
+                return False
+            if every_seconds is not None:
+                await schedule_tick(session, job.kind, every_seconds, now=now)
+            return True
+
+    async def complete(
+        self, job: ClaimedJob, *, now: datetime, every_seconds: float | None = None
+    ) -> bool:
+        """The job succeeded: `done`. A periodic job schedules its next tick in the same
+        transaction. False when the worker no longer held the job (its lease was lost)."""
+        return await self._finish(job, state=DONE, now=now, error=None, every_seconds=every_seconds)
+
+    async def fail(
+        self,
+        job: ClaimedJob,
+        *,
+        error: BaseException | str,
+        now: datetime,
+        every_seconds: float | None = None,
+    ) -> bool:
+        """A permanent error: `failed`, never retried automatically."""
+        return await self._finish(
+            job, state=FAILED, now=now, error=error_text(error), every_seconds=every_seconds
+        )
+
+    async def mark_dead(
+        self,
+        job: ClaimedJob,
+        *,
+        error: BaseException | str,
+        now: datetime,
+        every_seconds: float | None = None,
+    ) -> bool:
+        """A retryable error on the last attempt: `dead`."""
+        return await self._finish(
+            job, state=DEAD, now=now, error=error_text(error), every_seconds=every_seconds
+        )
+
+    async def retry(
+        self,
+        job: ClaimedJob,
+        *,
+        run_at: datetime,
+        error: BaseException | str,
+        now: datetime,
+        throttle_until: datetime | None = None,
+    ) -> bool:
+        """Back to pending at `run_at`; with `throttle_until`, the job's mailbox waits as well."""
+        async with self.database.session_scope() as session:
+            if not await self._hold(session, job):
+                return False
+            if throttle_until is not None and job.mailbox is not None:
+                await throttle_mailbox(session, job.mailbox, throttle_until)
+            await _return_to_pending(
+                session,
+                job_id=job.id,
+                dedupe_key=job.dedupe_key,
+                run_at=run_at,
+                now=now,
+                values={"last_error": error_text(error)},
+            )
+            return True
+
+    async def release(self, job: ClaimedJob, *, now: datetime) -> bool:
+        """Give a job back unfinished (worker shutdown): pending, due now, this attempt not
+        counted."""
+        async with self.database.session_scope() as session:
+            if not await self._hold(session, job):
+                return False
+            await _return_to_pending(
+                session,
+                job_id=job.id,
+                dedupe_key=job.dedupe_key,
+                run_at=now,
+                now=now,
+                values={"attempts": Job.attempts - 1},
+            )
+            return True
+
+    async def _hold(self, session: AsyncSession, job: ClaimedJob) -> bool:
+        # Row lock first, then (maybe) the twin's: always this order, so no deadlock.
+        query = select(Job.id).where(self._held(job)).with_for_update()
+        return (await session.execute(query)).scalar_one_or_none() is not None
+
+    async def ensure_periodic(
+        self, kind: str, every_seconds: float, *, now: datetime
+    ) -> int | None:
+        """At worker start: the next tick of a periodic kind, unless its chain is alive."""
+        async with self.database.session_scope() as session:
+            return await schedule_tick(session, kind, every_seconds, now=now, only_if_idle=True)

@@ -1,0 +1,67 @@
+"""The composition root of background work: every job kind of calbridge and its handler."""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta
+from typing import Any, cast
+
+from sqlalchemy import CursorResult, delete, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.config import Settings
+from app.db import Database
+from app.models import InboxEvent
+from app.queue.registry import JobContext, JobRegistry
+from app.queue.repository import prune_done_jobs
+
+log = logging.getLogger(__name__)
+
+PRUNE_KIND = "maintenance.prune"
+# Rows deleted per transaction, so pruning a large backlog never holds a long write lock.
+PRUNE_BATCH = 5000
+
+
+def build_registry(settings: Settings) -> JobRegistry:
+    """The registry every worker of this app runs."""
+    registry = JobRegistry()
+    registry.register(PRUNE_KIND, prune, every_seconds=settings.retention.prune_interval_seconds)
+    return registry
+
+
+async def prune(ctx: JobContext) -> None:
+    """Periodic: remove finished jobs and inbox rows past their retention."""
+    await prune_impl(ctx.database, ctx.settings, now=ctx.clock())
+
+
+async def prune_impl(database: Database, settings: Settings, *, now: datetime) -> tuple[int, int]:
+    """Delete `done` jobs and inbox events older than the retention; (jobs, inbox rows)."""
+    retention = settings.retention
+    jobs_before = now - timedelta(days=retention.done_jobs_days)
+    inbox_before = now - timedelta(days=retention.inbox_days)
+    jobs = inbox = 0
+    while True:
+        async with database.session_scope() as session:
+            deleted = await prune_done_jobs(session, finished_before=jobs_before, limit=PRUNE_BATCH)
+        jobs += deleted
+        if deleted < PRUNE_BATCH:
+            break
+    while True:
+        async with database.session_scope() as session:
+            deleted = await _prune_inbox(session, received_before=inbox_before, limit=PRUNE_BATCH)
+        inbox += deleted
+        if deleted < PRUNE_BATCH:
+            break
+    log.info("pruned %d done jobs and %d inbox events", jobs, inbox)
+    return jobs, inbox
+
+
+async def _prune_inbox(session: AsyncSession, *, received_before: datetime, limit: int) -> int:
+    doomed = select(InboxEvent.id).where(InboxEvent.received_at < received_before).limit(limit)
+    statement = (
+        delete(InboxEvent)
+        .where(InboxEvent.id.in_(doomed.scalar_subquery()))
+        .execution_options(synchronize_session=False)
+    )
+    result = cast(CursorResult[Any], await session.execute(statement))
+    return result.rowcount

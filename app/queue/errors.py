@@ -1,0 +1,86 @@
+"""Exceptions of the job queue: what a handler raises to steer its retry, and what queue
+operations raise to their callers.
+
+JobError                 raised by a handler on purpose
+├── RetryAfter           retry at an exact time (seconds or a datetime), no jitter; with
+│                        `throttle_mailbox` the job's whole mailbox waits too (Graph's Retry-After)
+└── PermanentError       never retry: the job is `failed` at once
+any other Exception      transient: retried with backoff, `dead` after max attempts
+
+QueueError               raised by queue operations (admin retry)
+├── JobNotFound
+├── JobNotRetriable      the job is not `dead` or `failed`
+└── DuplicatePendingJob  a pending job with the same dedupe key exists
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+
+class JobError(Exception):
+    """Base of the exceptions a handler raises to say how its job ends."""
+
+
+class RetryAfter(JobError):
+    """Run the job again at exactly this time (still counts as an attempt).
+
+    Give `seconds` from now or an aware datetime `at`. With `throttle_mailbox`, no job of the
+    job's mailbox is claimed before then either.
+    """
+
+    def __init__(
+        self,
+        seconds: float | None = None,
+        *,
+        at: datetime | None = None,
+        throttle_mailbox: bool = False,
+        message: str | None = None,
+    ) -> None:
+        if (seconds is None) == (at is None):
+            raise ValueError("RetryAfter needs exactly one of `seconds` or `at`")
+        if at is not None and at.tzinfo is None:
+            raise ValueError("RetryAfter(at=...) needs an aware datetime")
+        if seconds is not None and seconds < 0:
+            raise ValueError("RetryAfter(seconds=...) must not be negative")
+        self.seconds = seconds
+        self.at = at
+        self.throttle_mailbox = throttle_mailbox
+        when = f"in {seconds:g} s" if seconds is not None else f"at {at:%Y-%m-%dT%H:%M:%SZ}"
+        super().__init__(message or f"retry {when}")
+
+    def retry_at(self, now: datetime) -> datetime:
+        """The time the job runs again, given the time the handler ended."""
+        if self.at is not None:
+            return self.at
+        assert self.seconds is not None
+        return now + timedelta(seconds=self.seconds)
+
+
+class PermanentError(JobError):
+    """The job cannot succeed by retrying (invalid mailbox, no consent, bad secret)."""
+
+
+class QueueError(Exception):
+    """Base of the errors queue operations raise."""
+
+
+class JobNotFound(QueueError):
+    def __init__(self, job_id: int) -> None:
+        super().__init__(f"job {job_id} does not exist")
+        self.job_id = job_id
+
+
+class JobNotRetriable(QueueError):
+    def __init__(self, job_id: int, state: str) -> None:
+        super().__init__(f"job {job_id} is {state}: only dead or failed jobs can be retried")
+        self.job_id = job_id
+        self.state = state
+
+
+class DuplicatePendingJob(QueueError):
+    def __init__(self, job_id: int, pending_id: int | None) -> None:
+        twin = f"job {pending_id}" if pending_id is not None else "another job"
+        super().__init__(f"{twin} with the same dedupe key is already pending")
+        self.job_id = job_id
+        self.pending_id = pending_id

@@ -1,0 +1,281 @@
+"""The worker loop: claims jobs, runs their handlers concurrently, heartbeats their leases,
+records outcomes, recovers stalled jobs, keeps periodic jobs scheduled, shuts down gracefully.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import socket
+import uuid
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+
+from app.config import Settings
+from app.db import Database
+from app.models.base import utcnow
+from app.queue.errors import PermanentError, RetryAfter
+from app.queue.registry import JobContext, JobRegistry
+from app.queue.repository import ClaimedJob, JobManager
+from app.queue.retry import RetryStrategy
+
+log = logging.getLogger(__name__)
+
+
+def default_worker_id() -> str:
+    """host:pid:random, unique per Worker even within one process."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+class Worker:
+    """Runs the jobs of `registry` from the database queue until `stop()`.
+
+    Each job: claimed in one short transaction, its handler run outside any transaction,
+    its outcome recorded in one short transaction. Up to `settings.worker.concurrency` jobs
+    run at once as asyncio tasks.
+    """
+
+    def __init__(
+        self,
+        database: Database,
+        settings: Settings,
+        registry: JobRegistry,
+        *,
+        worker_id: str | None = None,
+        clock: Callable[[], datetime] = utcnow,
+        retry_strategy: RetryStrategy | None = None,
+        manager: JobManager | None = None,
+    ) -> None:
+        self.database = database
+        self.settings = settings
+        self.registry = registry
+        self.worker_id = worker_id or default_worker_id()
+        self.clock = clock
+        self.retry_strategy = retry_strategy or RetryStrategy.from_settings(settings.worker)
+        self.manager = manager or JobManager.from_settings(database, settings)
+        self._in_flight: dict[asyncio.Task[None], ClaimedJob] = {}
+        self._stopping = asyncio.Event()
+        self._wakeup = asyncio.Event()
+        self._periodic = {k.kind: k.every_seconds for k in registry.periodic if k.every_seconds}
+
+    @property
+    def stopping(self) -> bool:
+        return self._stopping.is_set()
+
+    def stop(self) -> None:
+        """Stop claiming; in-flight jobs get `shutdown_grace_seconds` to finish, then are
+        cancelled and released back to pending."""
+        self._stopping.set()
+        self._wakeup.set()
+
+    def wake(self) -> None:
+        """Claim now rather than after the idle poll (e.g. right after enqueueing)."""
+        self._wakeup.set()
+
+    async def run(self) -> None:
+        """Work until `stop()`; if this task is cancelled instead, in-flight jobs are released."""
+        log.info("worker %s starting: kinds %s", self.worker_id, ", ".join(self.registry.kinds))
+        upkeep = asyncio.create_task(self._upkeep_loop(), name=f"worker-upkeep:{self.worker_id}")
+        graceful = False
+        try:
+            await self._schedule_periodic()
+            await self._claim_loop()
+            graceful = True
+        finally:
+            await self._shutdown(graceful=graceful)
+            upkeep.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await upkeep
+            log.info("worker %s stopped", self.worker_id)
+
+    # the loops
+
+    async def _claim_loop(self) -> None:
+        concurrency = self.settings.worker.concurrency
+        kinds = self.registry.kinds
+        while not self._stopping.is_set():
+            if len(self._in_flight) >= concurrency:
+                self._wakeup.clear()
+                await self._wakeup.wait()  # set when a job ends or on stop()
+                continue
+            # Cleared before claiming, so a wake() during the claim is not lost.
+            self._wakeup.clear()
+            try:
+                job = await self.manager.claim(
+                    worker_id=self.worker_id, kinds=kinds, now=self.clock()
+                )
+            except Exception:
+                log.exception("worker %s: claiming failed; retrying", self.worker_id)
+                job = None
+            if job is not None:
+                self._start(job)
+                continue
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wakeup.wait(), self.settings.worker.poll_seconds)
+
+    async def _upkeep_loop(self) -> None:
+        """Heartbeat our leases; requeue jobs whose worker died. Every heartbeat interval."""
+        interval = self.settings.worker.heartbeat_interval
+        while True:
+            try:
+                await self._recover_stalled()
+                await asyncio.sleep(interval)
+                await self._heartbeat()
+            except Exception:
+                log.exception("worker %s: lease upkeep failed; retrying", self.worker_id)
+                await asyncio.sleep(interval)
+
+    async def _heartbeat(self) -> None:
+        held = {job.id for job in self._in_flight.values()}
+        if not held:
+            return
+        kept = await self.manager.heartbeat(held, worker_id=self.worker_id, now=self.clock())
+        for lost in sorted(held - kept):
+            # Only after the lease lapsed and another worker recovered it; the outcome of our
+            # run will not be recorded.
+            log.warning("worker %s lost the lease of job %s", self.worker_id, lost)
+
+    async def _recover_stalled(self) -> None:
+        stalled = await self.manager.recover_stalled(now=self.clock(), periodic=self._periodic)
+        for job_id in stalled.requeued:
+            log.warning("job %s: lease expired, back to pending", job_id)
+        for job_id in stalled.dead:
+            log.error("job %s: lease expired on its last attempt, dead", job_id)
+        if stalled.requeued or stalled.dead:
+            self._wakeup.set()
+
+    async def _schedule_periodic(self) -> None:
+        for kind, every in self._periodic.items():
+            try:
+                job_id = await self.manager.ensure_periodic(kind, every, now=self.clock())
+            except Exception:
+                log.exception("worker %s: scheduling periodic %s failed", self.worker_id, kind)
+                continue
+            if job_id is not None:
+                log.info("periodic %s: next tick is job %s", kind, job_id)
+
+    # one job
+
+    def _start(self, job: ClaimedJob) -> None:
+        task = asyncio.create_task(self._run_job(job), name=f"job:{job.id}:{job.kind}")
+        self._in_flight[task] = job
+        task.add_done_callback(self._job_ended)
+
+    def _job_ended(self, task: asyncio.Task[None]) -> None:
+        self._in_flight.pop(task, None)
+        self._wakeup.set()  # a slot is free; a serial successor may be claimable now
+
+    async def _run_job(self, job: ClaimedJob) -> None:
+        kind = self.registry.get(job.kind)
+        assert kind is not None  # only registered kinds are claimed
+        context = JobContext(
+            job_id=job.id,
+            kind=job.kind,
+            args=job.args,
+            attempt=job.attempts,
+            max_attempts=job.max_attempts,
+            mailbox=job.mailbox,
+            serial_key=job.serial_key,
+            dedupe_key=job.dedupe_key,
+            database=self.database,
+            settings=self.settings,
+            worker_id=self.worker_id,
+            clock=self.clock,
+        )
+        log.debug("job %s %s: attempt %s started", job.id, job.kind, job.attempts)
+        every = kind.every_seconds
+        # CancelledError (shutdown) passes through: `_shutdown` releases the job.
+        try:
+            await kind.handler(context)
+        except RetryAfter as exc:
+            # Honoured exactly: no jitter.
+            await self._retry(job, exc, every, run_at=exc.retry_at(self.clock()))
+        except PermanentError as exc:
+            log.warning("job %s %s failed permanently: %s", job.id, job.kind, exc)
+            await self._record(
+                job, self.manager.fail(job, error=exc, now=self.clock(), every_seconds=every)
+            )
+        except Exception as exc:
+            run_at = self.retry_strategy.next_run_at(job.attempts, self.clock())
+            await self._retry(job, exc, every, run_at=run_at)
+        else:
+            log.info("job %s %s: done", job.id, job.kind)
+            await self._record(
+                job, self.manager.complete(job, now=self.clock(), every_seconds=every)
+            )
+
+    async def _retry(
+        self, job: ClaimedJob, exc: Exception, every: float | None, *, run_at: datetime
+    ) -> None:
+        """Retry at `run_at`, or `dead` when that was the last attempt."""
+        now = self.clock()
+        if job.attempts >= job.max_attempts:
+            log.error(
+                "job %s %s: attempt %s of %s failed (%s), dead",
+                job.id,
+                job.kind,
+                job.attempts,
+                job.max_attempts,
+                type(exc).__name__,
+            )
+            await self._record(
+                job, self.manager.mark_dead(job, error=exc, now=now, every_seconds=every)
+            )
+            return
+        throttle = run_at if isinstance(exc, RetryAfter) and exc.throttle_mailbox else None
+        log.warning(
+            "job %s %s: attempt %s failed (%s), retry at %s%s",
+            job.id,
+            job.kind,
+            job.attempts,
+            type(exc).__name__,
+            run_at.isoformat(),
+            ", mailbox throttled" if throttle and job.mailbox else "",
+        )
+        await self._record(
+            job,
+            self.manager.retry(job, run_at=run_at, error=exc, now=now, throttle_until=throttle),
+        )
+
+    async def _record(self, job: ClaimedJob, outcome: Awaitable[bool]) -> None:
+        try:
+            recorded = await outcome
+        except Exception:
+            # The job stays running under our lease until it lapses; then it is recovered.
+            log.exception("job %s %s: recording the outcome failed", job.id, job.kind)
+            return
+        if not recorded:
+            log.warning("job %s %s: outcome dropped, the lease was lost", job.id, job.kind)
+
+    # shutdown
+
+    async def _shutdown(self, *, graceful: bool) -> None:
+        jobs = dict(self._in_flight)
+        if not jobs:
+            return
+        grace = self.settings.worker.shutdown_grace_seconds
+        if graceful and grace > 0:
+            log.info("worker %s: waiting up to %gs for %d jobs", self.worker_id, grace, len(jobs))
+            await asyncio.wait(list(jobs), timeout=grace)
+        unfinished = [task for task in jobs if not task.done()]
+        for task in unfinished:
+            task.cancel()
+        await asyncio.gather(*unfinished, return_exceptions=True)
+        for task in unfinished:
+            job = jobs[task]
+            try:
+                # A no-op if the job recorded its outcome before the cancellation reached it.
+                if await self.manager.release(job, now=self.clock()):
+                    log.info("job %s %s: released at shutdown", job.id, job.kind)
+            except Exception:
+                log.exception("job %s %s: release failed; its lease will lapse", job.id, job.kind)
+
+
+def install_signal_handlers(worker: Worker) -> None:
+    """SIGTERM and SIGINT stop the worker gracefully (call from inside the running loop)."""
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, worker.stop)
