@@ -1,5 +1,227 @@
-"""Placeholder until the intake lands."""
+"""`POST /webhooks/bookingtime/{organization_id}`: HTTP in and out of the bookingtime intake.
 
-from fastapi import APIRouter
+The body is read raw (capped) and verified before it is parsed; everything stored for one
+delivery is committed in one transaction.
+"""
 
-router = APIRouter()
+from __future__ import annotations
+
+import functools
+import logging
+import re
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import JSONResponse
+from sqlalchemy.ext.asyncio import AsyncSession
+from starlette.requests import ClientDisconnect
+
+from app.bookingtime.schemas import (
+    EXAMPLE_EVENT,
+    AppointmentEvent,
+    DuplicateResult,
+    IntakeResult,
+)
+from app.bookingtime.service import (
+    InvalidJson,
+    InvalidPayload,
+    find_receiver,
+    parse_event,
+    record_delivery,
+)
+from app.bookingtime.signature import SignatureError, UndecodableBody, WebhookVerifier
+from app.config import Settings
+from app.crypto import SecretBox
+from app.db import get_session
+from app.problems import ProblemError, problem_responses
+
+log = logging.getLogger(__name__)
+
+router = APIRouter(tags=["webhooks"])
+
+# Loose on purpose: bookingtime ids are `f6` + 30 characters, but any url-safe id up to the
+# column's 64 characters is looked up, and anything else is simply not an organisation (404).
+_ORGANIZATION_ID = re.compile(r"[A-Za-z0-9._~\-]{1,64}")
+
+
+@functools.lru_cache(maxsize=1024)
+def _verifier(secret_box: SecretBox, webhook_secret_encrypted: str) -> WebhookVerifier:
+    # Keyed by the stored ciphertext: a changed (or re-encrypted) secret is a new Fernet token,
+    # so a delivery is never checked against a secret the connection no longer has.
+    return WebhookVerifier(secret_box.decrypt(webhook_secret_encrypted))
+
+
+def _payload_too_large(limit: int) -> ProblemError:
+    return ProblemError(
+        413,
+        "payload_too_large",
+        "The webhook body is too large",
+        detail=f"bodies are limited to {limit} bytes",
+    )
+
+
+def _invalid_json(exc: ValueError) -> ProblemError:
+    return ProblemError(400, "invalid_json", "The body is not JSON", detail=str(exc))
+
+
+def _unknown_organization() -> ProblemError:
+    return ProblemError(
+        404,
+        "unknown_organization",
+        "Unknown organisation",
+        detail="no connection is configured for this bookingtime organisation",
+    )
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    """The raw body, refusing to read past `limit` bytes (chunked bodies included)."""
+    chunks: list[bytes] = []
+    size = 0
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise _payload_too_large(limit)
+            chunks.append(chunk)
+    except ClientDisconnect as exc:
+        raise ProblemError(
+            400, "incomplete_body", "The body ended early", detail="the client disconnected"
+        ) from exc
+    return b"".join(chunks)
+
+
+def _inline_refs(schema: dict[str, Any]) -> dict[str, Any]:
+    """A JSON schema with its `$defs` inlined: `openapi_extra` cannot register components."""
+    definitions = schema.pop("$defs", {})
+
+    def resolve(node: Any) -> Any:
+        if isinstance(node, dict):
+            ref = node.get("$ref")
+            if isinstance(ref, str) and ref.startswith("#/$defs/"):
+                return resolve(definitions[ref.removeprefix("#/$defs/")])
+            return {key: resolve(value) for key, value in node.items()}
+        if isinstance(node, list):
+            return [resolve(item) for item in node]
+        return node
+
+    resolved: dict[str, Any] = resolve(schema)
+    return resolved
+
+
+_DESCRIPTION = """
+Receives one bookingtime appointment event, signed per
+[Standard Webhooks](https://www.standardwebhooks.com) with the connection's `whsec_…` secret
+(headers `webhook-id`, `webhook-timestamp`, `webhook-signature`; the timestamp must be within
+±5 minutes of the server's clock by default).
+
+In one transaction the delivery is recorded in the inbox (idempotent on `webhook-id`), the
+appointment snapshot is stored unless a newer event was already stored, and a `sync.appointment`
+job is enqueued (one pending job per appointment). Outlook is updated by the worker, never here.
+
+* `202` `accepted`: stored and queued; `job_id` is null with `coalesced: true` when a job for the
+  appointment was already pending (it will read this snapshot).
+* `202` `stale`: recorded, but the stored snapshot is newer, so it is kept.
+* `202` `ignored`: an event type calbridge does not handle, recorded only.
+* `200` `duplicate`: this `webhook-id` was already received; nothing new is stored.
+
+Errors are `application/problem+json` with a stable `code`: `invalid_json` (400),
+`missing_signature`, `invalid_signature`, `stale_timestamp` (401), `unknown_organization` (404),
+`payload_too_large` (413), `validation_failed` (422, naming each field in `errors`).
+"""
+
+
+@router.post(
+    "/webhooks/bookingtime/{organization_id}",
+    status_code=202,
+    summary="Receive a bookingtime appointment event",
+    description=_DESCRIPTION,
+    response_model=IntakeResult,
+    responses={
+        200: {"model": DuplicateResult, "description": "already received: nothing stored"},
+        **problem_responses(400, 401, 404, 413, 422),
+    },
+    openapi_extra={
+        "parameters": [
+            {"name": name, "in": "header", "required": True, "schema": {"type": "string"}}
+            | {"example": example}
+            for name, example in (
+                ("webhook-id", "msg_2KWPBgLlAfxdpx2AI54pPJ85f4W"),
+                ("webhook-timestamp", "1748764800"),
+                ("webhook-signature", "v1,K5oZfzN95Z9UVu1EsfQmfVNQhnkZ2pj9o9NDN/H/pI4="),
+            )
+        ],
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {
+                    "schema": _inline_refs(AppointmentEvent.model_json_schema()),
+                    "example": EXAMPLE_EVENT,
+                }
+            },
+        },
+    },
+)
+async def receive_bookingtime_event(
+    organization_id: str,
+    request: Request,
+    session: Annotated[AsyncSession, Depends(get_session)],
+) -> JSONResponse:
+    settings: Settings = request.app.state.settings
+    limit = settings.max_webhook_bytes
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise _payload_too_large(limit)
+    if not _ORGANIZATION_ID.fullmatch(organization_id):
+        raise _unknown_organization()
+    # Read before touching the database: with SQLite the one connection is then never held
+    # while waiting on the network.
+    body = await _read_body(request, limit)
+
+    receiver = await find_receiver(session, organization_id=organization_id)
+    if receiver is None:
+        raise _unknown_organization()
+    verifier = _verifier(request.app.state.secret_box, receiver.webhook_secret_encrypted)
+    try:
+        delivery = verifier.verify(
+            body, request.headers, tolerance_seconds=settings.webhook_tolerance_seconds
+        )
+    except SignatureError as exc:
+        log.info("bookingtime webhook for %s refused: %s", organization_id, exc.code)
+        raise ProblemError(
+            401, exc.code, "The webhook signature is not valid", detail=str(exc)
+        ) from exc
+    except UndecodableBody as exc:
+        raise _invalid_json(exc) from exc
+
+    try:
+        event = parse_event(delivery.text, organization_id=organization_id)
+    except InvalidJson as exc:
+        raise _invalid_json(exc) from exc
+    except InvalidPayload as exc:
+        raise ProblemError(
+            422,
+            "validation_failed",
+            "The webhook payload is not valid",
+            detail=str(exc),
+            errors=exc.errors,
+        ) from exc
+
+    outcome = await record_delivery(
+        session,
+        connection_id=receiver.connection_id,
+        webhook_id=delivery.webhook_id,
+        event=event,
+    )
+    if outcome.status == "duplicate":
+        await session.rollback()
+        return JSONResponse({"status": "duplicate"}, status_code=200)
+    await session.commit()
+    return JSONResponse(
+        {
+            "status": outcome.status,
+            "inbox_event_id": outcome.inbox_event_id,
+            "job_id": outcome.job_id,
+            "coalesced": outcome.coalesced,
+        },
+        status_code=202,
+    )

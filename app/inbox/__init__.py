@@ -1,1 +1,1 @@
-"""inbox"""
+"""Idempotent intake shared by the webhook sources: inbox rows and appointment snapshots."""

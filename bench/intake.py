@@ -1,0 +1,392 @@
+"""Benchmark of the bookingtime webhook intake against `GET /healthz` on the real server.
+
+Starts uvicorn (one process, SQLite file) as a subprocess, sends pre-signed webhooks over N
+keep-alive connections for T seconds (distinct appointments plus ~10 % re-deliveries of ids
+already answered), then `GET /healthz` the same way, and prints one JSON line of figures.
+
+    .venv/bin/python bench/intake.py --connections 32 --seconds 10 [--client httpx|raw]
+
+The default client is httpx (one AsyncClient per connection). It costs about 1 ms of CPU per
+request, so on two cores `healthz_per_s` is mostly the client's own limit; `--client raw` writes
+pre-built HTTP/1.1 requests on plain sockets and shows what the server itself sustains.
+`--profile FILE` runs the server under cProfile.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import json
+import os
+import random
+import shutil
+import signal
+import socket
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+from cryptography.fernet import Fernet
+from standardwebhooks import Webhook
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+ORGANIZATION_ID = "f6BenchOrganisation0000000000000"
+WEBHOOK_SECRET = "whsec_" + base64.b64encode(b"calbridge-bench-webhook-secret-1").decode()
+WEBHOOK_PATH = f"/webhooks/bookingtime/{ORGANIZATION_ID}"
+SAMPLE = REPO / "tests" / "fixtures" / "bookingtime" / "appointment_created.json"
+DUPLICATE_SHARE = 0.10
+
+
+@dataclass
+class Delivery:
+    body: bytes
+    headers: dict[str, str]
+    raw: bytes = b""  # the whole HTTP/1.1 request, for the raw client
+
+
+@dataclass
+class Tally:
+    latencies: list[float] = field(default_factory=list)
+    statuses: dict[int, int] = field(default_factory=dict)
+    accepted: int = 0  # 202 "accepted": a distinct event stored with its job
+    duplicates: int = 0  # 200 "duplicate"
+    other: list[str] = field(default_factory=list)
+
+
+class RawConnection:
+    """One keep-alive HTTP/1.1 connection sending pre-built requests (responses carry
+    Content-Length: uvicorn sets it on every JSON response)."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader = reader
+        self.writer = writer
+
+    @classmethod
+    async def open(cls, host: str, port: int) -> RawConnection:
+        reader, writer = await asyncio.open_connection(host, port)
+        return cls(reader, writer)
+
+    async def request(self, raw: bytes) -> tuple[int, bytes]:
+        self.writer.write(raw)
+        head = await self.reader.readuntil(b"\r\n\r\n")
+        status = int(head[9:12])
+        lowered = head.lower()
+        start = lowered.index(b"content-length:") + len(b"content-length:")
+        length = int(lowered[start : lowered.index(b"\r\n", start)])
+        return status, await self.reader.readexactly(length)
+
+    async def close(self) -> None:
+        self.writer.close()
+        await self.writer.wait_closed()
+
+
+class HttpxConnection:
+    """The same over httpx, one client per connection (a shared httpx pool of 32 connections
+    collapses to a few hundred requests per second)."""
+
+    def __init__(self, base_url: str) -> None:
+        limits = httpx.Limits(max_connections=1, max_keepalive_connections=1)
+        self.client = httpx.AsyncClient(base_url=base_url, limits=limits, timeout=30.0)
+
+    async def send(self, delivery: Delivery, url: str) -> tuple[int, bytes]:
+        response = await self.client.post(url, content=delivery.body, headers=delivery.headers)
+        return response.status_code, response.content
+
+    async def get(self, url: str) -> tuple[int, bytes]:
+        response = await self.client.get(url)
+        return response.status_code, response.content
+
+    async def close(self) -> None:
+        await self.client.aclose()
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _prepare_database(url: str, secret_key: str) -> None:
+    """Schema at head and one connection row, written before the server starts."""
+    from sqlalchemy import create_engine
+    from sqlalchemy.orm import Session
+
+    from app.crypto import SecretBox
+    from app.db import sync_url
+    from app.migrate import upgrade
+    from app.models import Connection
+
+    upgrade(url)
+    box = SecretBox([secret_key.encode()])
+    engine = create_engine(sync_url(url))
+    with Session(engine) as session, session.begin():
+        session.add(
+            Connection(
+                organization_id=ORGANIZATION_ID,
+                tenant="contoso.onmicrosoft.com",
+                client_id="00000000-0000-0000-0000-0000000000b1",
+                client_secret_encrypted=box.encrypt("bench"),
+                webhook_secret_encrypted=box.encrypt(WEBHOOK_SECRET),
+            )
+        )
+    engine.dispose()
+
+
+def _raw_request(method: str, path: str, port: int, headers: dict[str, str], body: bytes) -> bytes:
+    lines = [f"{method} {path} HTTP/1.1", f"host: 127.0.0.1:{port}"]
+    lines += [f"{name}: {value}" for name, value in headers.items()]
+    if body or method == "POST":
+        lines.append(f"content-length: {len(body)}")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
+
+
+def _presign(count: int, port: int) -> list[Delivery]:
+    """`count` distinct signed deliveries (one appointment each), made before timing starts."""
+    template = json.loads(SAMPLE.read_text(encoding="utf-8"))
+    template["data"]["organizationId"] = ORGANIZATION_ID
+    template["data"]["appointment"]["organizationId"] = ORGANIZATION_ID
+    webhook = Webhook(WEBHOOK_SECRET)
+    now = datetime.now(UTC)
+    timestamp = str(int(now.timestamp()))
+    deliveries = []
+    for index in range(count):
+        template["data"]["appointment"]["id"] = f"edBench{index:025d}"
+        template["timestamp"] = now.isoformat()
+        text = json.dumps(template, ensure_ascii=False)
+        webhook_id = f"msg_bench_{index:09d}"
+        headers = {
+            "content-type": "application/json",
+            "webhook-id": webhook_id,
+            "webhook-timestamp": timestamp,
+            "webhook-signature": webhook.sign(webhook_id, now, text),
+        }
+        body = text.encode()
+        raw = _raw_request("POST", WEBHOOK_PATH, port, headers, body)
+        deliveries.append(Delivery(body, headers, raw))
+    return deliveries
+
+
+async def _wait_until_up(base_url: str, process: subprocess.Popen[bytes]) -> None:
+    async with httpx.AsyncClient(base_url=base_url) as client:
+        for _ in range(200):
+            if process.poll() is not None:
+                raise SystemExit(f"the server exited with {process.returncode}")
+            try:
+                if (await client.get("/healthz")).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            await asyncio.sleep(0.05)
+    raise SystemExit("the server did not answer /healthz within 10 s")
+
+
+Connection = RawConnection | HttpxConnection
+
+
+async def _connect(kind: str, port: int, count: int) -> list[Connection]:
+    connections: list[Connection] = []
+    for _ in range(count):
+        if kind == "raw":
+            connections.append(await RawConnection.open("127.0.0.1", port))
+        else:
+            connections.append(HttpxConnection(f"http://127.0.0.1:{port}"))
+    return connections
+
+
+async def _run_for(
+    seconds: float,
+    connections: list[Connection],
+    request: Callable[[Connection], Awaitable[bool]],
+) -> float:
+    """Run `request` in one loop per connection until the time is up; the time taken."""
+    started = time.perf_counter()
+    deadline = started + seconds
+
+    async def loop(connection: Connection) -> None:
+        while time.perf_counter() < deadline:
+            if not await request(connection):
+                return
+
+    await asyncio.gather(*(loop(connection) for connection in connections))
+    return time.perf_counter() - started
+
+
+async def _bench(args: argparse.Namespace, port: int, deliveries: list[Delivery]) -> dict[str, Any]:
+    tally = Tally()
+    answered: list[Delivery] = []  # distinct deliveries already accepted: duplicate candidates
+    next_index = 0
+    rng = random.Random(12)
+    healthz_raw = _raw_request("GET", "/healthz", port, {}, b"")
+
+    async def get_healthz(connection: Connection) -> tuple[int, bytes]:
+        if isinstance(connection, RawConnection):
+            return await connection.request(healthz_raw)
+        return await connection.get("/healthz")
+
+    async def send_webhook(connection: Connection) -> bool:
+        nonlocal next_index
+        if answered and rng.random() < DUPLICATE_SHARE:
+            delivery, fresh = rng.choice(answered), False
+        elif next_index < len(deliveries):
+            delivery, fresh = deliveries[next_index], True
+            next_index += 1
+        else:
+            return False  # the pre-signed pool is used up; the loop ends early
+        started = time.perf_counter()
+        if isinstance(connection, RawConnection):
+            status, body = await connection.request(delivery.raw)
+        else:
+            status, body = await connection.send(delivery, WEBHOOK_PATH)
+        tally.latencies.append(time.perf_counter() - started)
+        tally.statuses[status] = tally.statuses.get(status, 0) + 1
+        if status == 202 and json.loads(body)["status"] == "accepted":
+            tally.accepted += 1
+            if fresh:
+                answered.append(delivery)
+        elif status == 200:
+            tally.duplicates += 1
+        elif len(tally.other) < 5:
+            tally.other.append(f"{status} {body[:200]!r}")
+        return True
+
+    healthz = 0
+
+    async def count_healthz(connection: Connection) -> bool:
+        nonlocal healthz
+        status, _ = await get_healthz(connection)
+        healthz += status == 200
+        return True
+
+    connections = await _connect(args.client, port, args.connections)
+    try:
+        # Every connection open and warm before the clock starts.
+        await asyncio.gather(*(get_healthz(connection) for connection in connections))
+        webhook_seconds = await _run_for(args.seconds, connections, send_webhook)
+        healthz_seconds = await _run_for(args.seconds, connections, count_healthz)
+    finally:
+        await asyncio.gather(*(connection.close() for connection in connections))
+
+    latencies = sorted(tally.latencies)
+    p99_index = max(0, int(len(latencies) * 0.99) - 1)
+    accepted_per_s = tally.accepted / webhook_seconds
+    healthz_per_s = healthz / healthz_seconds
+    return {
+        "client": args.client,
+        "accepted": tally.accepted,
+        "duplicates": tally.duplicates,
+        "statuses": {str(k): v for k, v in sorted(tally.statuses.items())},
+        "errors": tally.other,
+        "pool_exhausted": next_index >= len(deliveries),
+        "accepted_per_s": round(accepted_per_s, 1),
+        "p50_ms": round(statistics.median(latencies) * 1000, 2),
+        "p99_ms": round(latencies[p99_index] * 1000, 2),
+        "healthz_per_s": round(healthz_per_s, 1),
+        "ratio": round(accepted_per_s / healthz_per_s, 3),
+    }
+
+
+def _stored(path: Path) -> dict[str, int]:
+    with sqlite3.connect(path) as db:
+        return {
+            table: db.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+            for table in ("inbox_event", "appointment", "job")
+        }
+
+
+# The same server under cProfile; the profile is written when uvicorn exits on SIGINT (uvicorn
+# re-raises the signal it stopped on, so SIGTERM would kill the process before the dump).
+_PROFILED_SERVER = """
+import cProfile, sys
+from uvicorn.main import main
+path = sys.argv.pop(1)
+profile = cProfile.Profile()
+profile.enable()
+try:
+    main(["app.main:create_app", "--factory", *sys.argv[1:]])
+except (SystemExit, KeyboardInterrupt):
+    pass
+finally:
+    profile.disable()
+    profile.dump_stats(path)
+"""
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--connections", type=int, default=32, help="concurrent connections")
+    parser.add_argument("--seconds", type=float, default=10.0, help="duration of each phase")
+    parser.add_argument("--client", choices=("httpx", "raw"), default="httpx")
+    parser.add_argument("--profile", type=Path, help="run the server under cProfile, dump here")
+    parser.add_argument(
+        "--pool", type=int, default=0, help="pre-signed deliveries (default 6000 per second)"
+    )
+    args = parser.parse_args()
+
+    port = _free_port()
+    deliveries = _presign(args.pool or int(6000 * args.seconds), port)
+    workdir = Path(tempfile.mkdtemp(prefix="calbridge-bench-"))
+    db_path = workdir / "bench.db"
+    url = f"sqlite:///{db_path}"
+    secret_key = Fernet.generate_key().decode()
+    _prepare_database(url, secret_key)
+
+    base_url = f"http://127.0.0.1:{port}"
+    env = os.environ | {
+        "CALBRIDGE_DATABASE_URL": url,
+        "CALBRIDGE_SECRET_KEY": secret_key,
+        "PYTHONPATH": str(REPO),
+    }
+    command = [sys.executable, "-m", "uvicorn", "app.main:create_app", "--factory"]
+    if args.profile:
+        command = [sys.executable, "-c", _PROFILED_SERVER, str(args.profile.resolve())]
+    command += ["--host", "127.0.0.1", "--port", str(port)]
+    command += ["--log-level", "warning", "--no-access-log"]
+    server = subprocess.Popen(command, cwd=workdir, env=env)
+    try:
+        runner: Callable[[Any], Any]
+        try:
+            import uvloop
+
+            runner = uvloop.run
+        except ImportError:  # pragma: no cover
+            runner = asyncio.run
+
+        async def run() -> dict[str, Any]:
+            await _wait_until_up(base_url, server)
+            return await _bench(args, port, deliveries)
+
+        figures = runner(run())
+    finally:
+        server.send_signal(signal.SIGINT if args.profile else signal.SIGTERM)
+        server.wait(timeout=60)
+
+    stored = _stored(db_path)
+    shutil.rmtree(workdir, ignore_errors=True)
+    accepted = figures["accepted"]
+    result = {
+        "n": args.connections,
+        "t": args.seconds,
+        **figures,
+        "stored": stored,
+        "stored_ok": stored["inbox_event"] == accepted
+        and stored["job"] == accepted
+        and stored["appointment"] == accepted,
+    }
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
