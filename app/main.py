@@ -13,6 +13,7 @@ from fastapi import FastAPI
 from app import __version__
 from app.admin.router import router as admin_router
 from app.bookingtime.router import router as bookingtime_router
+from app.bookingtime.service import build_intake
 from app.config import Settings, get_settings
 from app.crypto import SecretBox, load_secret_box
 from app.db import Database
@@ -47,6 +48,7 @@ def create_app(
         app.state.settings = settings
         app.state.database = database or Database(settings.database_url)
         app.state.secret_box = secret_box or load_secret_box(settings)
+        app.state.bookingtime_intake = build_intake(app.state.database)
         worker_task: asyncio.Task[None] | None = None
         worker = None
         if run_worker:
@@ -62,6 +64,7 @@ def create_app(
                 worker.stop()
                 with contextlib.suppress(asyncio.CancelledError):
                     await worker_task
+            await app.state.bookingtime_intake.close()
             if owned_database:
                 await app.state.database.dispose()
 

@@ -9,11 +9,11 @@ from __future__ import annotations
 import functools
 import logging
 import re
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.exc import IntegrityError
 from starlette.requests import ClientDisconnect
 
 from app.bookingtime.schemas import (
@@ -23,16 +23,15 @@ from app.bookingtime.schemas import (
     IntakeResult,
 )
 from app.bookingtime.service import (
+    BookingtimeIntake,
+    Delivery,
     InvalidJson,
     InvalidPayload,
-    find_receiver,
     parse_event,
-    record_delivery,
 )
 from app.bookingtime.signature import SignatureError, UndecodableBody, WebhookVerifier
 from app.config import Settings
 from app.crypto import SecretBox
-from app.db import get_session
 from app.problems import ProblemError, problem_responses
 
 log = logging.getLogger(__name__)
@@ -161,11 +160,7 @@ Errors are `application/problem+json` with a stable `code`: `invalid_json` (400)
         },
     },
 )
-async def receive_bookingtime_event(
-    organization_id: str,
-    request: Request,
-    session: Annotated[AsyncSession, Depends(get_session)],
-) -> JSONResponse:
+async def receive_bookingtime_event(organization_id: str, request: Request) -> JSONResponse:
     settings: Settings = request.app.state.settings
     limit = settings.max_webhook_bytes
     declared = request.headers.get("content-length")
@@ -177,14 +172,30 @@ async def receive_bookingtime_event(
     # while waiting on the network.
     body = await _read_body(request, limit)
 
-    receiver = await find_receiver(session, organization_id=organization_id)
+    intake: BookingtimeIntake = request.app.state.bookingtime_intake
+    receiver = await intake.receivers.get(organization_id)
     if receiver is None:
         raise _unknown_organization()
-    verifier = _verifier(request.app.state.secret_box, receiver.webhook_secret_encrypted)
+    secret_box: SecretBox = request.app.state.secret_box
+    tolerance = settings.webhook_tolerance_seconds
     try:
-        delivery = verifier.verify(
-            body, request.headers, tolerance_seconds=settings.webhook_tolerance_seconds
-        )
+        try:
+            delivery = _verifier(secret_box, receiver.webhook_secret_encrypted).verify(
+                body, request.headers, tolerance_seconds=tolerance
+            )
+        except SignatureError as exc:
+            # The remembered secret may have just been replaced: check against the stored one.
+            if exc.code != "invalid_signature":
+                raise
+            current = await intake.receivers.get(organization_id, fresh=True)
+            if current is None:
+                raise _unknown_organization() from exc
+            if current == receiver:
+                raise
+            receiver = current
+            delivery = _verifier(secret_box, receiver.webhook_secret_encrypted).verify(
+                body, request.headers, tolerance_seconds=tolerance
+            )
     except SignatureError as exc:
         log.info("bookingtime webhook for %s refused: %s", organization_id, exc.code)
         raise ProblemError(
@@ -206,16 +217,20 @@ async def receive_bookingtime_event(
             errors=exc.errors,
         ) from exc
 
-    outcome = await record_delivery(
-        session,
-        connection_id=receiver.connection_id,
-        webhook_id=delivery.webhook_id,
-        event=event,
-    )
+    try:
+        outcome = await intake.deliveries.submit(
+            Delivery(
+                connection_id=receiver.connection_id,
+                webhook_id=delivery.webhook_id,
+                event=event,
+            )
+        )
+    except IntegrityError as exc:
+        # The connection was deleted after it was looked up.
+        intake.receivers.forget(organization_id)
+        raise _unknown_organization() from exc
     if outcome.status == "duplicate":
-        await session.rollback()
         return JSONResponse({"status": "duplicate"}, status_code=200)
-    await session.commit()
     return JSONResponse(
         {
             "status": outcome.status,

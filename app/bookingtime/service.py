@@ -1,25 +1,31 @@
 """The bookingtime intake: parse a verified delivery, then record it in the caller's transaction.
 
-Recording inserts the inbox row, stores the appointment snapshot when it is not older than the
-stored one and enqueues `sync.appointment`. It never commits and never calls Graph.
+Recording inserts the inbox rows, stores each appointment's snapshot when it is not older than the
+stored one and enqueues `sync.appointment`, for a whole batch of deliveries at once (group
+commit: app/inbox/group_commit.py). It never commits and never calls Graph.
 """
 
 from __future__ import annotations
 
 import json
 import re
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.bookingtime.schemas import APPOINTMENT_EVENT_TYPES, AppointmentEvent, OtherEvent
+from app.db import Database
 from app.inbox import repository as inbox
+from app.inbox.group_commit import GroupCommitter
 from app.inbox.repository import Receiver
+from app.models.base import utcnow
 from app.models.inbox_event import INBOX_ACCEPTED, INBOX_IGNORED, INBOX_STALE
-from app.queue.repository import enqueue
+from app.queue.repository import NewJob, enqueue_many
 
 SOURCE = "bookingtime"
 SYNC_APPOINTMENT = "sync.appointment"
@@ -161,11 +167,6 @@ def parse_event(text: str, *, organization_id: str) -> ParsedEvent:
     )
 
 
-async def find_receiver(session: AsyncSession, *, organization_id: str) -> Receiver | None:
-    """The connection a delivery for `organization_id` is addressed to, or None."""
-    return await inbox.find_receiver(session, organization_id)
-
-
 def _organization_mismatch() -> InvalidPayload:
     return InvalidPayload(
         [
@@ -177,45 +178,167 @@ def _organization_mismatch() -> InvalidPayload:
     )
 
 
-async def record_delivery(
-    session: AsyncSession, *, connection_id: int, webhook_id: str, event: ParsedEvent
-) -> IntakeOutcome:
-    """Record one verified delivery in the caller's transaction; `duplicate` stores nothing."""
-    inbox_event_id = await inbox.insert_inbox_event(
-        session,
-        source=SOURCE,
-        connection_id=connection_id,
-        external_id=webhook_id,
-        event_type=event.event_type,
-        subject_id=event.appointment_id[:64] if event.appointment_id else None,
-        outcome=INBOX_IGNORED if event.appointment is None else INBOX_ACCEPTED,
-    )
-    if inbox_event_id is None:
-        return IntakeOutcome(status="duplicate")
-    if event.appointment is None or event.appointment_id is None:
-        return IntakeOutcome(status="ignored", inbox_event_id=inbox_event_id)
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """A verified, parsed delivery addressed to a connection."""
 
-    stored = await inbox.upsert_snapshot_if_newer(
-        session,
-        connection_id=connection_id,
-        appointment_id=event.appointment_id,
-        payload=event.appointment,
-        event_at=event.event_at,
-        event_type=event.event_type,
-        canceled=event.canceled,
-    )
-    if not stored:
-        await inbox.set_inbox_outcome(session, inbox_event_id, INBOX_STALE)
-        return IntakeOutcome(status="stale", inbox_event_id=inbox_event_id)
+    connection_id: int
+    webhook_id: str
+    event: ParsedEvent
 
-    key = f"{connection_id}:{event.appointment_id}"
-    job_id = await enqueue(
-        session,
-        SYNC_APPOINTMENT,
-        {"connection_id": connection_id, "appointment_id": event.appointment_id},
+
+def _sync_job(connection_id: int, appointment_id: str) -> NewJob:
+    key = f"{connection_id}:{appointment_id}"
+    return NewJob(
+        kind=SYNC_APPOINTMENT,
+        args={"connection_id": connection_id, "appointment_id": appointment_id},
         dedupe_key=f"{SYNC_APPOINTMENT}:{key}",
         serial_key=f"appointment:{key}",
     )
-    return IntakeOutcome(
-        status="accepted", inbox_event_id=inbox_event_id, job_id=job_id, coalesced=job_id is None
+
+
+async def record_deliveries(
+    session: AsyncSession, deliveries: Sequence[Delivery]
+) -> list[IntakeOutcome]:
+    """Record verified deliveries in the caller's transaction, with the outcome each would have
+    had if recorded one after another in this order; a `duplicate` stores nothing."""
+    now = utcnow()
+    outcomes: list[IntakeOutcome | None] = [None] * len(deliveries)
+    rows = [
+        {
+            "source": SOURCE,
+            "connection_id": d.connection_id,
+            "external_id": d.webhook_id,
+            "event_type": d.event.event_type,
+            "subject_id": d.event.appointment_id[:64] if d.event.appointment_id else None,
+            "outcome": INBOX_IGNORED if d.event.appointment is None else INBOX_ACCEPTED,
+            "received_at": now,
+        }
+        for d in deliveries
+    ]
+    inserted = await inbox.insert_inbox_events(session, rows)
+
+    # Appointment events by appointment, in arrival order; the first delivery of a webhook id
+    # owns its inbox row, any later one in the same batch is a duplicate.
+    owner: dict[tuple[int, str], int] = {}
+    by_appointment: dict[tuple[int, str], list[int]] = {}
+    for index, d in enumerate(deliveries):
+        inbox_id = inserted.get((d.connection_id, d.webhook_id))
+        if inbox_id is None or owner.setdefault((d.connection_id, d.webhook_id), index) != index:
+            outcomes[index] = IntakeOutcome(status="duplicate")
+        elif d.event.appointment is None or d.event.appointment_id is None:
+            outcomes[index] = IntakeOutcome(status="ignored", inbox_event_id=inbox_id)
+        else:
+            by_appointment.setdefault((d.connection_id, d.event.appointment_id), []).append(index)
+
+    # Per appointment the newest event is written (on equal times the last received, as the
+    # one-by-one order would leave it); the others only need their outcome.
+    winners = {
+        key: max(indexes, key=lambda i: (deliveries[i].event.event_at, i))
+        for key, indexes in by_appointment.items()
+    }
+    contested = [key for key, indexes in by_appointment.items() if len(indexes) > 1]
+    stored_before = await inbox.stored_event_times(session, contested)
+    stored = await inbox.upsert_snapshots_if_newer(
+        session,
+        [
+            {
+                "connection_id": key[0],
+                "appointment_id": key[1],
+                "payload": deliveries[i].event.appointment,
+                "event_at": deliveries[i].event.event_at,
+                "event_type": deliveries[i].event.event_type,
+                "canceled": deliveries[i].event.canceled,
+                "created_at": now,
+                "updated_at": now,
+            }
+            for key, i in winners.items()
+        ],
+    )
+    jobs = await enqueue_many(session, [_sync_job(*key) for key in winners if key in stored])
+
+    stale: list[int] = []
+    for key, indexes in by_appointment.items():
+        # One by one, an event is stored when it is not older than what is stored by then.
+        newest = stored_before.get(key)
+        job_id = jobs.get(_sync_job(*key).dedupe_key)
+        for index in indexes:
+            d = deliveries[index]
+            inbox_id = inserted[(d.connection_id, d.webhook_id)]
+            if key not in stored or (newest is not None and d.event.event_at < newest):
+                stale.append(inbox_id)
+                outcomes[index] = IntakeOutcome(status="stale", inbox_event_id=inbox_id)
+                continue
+            newest = d.event.event_at
+            # The first accepted event of the batch is the one that created the job.
+            outcomes[index] = IntakeOutcome(
+                status="accepted", inbox_event_id=inbox_id, job_id=job_id, coalesced=job_id is None
+            )
+            job_id = None
+    await inbox.set_inbox_outcome(session, stale, INBOX_STALE)
+    assert all(outcome is not None for outcome in outcomes)  # every branch above sets one
+    return cast(list[IntakeOutcome], outcomes)
+
+
+class ReceiverDirectory:
+    """Connection lookups for the intake, batched across requests and remembered briefly.
+
+    A remembered connection may be up to `ttl_seconds` old. That is safe: a delivery that fails
+    to verify against a remembered secret is checked again against a fresh lookup (so a new
+    secret works at once; the old one keeps working for at most the ttl), and a delivery for a
+    deleted connection is refused by the inbox's foreign key. Unknown organisations are never
+    remembered.
+    """
+
+    def __init__(
+        self,
+        database: Database,
+        *,
+        ttl_seconds: float = 1.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._lookup: GroupCommitter[str, Receiver | None] = GroupCommitter(
+            database, inbox.find_receivers
+        )
+        self._ttl = ttl_seconds
+        self.clock = clock
+        self._known: dict[str, tuple[float, Receiver]] = {}
+
+    async def get(self, organization_id: str, *, fresh: bool = False) -> Receiver | None:
+        """The organisation's connection, or None; `fresh` skips what is remembered."""
+        now = self.clock()
+        known = self._known.get(organization_id)
+        if known is not None and not fresh and known[0] > now:
+            return known[1]
+        receiver = await self._lookup.submit(organization_id)
+        if receiver is None:
+            self._known.pop(organization_id, None)
+        else:
+            self._known[organization_id] = (now + self._ttl, receiver)
+        return receiver
+
+    def forget(self, organization_id: str) -> None:
+        self._known.pop(organization_id, None)
+
+    async def close(self) -> None:
+        await self._lookup.close()
+
+
+@dataclass(frozen=True, slots=True)
+class BookingtimeIntake:
+    """The process's intake: connection lookups and writes, each batched across requests."""
+
+    receivers: ReceiverDirectory
+    deliveries: GroupCommitter[Delivery, IntakeOutcome]
+
+    async def close(self) -> None:
+        await self.deliveries.close()
+        await self.receivers.close()
+
+
+def build_intake(database: Database) -> BookingtimeIntake:
+    """The process's bookingtime intake (built once, in the app's lifespan)."""
+    return BookingtimeIntake(
+        receivers=ReceiverDirectory(database),
+        deliveries=GroupCommitter(database, record_deliveries),
     )

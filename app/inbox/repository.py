@@ -1,24 +1,24 @@
 """Every query of the idempotent intake: the receiving connection, `inbox_event` rows and
 `appointment` snapshots.
 
-Writes are single `INSERT … ON CONFLICT … RETURNING` statements, so concurrent deliveries are
-decided by the unique constraints, never by a read-then-write race. The statements are built
-once per dialect and run with bound parameters: the intake's cost is mostly per statement.
+Writes are multi-row `INSERT … ON CONFLICT … RETURNING` statements, so concurrent deliveries are
+decided by the unique constraints, never by a read-then-write race, and a batch of deliveries
+costs a few statements, not a few per delivery.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from functools import cache
 from typing import Any, cast
 
-from sqlalchemy import Executable, Table, bindparam, select, update
+from sqlalchemy import Table, bindparam, select, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.models import Appointment, Connection, InboxEvent
-from app.models.base import utcnow
 
 _inbox = cast(Table, InboxEvent.__table__)
 _appointment = cast(Table, Appointment.__table__)
@@ -31,36 +31,6 @@ class Receiver:
 
     connection_id: int
     webhook_secret_encrypted: str
-
-
-def _dialect(session: AsyncSession) -> str:
-    return session.get_bind().dialect.name
-
-
-@cache
-def _statements(dialect: str) -> dict[str, Executable]:
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    inbox = (
-        insert(_inbox)
-        .values({column: bindparam(column) for column in _INBOX_COLUMNS})
-        .on_conflict_do_nothing(index_elements=["source", "connection_id", "external_id"])
-        .returning(_inbox.c.id)
-    )
-    new_snapshot = insert(_appointment).values(
-        {column: bindparam(column) for column in _SNAPSHOT_COLUMNS}
-    )
-    excluded = new_snapshot.excluded
-    snapshot = new_snapshot.on_conflict_do_update(
-        index_elements=["connection_id", "appointment_id"],
-        set_={
-            column: excluded[column]
-            for column in ("payload", "event_at", "event_type", "canceled", "updated_at")
-        },
-        # `<=`, not `<`: event timestamps may be whole seconds, so two changes within one second
-        # carry the same time; the last one received wins instead of the second being lost.
-        where=_appointment.c.event_at <= excluded.event_at,
-    ).returning(_appointment.c.id)
-    return {"inbox": inbox, "snapshot": snapshot}
 
 
 _INBOX_COLUMNS = (
@@ -82,75 +52,111 @@ _SNAPSHOT_COLUMNS = (
     "created_at",
     "updated_at",
 )
-_RECEIVER = select(_connection.c.id, _connection.c.webhook_secret_encrypted).where(
-    _connection.c.organization_id == bindparam("organization_id")
-)
-_SET_OUTCOME = (
-    update(_inbox).where(_inbox.c.id == bindparam("inbox_id")).values(outcome=bindparam("outcome"))
-)
 
 
-async def find_receiver(session: AsyncSession, organization_id: str) -> Receiver | None:
-    """The connection of a bookingtime organisation, reduced to what the intake reads."""
-    row = (await session.execute(_RECEIVER, {"organization_id": organization_id})).first()
-    return None if row is None else Receiver(row[0], row[1])
+async def find_receivers(
+    session: AsyncSession, organization_ids: Sequence[str]
+) -> list[Receiver | None]:
+    """The connections of bookingtime organisations (None where there is none), in one query."""
+    statement = select(
+        _connection.c.organization_id, _connection.c.id, _connection.c.webhook_secret_encrypted
+    ).where(_connection.c.organization_id.in_(set(organization_ids)))
+    found = {
+        organization_id: Receiver(connection_id, secret)
+        for organization_id, connection_id, secret in (await session.execute(statement)).all()
+    }
+    return [found.get(organization_id) for organization_id in organization_ids]
 
 
-async def insert_inbox_event(
-    session: AsyncSession,
-    *,
-    source: str,
-    connection_id: int,
-    external_id: str,
-    event_type: str,
-    subject_id: str | None,
-    outcome: str,
-) -> int | None:
-    """The new row's id, or None when this (source, connection, external id) was received.
+@cache
+def _statements(dialect: str) -> dict[str, Any]:
+    # Built once and run as executemany ("insertmanyvalues": SQLAlchemy sends multi-row INSERTs);
+    # building a multi-row statement per batch cost more than running it.
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    inbox = (
+        insert(_inbox)
+        .values(
+            {column: bindparam(column, type_=_inbox.c[column].type) for column in _INBOX_COLUMNS}
+        )
+        .on_conflict_do_nothing(index_elements=["source", "connection_id", "external_id"])
+        .returning(_inbox.c.id, _inbox.c.connection_id, _inbox.c.external_id)
+    )
+    new_snapshot = insert(_appointment).values(
+        {
+            column: bindparam(column, type_=_appointment.c[column].type)
+            for column in _SNAPSHOT_COLUMNS
+        }
+    )
+    excluded = new_snapshot.excluded
+    snapshot = new_snapshot.on_conflict_do_update(
+        index_elements=["connection_id", "appointment_id"],
+        set_={
+            column: excluded[column]
+            for column in ("payload", "event_at", "event_type", "canceled", "updated_at")
+        },
+        # `<=`, not `<`: event timestamps may be whole seconds, so two changes within one second
+        # carry the same time; the last one received wins instead of the second being lost.
+        where=_appointment.c.event_at <= excluded.event_at,
+    ).returning(_appointment.c.connection_id, _appointment.c.appointment_id)
+    return {"inbox": inbox, "snapshot": snapshot}
 
-    On PostgreSQL a concurrent insert of the same key waits for the other transaction and then
-    does nothing, so the loser of a race sees None too.
+
+def _dialect(session: AsyncSession) -> str:
+    return session.get_bind().dialect.name
+
+
+async def insert_inbox_events(
+    session: AsyncSession, rows: Sequence[Mapping[str, Any]]
+) -> dict[tuple[int | None, str], int]:
+    """Insert inbox rows; the new ids by (connection_id, external_id).
+
+    A key already received (or repeated within `rows`) is skipped by the unique constraint, so it
+    is missing from the result. On PostgreSQL a concurrent insert of the same key waits for the
+    other transaction and then does nothing: the loser of a race sees it missing too.
     """
-    params: dict[str, Any] = {
-        "source": source,
-        "connection_id": connection_id,
-        "external_id": external_id,
-        "event_type": event_type,
-        "subject_id": subject_id,
-        "outcome": outcome,
-        "received_at": utcnow(),
+    if not rows:
+        return {}
+    result = await session.execute(_statements(_dialect(session))["inbox"], list(rows))
+    return {
+        (connection_id, external_id): inbox_id
+        for inbox_id, connection_id, external_id in result.all()
     }
-    statement = _statements(_dialect(session))["inbox"]
-    result: int | None = (await session.execute(statement, params)).scalar_one_or_none()
-    return result
 
 
-async def set_inbox_outcome(session: AsyncSession, inbox_event_id: int, outcome: str) -> None:
-    """Record what became of an inbox event after it was inserted."""
-    await session.execute(_SET_OUTCOME, {"inbox_id": inbox_event_id, "outcome": outcome})
+async def set_inbox_outcome(
+    session: AsyncSession, inbox_event_ids: Sequence[int], outcome: str
+) -> None:
+    """Record what became of inbox events after they were inserted."""
+    if inbox_event_ids:
+        await session.execute(
+            update(_inbox).where(_inbox.c.id.in_(inbox_event_ids)).values(outcome=outcome)
+        )
 
 
-async def upsert_snapshot_if_newer(
-    session: AsyncSession,
-    *,
-    connection_id: int,
-    appointment_id: str,
-    payload: dict[str, Any],
-    event_at: datetime,
-    event_type: str,
-    canceled: bool,
-) -> bool:
-    """Store the appointment's snapshot unless the stored one is newer; True when stored."""
-    now = utcnow()
-    params: dict[str, Any] = {
-        "connection_id": connection_id,
-        "appointment_id": appointment_id,
-        "payload": payload,
-        "event_at": event_at,
-        "event_type": event_type,
-        "canceled": canceled,
-        "created_at": now,
-        "updated_at": now,
+async def stored_event_times(
+    session: AsyncSession, keys: Sequence[tuple[int, str]]
+) -> dict[tuple[int, str], datetime]:
+    """The stored snapshots' `event_at` by (connection_id, appointment_id)."""
+    if not keys:
+        return {}
+    statement = select(
+        _appointment.c.connection_id, _appointment.c.appointment_id, _appointment.c.event_at
+    ).where(tuple_(_appointment.c.connection_id, _appointment.c.appointment_id).in_(list(keys)))
+    return {
+        (connection_id, appointment_id): event_at
+        for connection_id, appointment_id, event_at in (await session.execute(statement)).all()
     }
-    statement = _statements(_dialect(session))["snapshot"]
-    return (await session.execute(statement, params)).scalar_one_or_none() is not None
+
+
+async def upsert_snapshots_if_newer(
+    session: AsyncSession, rows: Sequence[Mapping[str, Any]]
+) -> set[tuple[int, str]]:
+    """Store appointment snapshots unless the stored ones are newer; the keys stored.
+
+    At most one row per (connection_id, appointment_id): PostgreSQL refuses to update a row twice
+    in one statement.
+    """
+    if not rows:
+        return set()
+    result = await session.execute(_statements(_dialect(session))["snapshot"], list(rows))
+    return {(row[0], row[1]) for row in result.all()}

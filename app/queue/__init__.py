@@ -2,6 +2,14 @@
 
 from app.queue.errors import PermanentError, RetryAfter
 from app.queue.registry import JobContext, JobRegistry
-from app.queue.repository import enqueue
+from app.queue.repository import NewJob, enqueue, enqueue_many
 
-__all__ = ["JobContext", "JobRegistry", "PermanentError", "RetryAfter", "enqueue"]
+__all__ = [
+    "JobContext",
+    "JobRegistry",
+    "NewJob",
+    "PermanentError",
+    "RetryAfter",
+    "enqueue",
+    "enqueue_many",
+]

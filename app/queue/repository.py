@@ -9,15 +9,17 @@ never from the database clock, so every process and every test agrees on it.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import cache
 from typing import Any, Final, cast
 
 from sqlalchemy import (
     ColumnElement,
     CursorResult,
     String,
+    Table,
     and_,
     bindparam,
     case,
@@ -75,6 +77,71 @@ def error_text(error: BaseException | str) -> str:
     return value
 
 
+@dataclass(frozen=True, slots=True)
+class NewJob:
+    """A job to add with `enqueue_many`."""
+
+    kind: str
+    args: dict[str, Any]
+    dedupe_key: str
+    serial_key: str | None = None
+    mailbox: str | None = None
+    run_at: datetime | None = None
+    max_attempts: int | None = None
+
+
+_JOB_COLUMNS = (
+    "kind",
+    "args",
+    "state",
+    "run_at",
+    "attempts",
+    "max_attempts",
+    "dedupe_key",
+    "serial_key",
+    "mailbox",
+    "created_at",
+)
+
+
+@cache
+def _enqueue_statement(dialect: str) -> Any:
+    # Built once: constructing an ORM insert per call cost more than executing it.
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    table = cast(Table, Job.__table__)
+    return (
+        insert(table)
+        .values({column: bindparam(column, type_=table.c[column].type) for column in _JOB_COLUMNS})
+        .on_conflict_do_nothing(index_elements=["dedupe_key"], index_where=_PENDING_WHERE)
+        .returning(table.c.id, table.c.dedupe_key)
+    )
+
+
+def _job_row(
+    *,
+    kind: str,
+    args: dict[str, Any] | None,
+    dedupe_key: str | None,
+    serial_key: str | None,
+    mailbox: str | None,
+    run_at: datetime | None,
+    max_attempts: int | None,
+    now: datetime,
+) -> dict[str, Any]:
+    return {
+        "kind": kind,
+        "args": args or {},
+        "state": PENDING,
+        "run_at": run_at or now,
+        "attempts": 0,
+        "max_attempts": max_attempts,
+        "dedupe_key": dedupe_key,
+        "serial_key": serial_key,
+        "mailbox": mailbox,
+        "created_at": now,
+    }
+
+
 async def enqueue(
     session: AsyncSession,
     kind: str,
@@ -87,26 +154,49 @@ async def enqueue(
     max_attempts: int | None = None,
 ) -> int | None:
     """Add a job in the caller's transaction; None when a pending job has the same dedupe key."""
-    now = utcnow()
-    values: dict[str, Any] = {
-        "kind": kind,
-        "args": args or {},
-        "state": PENDING,
-        "run_at": run_at or now,
-        "attempts": 0,
-        "max_attempts": max_attempts,
-        "dedupe_key": dedupe_key,
-        "serial_key": serial_key,
-        "mailbox": mailbox,
-        "created_at": now,
-    }
-    statement = (
-        _insert(session)(Job)
-        .values(**values)
-        .on_conflict_do_nothing(index_elements=["dedupe_key"], index_where=_PENDING_WHERE)
-        .returning(Job.id)
+    row = _job_row(
+        kind=kind,
+        args=args,
+        dedupe_key=dedupe_key,
+        serial_key=serial_key,
+        mailbox=mailbox,
+        run_at=run_at,
+        max_attempts=max_attempts,
+        now=utcnow(),
     )
-    return (await session.execute(statement)).scalar_one_or_none()
+    statement = _enqueue_statement(session.get_bind().dialect.name)
+    return (await session.execute(statement, row)).scalar_one_or_none()
+
+
+async def enqueue_many(session: AsyncSession, jobs: Sequence[NewJob]) -> dict[str, int | None]:
+    """Add several jobs in one statement, in the caller's transaction.
+
+    Returns each dedupe key's new job id, or None where a pending job already had the key (or an
+    earlier job of the same list: the first one wins).
+    """
+    now = utcnow()
+    rows: dict[str, dict[str, Any]] = {}
+    for job in jobs:
+        rows.setdefault(
+            job.dedupe_key,
+            _job_row(
+                kind=job.kind,
+                args=job.args,
+                dedupe_key=job.dedupe_key,
+                serial_key=job.serial_key,
+                mailbox=job.mailbox,
+                run_at=job.run_at,
+                max_attempts=job.max_attempts,
+                now=now,
+            ),
+        )
+    if not rows:
+        return {}
+    statement = _enqueue_statement(session.get_bind().dialect.name)
+    # executemany: SQLAlchemy sends it as multi-row INSERTs ("insertmanyvalues").
+    result = await session.execute(statement, list(rows.values()))
+    created = {key: job_id for job_id, key in result.all()}
+    return {key: created.get(key) for key in rows}
 
 
 # --- periodic jobs -------------------------------------------------------------------------

@@ -10,11 +10,11 @@ from typing import Any
 import httpx
 import pytest
 from fastapi import FastAPI
-from sqlalchemy import update
+from sqlalchemy import delete, func, select, update
 
 from app.crypto import SecretBox
 from app.db import Database
-from app.models import Connection
+from app.models import Connection, InboxEvent
 from tests.bookingtime.helpers import (
     ORGANIZATION_ID,
     URL,
@@ -276,14 +276,17 @@ async def test_concurrent_duplicate_delivery_answers_one_202_and_the_rest_200(
     assert (await count_rows(database)) == (1, 1, 1)
 
 
-async def test_secret_change_takes_effect_at_once(
+async def test_new_secret_works_at_once_old_one_lapses_within_a_second(
     sender: Sender,
     client: httpx.AsyncClient,
+    app: FastAPI,
     database: Database,
     secret_box: SecretBox,
     connection_id: int,
 ) -> None:
-    assert (await sender.send(sample("appointment_created"))).status_code == 202
+    now = [1000.0]
+    app.state.bookingtime_intake.receivers.clock = lambda: now[0]
+    assert (await sender.send(sample("appointment_created"))).status_code == 202  # remembered
     new_secret = "whsec_" + "bmV3LXdlYmhvb2stc2VjcmV0LWFmdGVyLXJvdGF0aW9u"
     async with database.session_scope() as session:
         await session.execute(
@@ -292,10 +295,52 @@ async def test_secret_change_takes_effect_at_once(
             .values(webhook_secret_encrypted=secret_box.encrypt(new_secret))
         )
     event = encode(sample("appointment_updated"))
-    old = await client.post(URL, content=event, headers=sign(event))
-    assert_problem(old, 401, "invalid_signature")
     new = await client.post(URL, content=event, headers=sign(event, secret=new_secret))
-    assert new.status_code == 202
+    assert new.status_code == 202, new.text
+
+    now[0] += 0.5  # the old secret is no longer remembered once a fresh lookup replaced it
+    moved = encode(sample("appointment_moved"))
+    old = await client.post(URL, content=moved, headers=sign(moved))
+    assert_problem(old, 401, "invalid_signature")
+
+
+async def test_remembered_connection_expires(
+    sender: Sender,
+    client: httpx.AsyncClient,
+    app: FastAPI,
+    database: Database,
+    secret_box: SecretBox,
+    connection_id: int,
+) -> None:
+    now = [1000.0]
+    app.state.bookingtime_intake.receivers.clock = lambda: now[0]
+    assert (await sender.send(sample("appointment_created"))).status_code == 202
+    async with database.session_scope() as session:
+        await session.execute(
+            update(Connection)
+            .where(Connection.id == connection_id)
+            .values(webhook_secret_encrypted=secret_box.encrypt("whsec_" + "c2Vjb25k" * 4))
+        )
+    event = encode(sample("appointment_updated"))
+    within = await client.post(URL, content=event, headers=sign(event))
+    assert within.status_code == 202  # at most one second of grace for the replaced secret
+    now[0] += 1.5
+    moved = encode(sample("appointment_moved"))
+    after = await client.post(URL, content=moved, headers=sign(moved))
+    assert_problem(after, 401, "invalid_signature")
+
+
+async def test_delivery_for_a_deleted_connection_is_404_and_stores_nothing(
+    sender: Sender, client: httpx.AsyncClient, database: Database, connection_id: int
+) -> None:
+    assert (await sender.send(sample("appointment_created"))).status_code == 202  # remembered
+    async with database.session_scope() as session:
+        await session.execute(delete(Connection).where(Connection.id == connection_id))
+    event = encode(sample("appointment_updated"))
+    response = await client.post(URL, content=event, headers=sign(event))
+    assert_problem(response, 404, "unknown_organization")
+    async with database.session() as session:
+        assert await session.scalar(select(func.count()).select_from(InboxEvent)) == 0
 
 
 # --- 404 --------------------------------------------------------------------------------------

@@ -1,0 +1,108 @@
+"""Group commit: concurrent requests share one short transaction (writes, and reads too).
+
+Each request hands its item to one writer task and awaits the result; the writer takes whatever
+has queued up (up to `max_batch`), writes it with one batch function in one transaction, commits
+and answers every waiter. A request is answered only after its transaction committed, so nothing
+acknowledged is ever lost. If a batch fails, its items are retried one by one, so one bad item
+fails alone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Generic, TypeVar
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.db import Database
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+BatchWriter = Callable[[AsyncSession, Sequence[T]], Awaitable[list[R]]]
+
+
+class GroupCommitClosed(RuntimeError):
+    """The committer is shutting down and takes no new items."""
+
+
+class GroupCommitter(Generic[T, R]):
+    """Runs `write(session, items) -> results` for batches of concurrently submitted items."""
+
+    def __init__(
+        self, database: Database, write: BatchWriter[T, R], *, max_batch: int = 128
+    ) -> None:
+        self._database = database
+        self._write = write
+        self._max_batch = max_batch
+        self._queue: asyncio.Queue[tuple[T, asyncio.Future[R]]] = asyncio.Queue()
+        self._task: asyncio.Task[None] | None = None
+        self._closed = False
+
+    async def submit(self, item: T) -> R:
+        """Write `item` in the next batch; returns once that batch has committed."""
+        if self._closed:
+            raise GroupCommitClosed("calbridge is shutting down")
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name="group-commit")
+        future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
+        self._queue.put_nowait((item, future))
+        # Shielded: a client that disconnects does not cancel the write others share; its item
+        # is still committed (and a redelivery is then a duplicate).
+        return await asyncio.shield(future)
+
+    async def close(self) -> None:
+        """Stop taking items, write what is queued, stop the writer."""
+        self._closed = True
+        if self._task is None:
+            return
+        await self._queue.join()
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+
+    async def _run(self) -> None:
+        while True:
+            batch = [await self._queue.get()]
+            while len(batch) < self._max_batch and not self._queue.empty():
+                batch.append(self._queue.get_nowait())
+            try:
+                await self._commit(batch)
+            finally:
+                for _ in batch:
+                    self._queue.task_done()
+
+    async def _commit(self, batch: list[tuple[T, asyncio.Future[R]]]) -> None:
+        try:
+            async with self._database.session_scope() as session:
+                results = await self._write(session, [item for item, _ in batch])
+        except Exception as exc:
+            if len(batch) == 1:
+                _settle(batch[0][1], exc=exc)
+                return
+            log.warning(
+                "group commit of %d items failed (%s); writing them one by one",
+                len(batch),
+                type(exc).__name__,
+            )
+            for entry in batch:
+                await self._commit([entry])
+            return
+        for (_, future), result in zip(batch, results, strict=True):
+            _settle(future, result=result)
+
+
+def _settle(
+    future: asyncio.Future[R], *, result: R | None = None, exc: BaseException | None = None
+) -> None:
+    if future.done():
+        return
+    if exc is not None:
+        future.set_exception(exc)
+    else:
+        future.set_result(result)  # type: ignore[arg-type]

@@ -1,0 +1,183 @@
+"""Group commit: a batch of deliveries gets the outcomes one-by-one recording would give, and a
+bad delivery fails alone."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.bookingtime.service import Delivery, IntakeOutcome, ParsedEvent, record_deliveries
+from app.db import Database
+from app.inbox.group_commit import GroupCommitter
+from app.models import Appointment, InboxEvent, Job
+
+T0 = datetime(2026, 11, 1, 8, 0, tzinfo=UTC)
+
+
+def delivery(
+    connection_id: int,
+    webhook_id: str,
+    appointment_id: str,
+    at: datetime,
+    *,
+    event_type: str = "appointment.updated",
+    name: str = "",
+) -> Delivery:
+    appointment: dict[str, Any] | None = {"id": appointment_id, "name": name or webhook_id}
+    if not event_type.startswith("appointment."):
+        appointment = None
+    return Delivery(
+        connection_id=connection_id,
+        webhook_id=webhook_id,
+        event=ParsedEvent(
+            event_type=event_type,
+            event_at=at,
+            appointment_id=appointment_id,
+            appointment=appointment,
+            canceled=False,
+        ),
+    )
+
+
+async def record(database: Database, deliveries: Sequence[Delivery]) -> list[IntakeOutcome]:
+    async with database.session_scope() as session:
+        return await record_deliveries(session, deliveries)
+
+
+async def rows(database: Database) -> tuple[list[InboxEvent], list[Appointment], list[Job]]:
+    async with database.session() as session:
+        inbox = list(await session.scalars(select(InboxEvent).order_by(InboxEvent.id)))
+        snapshots = list(await session.scalars(select(Appointment)))
+        jobs = list(await session.scalars(select(Job)))
+    return inbox, snapshots, jobs
+
+
+async def test_repeated_webhook_id_in_one_batch_is_a_duplicate(
+    database: Database, connection_id: int
+) -> None:
+    outcomes = await record(
+        database,
+        [delivery(connection_id, "m1", "edA", T0), delivery(connection_id, "m1", "edA", T0)],
+    )
+    assert [o.status for o in outcomes] == ["accepted", "duplicate"]
+    inbox, snapshots, jobs = await rows(database)
+    assert len(inbox) == 1 and len(snapshots) == 1 and len(jobs) == 1
+
+
+async def test_two_events_of_one_appointment_newest_wins_one_job(
+    database: Database, connection_id: int
+) -> None:
+    outcomes = await record(
+        database,
+        [
+            delivery(connection_id, "m2", "edA", T0 + timedelta(seconds=5), name="newer"),
+            delivery(connection_id, "m1", "edA", T0, name="older"),
+        ],
+    )
+    # One by one: the newer is stored, the older is stale against it.
+    assert [o.status for o in outcomes] == ["accepted", "stale"]
+    assert outcomes[0].job_id is not None and not outcomes[0].coalesced
+    inbox, [snapshot], [job] = await rows(database)
+    assert snapshot.payload["name"] == "newer"
+    assert job.args == {"connection_id": connection_id, "appointment_id": "edA"}
+    assert [i.outcome for i in inbox] == ["accepted", "stale"]
+
+
+async def test_batch_against_a_stored_snapshot(database: Database, connection_id: int) -> None:
+    await record(database, [delivery(connection_id, "m0", "edA", T0, name="stored")])
+    outcomes = await record(
+        database,
+        [
+            delivery(connection_id, "m1", "edA", T0 - timedelta(seconds=1), name="older"),
+            delivery(connection_id, "m2", "edA", T0, name="same-second"),
+            delivery(connection_id, "m3", "edA", T0 + timedelta(seconds=1), name="newest"),
+        ],
+    )
+    assert [o.status for o in outcomes] == ["stale", "accepted", "accepted"]
+    # The pending job from the first batch absorbs both: nothing new is enqueued.
+    assert all(o.coalesced for o in outcomes if o.status == "accepted")
+    inbox, [snapshot], jobs = await rows(database)
+    assert snapshot.payload["name"] == "newest"
+    assert len(jobs) == 1
+    assert [i.outcome for i in inbox] == ["accepted", "stale", "accepted", "accepted"]
+
+
+async def test_batch_entirely_older_than_stored_is_stale(
+    database: Database, connection_id: int
+) -> None:
+    await record(database, [delivery(connection_id, "m0", "edA", T0, name="stored")])
+    outcomes = await record(
+        database,
+        [
+            delivery(connection_id, "m1", "edA", T0 - timedelta(seconds=2)),
+            delivery(connection_id, "m2", "edA", T0 - timedelta(seconds=1)),
+            delivery(connection_id, "m3", "edB", T0, event_type="customer.created"),
+        ],
+    )
+    assert [o.status for o in outcomes] == ["stale", "stale", "ignored"]
+    _, snapshots, _ = await rows(database)
+    assert [s.payload["name"] for s in snapshots] == ["stored"]
+
+
+async def test_a_bad_delivery_fails_alone(database: Database, connection_id: int) -> None:
+    calls: list[int] = []
+
+    async def write(session: AsyncSession, items: Sequence[Delivery]) -> list[IntakeOutcome]:
+        calls.append(len(items))
+        return await record_deliveries(session, items)
+
+    committer: GroupCommitter[Delivery, IntakeOutcome] = GroupCommitter(database, write)
+    try:
+        results = await asyncio.gather(
+            committer.submit(delivery(connection_id, "m1", "edA", T0)),
+            committer.submit(delivery(connection_id + 999, "m2", "edB", T0)),  # no such connection
+            committer.submit(delivery(connection_id, "m3", "edC", T0)),
+            return_exceptions=True,
+        )
+    finally:
+        await committer.close()
+    assert isinstance(results[1], IntegrityError)
+    assert [r.status for r in (results[0], results[2]) if isinstance(r, IntakeOutcome)] == [
+        "accepted",
+        "accepted",
+    ]
+    assert calls[0] == 3, "the three submissions shared one batch first"
+    inbox, snapshots, jobs = await rows(database)
+    assert sorted(i.external_id for i in inbox) == ["m1", "m3"]
+    assert len(snapshots) == 2 and len(jobs) == 2
+
+
+async def test_concurrent_submissions_share_batches(database: Database, connection_id: int) -> None:
+    calls: list[int] = []
+
+    async def write(session: AsyncSession, items: Sequence[Delivery]) -> list[IntakeOutcome]:
+        calls.append(len(items))
+        return await record_deliveries(session, items)
+
+    committer: GroupCommitter[Delivery, IntakeOutcome] = GroupCommitter(database, write)
+    try:
+        outcomes = await asyncio.gather(
+            *(committer.submit(delivery(connection_id, f"m{i}", f"ed{i}", T0)) for i in range(50))
+        )
+    finally:
+        await committer.close()
+    assert [o.status for o in outcomes] == ["accepted"] * 50
+    assert len({o.job_id for o in outcomes}) == 50
+    assert sum(calls) == 50 and len(calls) < 50
+    _, snapshots, jobs = await rows(database)
+    assert len(snapshots) == 50 and len(jobs) == 50
+
+
+async def test_closed_committer_refuses_new_items(database: Database, connection_id: int) -> None:
+    committer: GroupCommitter[Delivery, IntakeOutcome] = GroupCommitter(database, record_deliveries)
+    await committer.submit(delivery(connection_id, "m1", "edA", T0))
+    await committer.close()
+    with pytest.raises(RuntimeError, match="shutting down"):
+        await committer.submit(delivery(connection_id, "m2", "edB", T0))
