@@ -15,6 +15,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    JsonValue,
     SecretStr,
     field_validator,
 )
@@ -191,26 +192,23 @@ class ConnectionIn(BaseModel):
         return datetime.combine(value, time(0, 0), tzinfo=UTC)
 
 
+_CONNECTION_EXAMPLE: dict[str, JsonValue] = {
+    "organization_id": ORGANIZATION_ID_EXAMPLE,
+    "tenant": "contoso.onmicrosoft.com",
+    "client_id": "6731de76-14a6-49ae-97bc-6eba6914391e",
+    "client_secret_expires_at": "2027-05-31T00:00:00Z",
+    "locale": "de",
+    "webhook_url": f"/webhooks/bookingtime/{ORGANIZATION_ID_EXAMPLE}",
+    "employee_count": 3,
+    "created_at": "2026-11-26T09:30:00Z",
+    "updated_at": "2026-11-26T09:30:00Z",
+}
+
+
 class ConnectionOut(BaseModel):
     """A connection as the admin sees it: never a secret."""
 
-    model_config = ConfigDict(
-        json_schema_extra={
-            "examples": [
-                {
-                    "organization_id": ORGANIZATION_ID_EXAMPLE,
-                    "tenant": "contoso.onmicrosoft.com",
-                    "client_id": "6731de76-14a6-49ae-97bc-6eba6914391e",
-                    "client_secret_expires_at": "2027-05-31T00:00:00Z",
-                    "locale": "de",
-                    "webhook_url": f"/webhooks/bookingtime/{ORGANIZATION_ID_EXAMPLE}",
-                    "employee_count": 3,
-                    "created_at": "2026-11-26T09:30:00Z",
-                    "updated_at": "2026-11-26T09:30:00Z",
-                }
-            ]
-        }
-    )
+    model_config = ConfigDict(json_schema_extra={"examples": [_CONNECTION_EXAMPLE]})
 
     organization_id: str = Field(description="bookingtime organisation id.")
     tenant: str = Field(description="Entra tenant, normalised (lowercase GUID or domain).")
@@ -252,15 +250,8 @@ class ConnectionPutOut(ConnectionOut):
         json_schema_extra={
             "examples": [
                 {
-                    "organization_id": ORGANIZATION_ID_EXAMPLE,
-                    "tenant": "contoso.onmicrosoft.com",
-                    "client_id": "6731de76-14a6-49ae-97bc-6eba6914391e",
-                    "client_secret_expires_at": "2027-05-31T00:00:00Z",
-                    "locale": "de",
-                    "webhook_url": f"/webhooks/bookingtime/{ORGANIZATION_ID_EXAMPLE}",
+                    **_CONNECTION_EXAMPLE,
                     "employee_count": 0,
-                    "created_at": "2026-11-26T09:30:00Z",
-                    "updated_at": "2026-11-26T09:30:00Z",
                     "webhook_secret": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSwgjb3Zk5JGHk=",
                 }
             ]
