@@ -34,7 +34,7 @@ async def readyz(request: Request) -> JSONResponse:
         return problem_response(
             request,
             status=503,
-            code="database_unreachable",
+            code="database_unavailable",
             title="The database cannot be reached",
             detail=f"{type(exc).__name__}: check CALBRIDGE_DATABASE_URL and the database server",
         )

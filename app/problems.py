@@ -15,11 +15,13 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict
+from sqlalchemy.exc import InterfaceError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 log = logging.getLogger(__name__)
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
+DATABASE_RETRY_AFTER_SECONDS = 5
 _HTTP_CODES = {
     400: "bad_request",
     401: "unauthorized",
@@ -150,6 +152,24 @@ def install_problem_handlers(app: FastAPI) -> None:
             title=detail or code.replace("_", " "),
             detail=detail,
             headers=getattr(exc, "headers", None),
+        )
+
+    @app.exception_handler(OperationalError)
+    @app.exception_handler(InterfaceError)
+    async def _database_down(request: Request, exc: Exception) -> JSONResponse:
+        log.error(
+            "database unavailable on %s %s: %s",
+            request.method,
+            request.url.path,
+            type(exc).__name__,
+        )
+        return problem_response(
+            request,
+            status=503,
+            code="database_unavailable",
+            title="The database is unavailable",
+            detail="nothing was stored; retry later",
+            headers={"Retry-After": str(DATABASE_RETRY_AFTER_SECONDS)},
         )
 
     @app.exception_handler(Exception)
