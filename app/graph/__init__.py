@@ -1,1 +1,39 @@
-"""graph"""
+"""Microsoft Graph client: MSAL auth, requests with Graph's headers, classified errors,
+per-mailbox limits, and the calendar, delta, subscription and `$batch` operations."""
+
+from app.graph.auth import AuthRegistry, GraphAuth, GraphCredentials, TokenProvider
+from app.graph.client import TAG_PROPERTY_ID, GraphClient, build_http_client
+from app.graph.errors import (
+    AccessDenied,
+    AuthenticationFailed,
+    GraphError,
+    ItemNotFound,
+    MailboxNotFound,
+    PreconditionFailed,
+    SyncStateNotFound,
+    Throttled,
+    Transient,
+    UnexpectedGraphError,
+)
+from app.graph.limits import MailboxLimiter
+
+__all__ = [
+    "TAG_PROPERTY_ID",
+    "AccessDenied",
+    "AuthRegistry",
+    "AuthenticationFailed",
+    "GraphAuth",
+    "GraphClient",
+    "GraphCredentials",
+    "GraphError",
+    "ItemNotFound",
+    "MailboxLimiter",
+    "MailboxNotFound",
+    "PreconditionFailed",
+    "SyncStateNotFound",
+    "Throttled",
+    "TokenProvider",
+    "Transient",
+    "UnexpectedGraphError",
+    "build_http_client",
+]
