@@ -8,6 +8,7 @@ import logging
 import signal
 import sys
 from enum import StrEnum
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -165,6 +166,46 @@ async def _create_token(settings: Settings, name: str, role: str) -> str:
             return await create_token(session, name=name, role=role)
     finally:
         await database.dispose()
+
+
+@cli.command()
+def sandbox(
+    host: Annotated[str, typer.Option(help="loopback address to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="HTTPS port")] = 8443,
+    state_dir: Annotated[
+        Path | None,
+        typer.Option(help="where the CA is kept (reused across runs); default a temp dir"),
+    ] = None,
+) -> None:
+    """Run the Graph + Entra sandbox over HTTPS with a ready tenant, app and two mailboxes."""
+    from app.sandbox import SandboxServer
+
+    def on_term(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt  # so SIGTERM, like Ctrl-C, stops the server and cleans up
+
+    signal.signal(signal.SIGTERM, on_term)
+    server = SandboxServer(host=host, port=port, state_dir=state_dir)
+    server.start_blocking()
+    demo = server.control.seed_demo()
+    lines = [
+        f"calbridge sandbox running at {server.url}",
+        f"CA certificate: {server.ca_path}",
+        "",
+        "export these to point calbridge at it:",
+        f"  export CALBRIDGE_GRAPH_URL={server.graph_url}",
+        f"  export CALBRIDGE_AUTHORITY_HOST={server.authority_host}",
+        f"  export CALBRIDGE_CA_BUNDLE={server.ca_path}",
+        "",
+        f"tenant id:     {demo.tenant_id}  (domain {demo.domain})",
+        f"client id:     {demo.client_id}",
+        f"client secret: {demo.client_secret}",
+        f"mailboxes:     {', '.join(demo.mailboxes)}",
+        "",
+        "Ctrl-C stops it; the state is in memory only.",
+    ]
+    typer.echo("\n".join(lines))
+    sys.stdout.flush()
+    server.serve_forever()
 
 
 def main() -> None:

@@ -1,0 +1,81 @@
+"""Assembles the sandbox's ASGI app: routers, and the handlers that turn raised errors into the
+exact Graph or Entra bodies."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp
+
+from app.sandbox import control, entra, events, users
+from app.sandbox.asgi import CONTROL_PREFIX, SandboxASGI
+from app.sandbox.control import Control
+from app.sandbox.errors import EntraError, GraphError, entra_error_body, graph_error_body
+from app.sandbox.pipeline import Dropped
+from app.sandbox.runtime import Runtime
+
+
+def create_app(runtime: Runtime) -> ASGIApp:
+    app = FastAPI(title="calbridge sandbox", docs_url=None, redoc_url=None, openapi_url=None)
+    app.state.runtime = runtime
+    app.state.control = Control(runtime)
+    app.include_router(control.router)
+    app.include_router(entra.router)
+    app.include_router(users.router)
+    app.include_router(events.router)
+    # Subscriptions, notifications, $batch and calendarView delta attach here as routers.
+
+    def graph_error(request: Request, error: GraphError) -> JSONResponse:
+        body = graph_error_body(
+            error,
+            now=runtime.state.clock.now(),
+            request_id=request.scope.get("sandbox.request_id", ""),
+            client_request_id=request.scope.get("sandbox.client_request_id"),
+        )
+        return JSONResponse(body, status_code=error.status, headers=error.headers)
+
+    async def on_graph_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, GraphError)
+        return graph_error(request, exc)
+
+    async def on_entra_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, EntraError)
+        return JSONResponse(
+            entra_error_body(exc, now=runtime.state.clock.now()),
+            status_code=exc.status,
+            headers={"Cache-Control": "no-store, no-cache", "Pragma": "no-cache"},
+            media_type="application/json; charset=utf-8",
+        )
+
+    async def on_dropped(request: Request, exc: Exception) -> Response:
+        return Response(status_code=499)  # never reaches the client: the connection is gone
+
+    async def on_http_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, HTTPException)
+        if request.url.path.startswith(CONTROL_PREFIX):
+            return JSONResponse({"detail": exc.detail}, status_code=exc.status_code)
+        if exc.status_code == 405:
+            error = GraphError(
+                405,
+                "Request_BadRequest",
+                f"The HTTP method '{request.method}' is not allowed for this resource.",
+            )
+        else:
+            segment = request.url.path.rstrip("/").rsplit("/", 1)[-1]
+            error = GraphError(
+                400, "BadRequest", f"Resource not found for the segment '{segment}'."
+            )
+        return graph_error(request, error)
+
+    async def on_validation_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, RequestValidationError)
+        return JSONResponse({"detail": exc.errors()}, status_code=422)
+
+    app.add_exception_handler(GraphError, on_graph_error)
+    app.add_exception_handler(EntraError, on_entra_error)
+    app.add_exception_handler(Dropped, on_dropped)
+    app.add_exception_handler(HTTPException, on_http_error)
+    app.add_exception_handler(RequestValidationError, on_validation_error)
+    return SandboxASGI(app, runtime)
