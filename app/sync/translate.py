@@ -1,0 +1,400 @@
+"""translate(): a bookingtime appointment → the Outlook event calbridge writes (pure, no I/O),
+with the per-connection TranslationSettings and per-field content hashes for minimal updates.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import string
+import unicodedata
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal, cast
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from app.graph.schemas import DateTimeTimeZone, EventWrite, ItemBody, Location
+from app.sync.timezones import graph_time, load_zone
+
+Locale = Literal["de", "en"]
+ShowAs = Literal["busy", "free"]
+
+#: Placeholders of `subject_template`; each renders "" when the appointment lacks it.
+PLACEHOLDERS: Mapping[str, str] = {
+    "name": "the appointment's name",
+    "customer": "the customer's full name (several: comma-separated)",
+    "service": "the booked service (bookingTemplate.name)",
+    "employee": "the appointment's employees (comma-separated)",
+    "city": "the address's city",
+}
+
+#: Every top-level event field calbridge writes, in Graph's names: the unit of change detection.
+EVENT_FIELDS: tuple[str, ...] = (
+    "subject",
+    "body",
+    "start",
+    "end",
+    "location",
+    "showAs",
+    "categories",
+    "isReminderOn",
+    "reminderMinutesBeforeStart",
+)
+
+# Graph caps the subject at 255; the others are our own bounds (Exchange takes far more), so a
+# runaway description cannot grow requests or hashes without limit.
+SUBJECT_MAX = 255
+LOCATION_MAX = 255
+CATEGORY_MAX = 255
+BODY_MAX = 32_000
+
+_LABELS: Mapping[Locale, Mapping[str, str]] = {
+    "de": {
+        "customer": "Kunde",
+        "email": "E-Mail",
+        "phone": "Telefon",
+        "notes": "Notizen",
+        "canceled": "Abgesagt: ",
+        "appointment": "Termin",
+    },
+    "en": {
+        "customer": "Customer",
+        "email": "Email",
+        "phone": "Phone",
+        "notes": "Notes",
+        "canceled": "Canceled: ",
+        "appointment": "Appointment",
+    },
+}
+
+
+class InvalidAppointment(ValueError):
+    """The payload cannot be translated (bad or missing times): a permanent error for the job."""
+
+
+class TranslationSettings(BaseModel):
+    """How a connection's appointments look in Outlook; validated when set, not when used."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    subject_template: str = Field(
+        default="{name} – {customer}",
+        description="Placeholders: " + ", ".join("{" + k + "}" for k in PLACEHOLDERS) + ".",
+    )
+    include_customer_contact: bool = True
+    reminder_minutes: int | None = Field(default=15, ge=0, le=40_320)
+    category: str | None = Field(default="bookingtime", max_length=CATEGORY_MAX)
+    on_cancel: Literal["delete", "mark"] = "delete"
+    locale: Locale = "de"
+
+    @field_validator("subject_template")
+    @classmethod
+    def _known_placeholders(cls, template: str) -> str:
+        try:
+            parts = list(string.Formatter().parse(template))
+        except ValueError as exc:
+            raise ValueError(f"subject_template is not a valid template: {exc}") from None
+        for _, field, spec, conversion in parts:
+            if field is None:
+                continue
+            if field not in PLACEHOLDERS:
+                known = ", ".join("{" + k + "}" for k in PLACEHOLDERS)
+                raise ValueError(
+                    f"subject_template: unknown placeholder {{{field}}}; use {known}"
+                    " (write {{ and }} for literal braces)"
+                )
+            if conversion or spec:
+                raise ValueError(f"subject_template: {{{field}}} takes no conversion or format")
+        return template
+
+
+# --- the translated event ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class GraphTime:
+    """Graph's dateTimeTimeZone: `date_time` is wall time in the Windows zone `time_zone`."""
+
+    date_time: str
+    time_zone: str
+
+    def to_graph(self) -> DateTimeTimeZone:
+        return {"dateTime": self.date_time, "timeZone": self.time_zone}
+
+
+@dataclass(frozen=True, slots=True)
+class Place:
+    """The event's location: a one-line `display_name` plus Graph's physicalAddress parts."""
+
+    display_name: str = ""
+    street: str = ""
+    postal_code: str = ""
+    city: str = ""
+    country_or_region: str = ""
+
+    def to_graph(self) -> Location:
+        location: Location = {"displayName": self.display_name}
+        address = {
+            key: value
+            for key, value in (
+                ("street", self.street),
+                ("postalCode", self.postal_code),
+                ("city", self.city),
+                ("countryOrRegion", self.country_or_region),
+            )
+            if value
+        }
+        if address:
+            location["address"] = address
+        return location
+
+
+@dataclass(frozen=True, slots=True)
+class EventBody:
+    """The event calbridge wants in Outlook. Never carries attendees: with app-only writes
+    Graph would mail an invitation to every attendee (customers included)."""
+
+    subject: str
+    text: str
+    start: GraphTime
+    end: GraphTime
+    location: Place
+    show_as: ShowAs
+    categories: tuple[str, ...]
+    reminder_minutes: int | None
+
+    def to_graph(self) -> EventWrite:
+        """The JSON body for a create (the client adds transactionId and the tag)."""
+        body: ItemBody = {"contentType": "text", "content": self.text}
+        event: EventWrite = {
+            "subject": self.subject,
+            "body": body,
+            "start": self.start.to_graph(),
+            "end": self.end.to_graph(),
+            "location": self.location.to_graph(),
+            "showAs": self.show_as,
+            "categories": list(self.categories),
+            "isReminderOn": self.reminder_minutes is not None,
+        }
+        if self.reminder_minutes is not None:
+            event["reminderMinutesBeforeStart"] = self.reminder_minutes
+        return event
+
+    def fields(self, names: Sequence[str]) -> EventWrite:
+        """Only the named fields of `to_graph()` (an update's PATCH body)."""
+        full: dict[str, Any] = dict(self.to_graph())
+        return cast(EventWrite, {name: full[name] for name in names if name in full})
+
+    def field_hashes(self) -> dict[str, str]:
+        """sha256 of each written field's canonical JSON: what changed since the last write."""
+        return {name: content_hash(value) for name, value in dict(self.to_graph()).items()}
+
+
+def content_hash(value: Any) -> str:
+    canonical = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+# --- translate ---------------------------------------------------------------------------------
+
+
+def translate(
+    appointment: Mapping[str, Any], settings: TranslationSettings, *, canceled: bool | None = None
+) -> EventBody:
+    """The event for an appointment. A canceled one comes out marked (prefixed subject, free,
+    no reminder): what `on_cancel="mark"` keeps; `canceled` overrides the payload's flag."""
+    labels = _LABELS[settings.locale]
+    if canceled is None:
+        canceled = appointment.get("canceled") is True
+    zone = _str(appointment.get("timeZone")) or None
+    start = _instant(appointment.get("start"), zone, "start")
+    end = _instant(appointment.get("end"), zone, "end")
+    if end < start:
+        raise InvalidAppointment("the appointment ends before it starts")
+
+    subject = render_subject(settings.subject_template, appointment) or labels["appointment"]
+    if canceled:
+        subject = labels["canceled"] + subject
+    return EventBody(
+        subject=_cap(_line(subject), SUBJECT_MAX),
+        text=_cap(_body_text(appointment, settings), BODY_MAX),
+        start=GraphTime(*graph_time(start, zone)),
+        end=GraphTime(*graph_time(end, zone)),
+        location=_place(appointment.get("address")),
+        show_as="free" if canceled else "busy",
+        categories=(_cap(_line(settings.category), CATEGORY_MAX),) if settings.category else (),
+        reminder_minutes=None if canceled else settings.reminder_minutes,
+    )
+
+
+def render_subject(template: str, appointment: Mapping[str, Any]) -> str:
+    """The template with the appointment's values; an empty value takes its separators along
+    ("{name} – {customer}" without a customer is just the name)."""
+    values = {
+        "name": _line(appointment.get("name")),
+        "customer": ", ".join(_full_name(c) for c in _customers(appointment) if _full_name(c)),
+        "service": _line(_mapping(appointment.get("bookingTemplate")).get("name")),
+        "employee": ", ".join(
+            name
+            for r in _employees(appointment)
+            if (name := _person_name(r) or _line(r.get("name")))
+        ),
+        "city": _line(_mapping(appointment.get("address")).get("city")),
+    }
+    # Alternate literal text and values; a dropped value merges the literals around it, and only
+    # such merged template text is cleaned, never the appointment's own text.
+    pieces: list[tuple[str, bool]] = []  # (text, is a value)
+    touched: set[int] = set()  # indexes of literals next to a dropped value
+    for literal, field, _, _ in string.Formatter().parse(template):
+        if literal:
+            if pieces and not pieces[-1][1]:
+                pieces[-1] = (pieces[-1][0] + literal, False)
+            else:
+                pieces.append((literal, False))
+        if field is None:
+            continue
+        value = values[field]
+        if value:
+            pieces.append((value, True))
+        elif pieces and not pieces[-1][1]:
+            touched.add(len(pieces) - 1)
+        else:
+            pieces.append(("", False))
+            touched.add(len(pieces) - 1)
+    # The literal after a dropped value was merged into the touched one before it.
+    out: list[str] = []
+    for index, (text, is_value) in enumerate(pieces):
+        if not is_value and index in touched:
+            text = _tidy(text, first=index == 0, last=index == len(pieces) - 1)
+        out.append(text)
+    return re.sub(r"\s+", " ", "".join(out)).strip()
+
+
+_SEPARATORS = "-–—|:;,/·•"
+_EMPTY_BRACKETS = re.compile(r"\(\s*\)|\[\s*\]|\{\s*\}|<\s*>|\"\s*\"|'\s*'|„\s*“")
+_SEPARATOR = f"[{re.escape(_SEPARATORS)}]"
+_REPEATED_SEPARATORS = re.compile(rf"({_SEPARATOR})(?:\s*{_SEPARATOR})+")
+
+
+def _tidy(literal: str, *, first: bool, last: bool) -> str:
+    text = _EMPTY_BRACKETS.sub("", literal)
+    text = _REPEATED_SEPARATORS.sub(r"\1", text)
+    strip = _SEPARATORS + " \t([{<"
+    if first:
+        text = text.lstrip(_SEPARATORS + " \t)]}>")
+    if last:
+        text = text.rstrip(strip)
+    return re.sub(r"\s{2,}", " ", text)
+
+
+def _body_text(appointment: Mapping[str, Any], settings: TranslationSettings) -> str:
+    labels = _LABELS[settings.locale]
+    blocks: list[str] = []
+    if description := _text(appointment.get("description")):
+        blocks.append(description)
+    if notes := _text(appointment.get("notes")):
+        blocks.append(f"{labels['notes']}:\n{notes}")
+    for customer in _customers(appointment):
+        lines = []
+        if name := _full_name(customer):
+            lines.append(f"{labels['customer']}: {name}")
+        if settings.include_customer_contact:
+            if email := _line(customer.get("email")):
+                lines.append(f"{labels['email']}: {email}")
+            if phone := _line(customer.get("mobile")) or _line(customer.get("phone")):
+                lines.append(f"{labels['phone']}: {phone}")
+        if lines:
+            blocks.append("\n".join(lines))
+    return "\n\n".join(blocks)
+
+
+def _place(address: Any) -> Place:
+    fields = ("name", "extra", "street", "zip", "city", "country")
+    name, extra, street, postal_code, city, country = (
+        _line(_mapping(address).get(key)) for key in fields
+    )
+    town = " ".join(p for p in (postal_code, city) if p)
+    display = ", ".join(p for p in (name, extra, street, town, country) if p)
+    return Place(
+        display_name=_cap(display, LOCATION_MAX),
+        street=", ".join(p for p in (street, extra) if p),
+        postal_code=postal_code,
+        city=city,
+        country_or_region=country,
+    )
+
+
+def _instant(value: Any, zone: str | None, what: str) -> datetime:
+    if not isinstance(value, str) or not value:
+        raise InvalidAppointment(f"the appointment has no {what} time")
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise InvalidAppointment(f"the appointment's {what} is not an ISO 8601 time") from None
+    if moment.utcoffset() is None:
+        # No offset: bookingtime's wall time in the appointment's zone, or nothing we can place.
+        tz = load_zone(zone) if zone else None
+        if tz is None:
+            raise InvalidAppointment(f"the appointment's {what} has neither offset nor zone")
+        moment = moment.replace(tzinfo=tz)
+    return moment
+
+
+# --- payload helpers: bookingtime sends objects, lists or nulls where one might expect either ---
+
+
+def _customers(appointment: Mapping[str, Any]) -> Iterator[Mapping[str, Any]]:
+    customer = appointment.get("customer")
+    items = customer if isinstance(customer, list) else [customer]
+    return (item for item in items if isinstance(item, Mapping))
+
+
+def _employees(appointment: Mapping[str, Any]) -> Iterator[Mapping[str, Any]]:
+    resources = appointment.get("bookingResourceList")
+    return (
+        r
+        for r in (resources if isinstance(resources, list) else [])
+        if isinstance(r, Mapping) and str(r.get("type", "")).upper() == "EMPLOYEE"
+    )
+
+
+def _full_name(customer: Mapping[str, Any]) -> str:
+    return _person_name(customer) or _line(customer.get("name"))
+
+
+def _person_name(person: Mapping[str, Any]) -> str:
+    return " ".join(p for p in (_line(person.get("firstName")), _line(person.get("lastName"))) if p)
+
+
+def _mapping(value: Any) -> Mapping[str, Any]:
+    return value if isinstance(value, Mapping) else {}
+
+
+def _str(value: Any) -> str:
+    return value if isinstance(value, str) else ""
+
+
+def _text(value: Any) -> str:
+    """Multi-line text without control characters (tabs and newlines stay)."""
+    text = _str(value).replace("\r\n", "\n").replace("\r", "\n")
+    text = text.replace("\u2028", "\n").replace("\u2029", "\n")
+    return "".join(c for c in text if c in "\n\t" or not _invisible(c)).strip()
+
+
+def _line(value: Any) -> str:
+    """Single-line text: line breaks and tabs become spaces, control characters go."""
+    text = "".join(" " if c in "\r\n\t\u2028\u2029" else c for c in _str(value))
+    return re.sub(r" {2,}", " ", "".join(c for c in text if not _invisible(c))).strip()
+
+
+def _invisible(char: str) -> bool:
+    # Cc: control characters Graph rejects or mangles; Cs: lone surrogates JSON can smuggle in,
+    # which cannot even be encoded as UTF-8.
+    return unicodedata.category(char) in ("Cc", "Cs")
+
+
+def _cap(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
