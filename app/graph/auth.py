@@ -290,8 +290,6 @@ def _is_invalid_token(response: httpx.Response) -> bool:
 class GraphAuth(httpx.Auth):
     """Bearer token on every request; on `401 InvalidAuthenticationToken` one refresh and resend."""
 
-    requires_response_body = True
-
     def __init__(self, provider: TokenProvider) -> None:
         self.provider = provider
 
@@ -309,7 +307,11 @@ class GraphAuth(httpx.Auth):
         token = await self.provider.token()
         request.headers["Authorization"] = f"Bearer {token}"
         response = yield request
-        if response.status_code == 401 and _is_invalid_token(response):
+        if response.status_code != 401:
+            return
+        # Overriding async_auth_flow bypasses httpx's `requires_response_body`: read it here.
+        await response.aread()
+        if _is_invalid_token(response):
             token = await self.provider.refresh(token)
             request.headers["Authorization"] = f"Bearer {token}"
             yield request

@@ -144,7 +144,10 @@ async def token(request: Request, tenant_ref: str) -> JSONResponse:
         scope = fields.get("scope")
         if not scope:
             raise _missing("scope")
-        if GRAPH_DEFAULT_SCOPE not in scope.split():
+        # The sandbox is Graph at its own host, so its own origin is a resource identifier too
+        # (the client derives the scope from CALBRIDGE_GRAPH_URL, as national clouds need).
+        own_scope = f"{request.url.scheme}://{request.url.netloc}/.default"
+        if not {GRAPH_DEFAULT_SCOPE, own_scope} & set(scope.split()):
             raise EntraError(
                 400,
                 "invalid_scope",
