@@ -9,7 +9,7 @@ from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp
 
-from app.sandbox import control, entra, events, users
+from app.sandbox import batch, control, delta, entra, events, subscriptions, users
 from app.sandbox.asgi import CONTROL_PREFIX, SandboxASGI
 from app.sandbox.control import Control
 from app.sandbox.errors import EntraError, GraphError, entra_error_body, graph_error_body
@@ -25,7 +25,9 @@ def create_app(runtime: Runtime) -> ASGIApp:
     app.include_router(entra.router)
     app.include_router(users.router)
     app.include_router(events.router)
-    # Subscriptions, notifications, $batch and calendarView delta attach here as routers.
+    app.include_router(delta.router)
+    app.include_router(subscriptions.router)
+    app.include_router(batch.router)
 
     def graph_error(request: Request, error: GraphError) -> JSONResponse:
         body = graph_error_body(

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from app.sandbox.delta import DeltaStore
 from app.sandbox.faults import Faults
 from app.sandbox.state import SandboxState
+from app.sandbox.subscriptions import SubscriptionStore
 from app.sandbox.throttle import Throttle
 
 
@@ -14,3 +16,5 @@ class Runtime:
     state: SandboxState = field(default_factory=SandboxState)
     faults: Faults = field(default_factory=Faults)
     throttle: Throttle = field(default_factory=Throttle)
+    delta: DeltaStore = field(default_factory=DeltaStore)
+    subscriptions: SubscriptionStore = field(default_factory=SubscriptionStore)
