@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from app.sandbox.delta import DeltaStore
+from app.sandbox.delta_store import DeltaStore
 from app.sandbox.faults import Faults
 from app.sandbox.state import SandboxState
-from app.sandbox.subscriptions import SubscriptionStore
+from app.sandbox.subscription_store import SubscriptionStore
 from app.sandbox.throttle import Throttle
 
 

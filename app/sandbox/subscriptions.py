@@ -5,7 +5,3 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 router = APIRouter()
-
-
-class SubscriptionStore:
-    """Graph subscriptions and their notification delivery (filled in with the routes)."""
