@@ -56,8 +56,10 @@ class SandboxASGI:
             except TimeoutError:
                 await drop()
 
-        scope["sandbox.drop"] = drop
-        scope["sandbox.hang"] = hang
+        # A $batch item dispatched in-process arrives with its batch's closures: the only
+        # connection there is to cut or hang is the batch's own.
+        scope.setdefault("sandbox.drop", drop)
+        scope.setdefault("sandbox.hang", hang)
 
         if path.startswith("/v1.0"):
             extra = [

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import html
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 from urllib.parse import quote
 
-from app.sandbox import errors
+from app.sandbox import errors, recurrence
 from app.sandbox.errors import GraphError
 from app.sandbox.state import (
     Event,
@@ -359,6 +359,10 @@ def parse_changes(body: dict[str, Any]) -> EventChanges:
             if value is not None and not isinstance(value, dict):
                 raise _wrong_type("Microsoft.OutlookServices.PatternedRecurrence")
             changes.fields[name] = value
+    if changes.fields.get("recurrence") is not None:
+        changes.fields["recurrence"] = recurrence.normalize(
+            changes.fields["recurrence"], changes.start
+        )
     return changes
 
 
@@ -507,3 +511,31 @@ def extended_matches(event: Event, prop_id: str, value: str) -> bool:
     # The id is case-sensitive, the value is not (graph-protocol.md §2).
     stored = event.extended.get(prop_id)
     return stored is not None and stored.casefold() == value.casefold()
+
+
+def render_occurrence(
+    occurrence: recurrence.Occurrence, owner: User, options: RenderOptions
+) -> dict[str, Any]:
+    """One occurrence of a series as calendarView returns it: the master's properties with its
+    own id, iCalUId, times and `type`, and no recurrence of its own."""
+    master = occurrence.master
+    master_id = master.immutable_id if options.immutable_ids else master.rest_id
+    event_id = recurrence.occurrence_id(master_id, occurrence.original_date)
+    full = render_event(master, owner, replace(options, select=None))
+    full.update(
+        {
+            "id": event_id,
+            "iCalUId": recurrence.occurrence_ical_uid(master.ical_uid, occurrence.original_date),
+            "seriesMasterId": master_id,
+            "type": "occurrence",
+            "webLink": "https://outlook.office365.com/owa/?itemid="
+            f"{quote(event_id, safe='')}&exvsurl=1&path=/calendar/item",
+            "start": format_date_time_time_zone(occurrence.start, options.time_zone),
+            "end": format_date_time_time_zone(occurrence.end, options.time_zone),
+            "recurrence": None,
+        }
+    )
+    if options.select is None:
+        return full
+    kept = {"@odata.etag", "id", *options.select, "singleValueExtendedProperties"}
+    return {name: value for name, value in full.items() if name in kept}
