@@ -34,6 +34,12 @@ from app.sandbox.state import (
     User,
     new_rest_id,
 )
+from app.sandbox.subscription_store import (
+    Delivery,
+    DeliveryConfig,
+    LifecycleEvent,
+    Subscription,
+)
 from app.sandbox.throttle import Throttle
 
 SECRET_LIFETIME = timedelta(days=730)
@@ -235,7 +241,82 @@ class Control:
             del mailbox.events[event.immutable_id]
             state.record_change("deleted", mailbox.user_id, event.immutable_id)
 
+    # Subscriptions and delivery -----------------------------------------------------------
+    @property
+    def delivery_config(self) -> DeliveryConfig:
+        """Batch window, retry delays, timeouts, extra CA; change it before the traffic."""
+        return self._runtime.subscriptions.config
+
+    def subscriptions(self) -> list[Subscription]:
+        """Every live subscription of every app (expired ones are gone)."""
+        return self._runtime.subscriptions.all(self.clock.now())
+
+    def expire_subscription(self, sub_id: str) -> None:
+        """Let the subscription run out now, without moving the clock for everything else."""
+        store = self._runtime.subscriptions
+        with store.lock:
+            self._subscription(sub_id).expires_at = self.clock.now()
+            store.purge(self.clock.now())
+
+    def fire_lifecycle(self, sub_id: str, event: LifecycleEvent, *, suspend: bool = False) -> None:
+        """Send a lifecycle notification to the subscription's lifecycleNotificationUrl.
+        `subscriptionRemoved` deletes the subscription; `reauthorizationRequired` with
+        `suspend` also stops its change notifications (lost, as in Graph) until the client
+        reauthorizes or renews."""
+        store = self._runtime.subscriptions
+        with store.lock:
+            sub = self._subscription(sub_id)
+            if store.notifier is None:
+                raise RuntimeError("delivery has not started")
+            if event == "subscriptionRemoved":
+                store.remove(sub.id)
+            elif event == "reauthorizationRequired" and suspend:
+                sub.suspended = True
+            store.notifier.fire_lifecycle(sub, event)
+
+    def deliveries(self) -> list[Delivery]:
+        """Every attempt to reach a client endpoint (handshakes too), oldest first."""
+        return self._runtime.subscriptions.log.items()
+
+    def clear_deliveries(self) -> None:
+        self._runtime.subscriptions.log.clear()
+
+    def wait_deliveries(
+        self, count: int, *, kind: str = "notification", final: bool = True, timeout: float = 5.0
+    ) -> list[Delivery]:
+        """Block until `count` attempts of `kind` are logged (only finished ones if `final`);
+        raises TimeoutError otherwise. From async code: `await asyncio.to_thread(...)`."""
+
+        def matching(items: list[Delivery]) -> list[Delivery]:
+            return [d for d in items if d.kind == kind and (d.final or not final)]
+
+        log = self._runtime.subscriptions.log
+        if not log.wait_for(lambda items: len(matching(items)) >= count, timeout):
+            raise TimeoutError(f"{count} {kind} deliveries: got {matching(log.items())}")
+        return matching(log.items())
+
+    def pause_delivery(self) -> None:
+        """Hold every delivery (queued, not lost) until `resume_delivery`."""
+        store = self._runtime.subscriptions
+        with store.lock:
+            store.paused = True
+            if store.notifier is not None:
+                store.notifier.set_paused(True)
+
+    def resume_delivery(self) -> None:
+        store = self._runtime.subscriptions
+        with store.lock:
+            store.paused = False
+            if store.notifier is not None:
+                store.notifier.set_paused(False)
+
     # Lookups ---------------------------------------------------------------------------------
+    def _subscription(self, sub_id: str) -> Subscription:
+        sub = self._runtime.subscriptions.get(sub_id, self.clock.now())
+        if sub is None:
+            raise KeyError(f"no subscription {sub_id}")
+        return sub
+
     def _app(self, client_id: str) -> App:
         app = self._runtime.state.find_app(client_id)
         if app is None:
@@ -315,6 +396,11 @@ class FaultIn(BaseModel):
 
 class SeedIn(BaseModel):
     seed: int
+
+
+class LifecycleIn(BaseModel):
+    event: LifecycleEvent
+    suspend: bool = False
 
 
 def _missing(exc: KeyError) -> HTTPException:
@@ -479,3 +565,76 @@ async def http_clear_faults(request: Request) -> None:
 @router.post("/faults/seed", status_code=204)
 async def http_seed_faults(request: Request, body: SeedIn) -> None:
     _control(request).faults.seed(body.seed)
+
+
+def _subscription_out(sub: Subscription) -> dict[str, Any]:
+    return {
+        "id": sub.id,
+        "tenant_id": sub.tenant_id,
+        "client_id": sub.client_id,
+        "user_id": sub.user_id,
+        "resource": sub.resource,
+        "change_types": list(sub.change_types),
+        "notification_url": sub.notification_url,
+        "lifecycle_notification_url": sub.lifecycle_notification_url,
+        "client_state": sub.client_state,
+        "expires_at": sub.expires_at.isoformat(),
+        "suspended": sub.suspended,
+    }
+
+
+@router.get("/subscriptions")
+async def http_subscriptions(request: Request) -> list[dict[str, Any]]:
+    return [_subscription_out(sub) for sub in _control(request).subscriptions()]
+
+
+@router.post("/subscriptions/{sub_id}/expire", status_code=204)
+async def http_expire_subscription(request: Request, sub_id: str) -> None:
+    try:
+        _control(request).expire_subscription(sub_id)
+    except KeyError as exc:
+        raise _missing(exc) from exc
+
+
+@router.post("/subscriptions/{sub_id}/lifecycle", status_code=202)
+async def http_fire_lifecycle(request: Request, sub_id: str, body: LifecycleIn) -> dict[str, Any]:
+    try:
+        _control(request).fire_lifecycle(sub_id, body.event, suspend=body.suspend)
+    except KeyError as exc:
+        raise _missing(exc) from exc
+    except (ValueError, RuntimeError) as exc:
+        raise HTTPException(409, detail=str(exc)) from exc
+    return {"subscription": sub_id, "event": body.event}
+
+
+@router.get("/deliveries")
+async def http_deliveries(request: Request) -> list[dict[str, Any]]:
+    return [
+        {
+            "kind": d.kind,
+            "url": d.url,
+            "body": d.body,
+            "attempt": d.attempt,
+            "status": d.status,
+            "error": d.error,
+            "elapsed": d.elapsed,
+            "slow": d.slow,
+            "final": d.final,
+        }
+        for d in _control(request).deliveries()
+    ]
+
+
+@router.delete("/deliveries", status_code=204)
+async def http_clear_deliveries(request: Request) -> None:
+    _control(request).clear_deliveries()
+
+
+@router.post("/delivery/pause", status_code=204)
+async def http_pause_delivery(request: Request) -> None:
+    _control(request).pause_delivery()
+
+
+@router.post("/delivery/resume", status_code=204)
+async def http_resume_delivery(request: Request) -> None:
+    _control(request).resume_delivery()

@@ -7,6 +7,7 @@ import base64
 import secrets
 import threading
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Literal
@@ -148,6 +149,9 @@ class SandboxState:
         self.token_lifetime = timedelta(seconds=3599)
         self.token_requests = 0
         self.changes: list[Change] = []
+        # Called under `lock` right after a change is logged (subscriptions feed on it); a
+        # listener must not block, since the writer may be a request on the server's loop.
+        self.on_change: list[Callable[[Change], None]] = []
 
     def find_tenant(self, ref: str) -> Tenant | None:
         """By tenant GUID or by any verified domain, case-insensitively."""
@@ -177,4 +181,6 @@ class SandboxState:
         with self.lock:
             change = Change(len(self.changes) + 1, change_type, user_id, event_id, self.clock.now())
             self.changes.append(change)
+            for listener in self.on_change:
+                listener(change)
             return change
