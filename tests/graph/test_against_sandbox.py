@@ -7,6 +7,7 @@ import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import httpx
 import pytest
@@ -18,6 +19,7 @@ from app.graph.auth import AuthRegistry, GraphCredentials, build_msal_http_clien
 from app.graph.client import GraphClient, build_http_client
 from app.graph.limits import MailboxLimiter
 from app.sandbox import SandboxServer, ThrottleLimits
+from tests.sandbox.receiver import Receiver, serve
 
 MAX = "max@contoso.example"
 ERIKA = "erika@contoso.example"
@@ -257,3 +259,82 @@ async def test_a_fifth_concurrent_request_to_one_mailbox_is_never_sent(world: Wo
     # Had the client sent the fifth, the sandbox would have answered 429 ApplicationThrottled.
     assert [type(r).__name__ for r in results] == ["GraphResult"] * 5
     assert control.throttle.rejected == 0
+
+
+def _event(subject: str, day: int) -> dict[str, object]:
+    return {
+        **EVENT,
+        "subject": subject,
+        "start": {"dateTime": f"2026-12-{day:02d}T10:00:00", "timeZone": "UTC"},
+        "end": {"dateTime": f"2026-12-{day:02d}T11:00:00", "timeZone": "UTC"},
+    }
+
+
+async def test_delta_rounds_paging_removals_and_410(world: World) -> None:
+    client = world.client()
+    window = {
+        "start": datetime(2026, 11, 30, tzinfo=UTC),
+        "end": datetime(2027, 1, 1, tzinfo=UTC),
+    }
+    ids = []
+    for day in (1, 2, 3):
+        created = await client.create_event(
+            MAX, _event(f"day {day}", day), transaction_id=f"tx-d{day}", tag=f"org:ed{day}:br1"
+        )
+        ids.append(created.value.id)
+
+    first = await client.delta_sync(MAX, page_size=2, **window)
+    assert sorted(event.id for event in first.events) == sorted(ids)
+    assert len(first.request_ids) == 2, "two pages of two and one"
+
+    await client.update_event(MAX, ids[0], {"subject": "day 1, moved"})
+    await client.delete_event(MAX, ids[1])
+    second = await client.delta_sync(MAX, link=first.delta_link)
+    assert [event.id for event in second.events] == [ids[0]]
+    assert [removed.id for removed in second.removed] == [ids[1]]
+
+    world.sandbox.runtime.delta.expire(world.max_id)
+    with pytest.raises(errors.SyncStateNotFound):
+        await client.delta_sync(MAX, link=second.delta_link)
+
+
+async def test_subscription_handshake_notifications_and_upkeep(
+    world: World, tmp_path: Path
+) -> None:
+    control = world.sandbox.control
+    control.delivery_config.retry_delays = (0.01, 0.02, 0.04)
+    for receiver in serve(Receiver(), None, tmp_path):
+        client = world.client()
+        created = await client.create_subscription(
+            resource=f"users/{world.max_id}/events",
+            change_type="created,updated,deleted",
+            notification_url=f"{receiver.url}/hook",
+            lifecycle_notification_url=f"{receiver.url}/life",
+            client_state="a-random-client-state-of-our-own",
+            expiration=datetime.now(UTC) + timedelta(days=30),
+        )
+        subscription = created.value
+        # Clamped to Graph's maximum for events (10,080 minutes), the handshake done on both URLs.
+        assert subscription.expiration_date_time <= datetime.now(UTC) + timedelta(minutes=10_081)
+        assert {r.path for r in receiver.requests if "validationToken" in r.query} == {
+            "/hook",
+            "/life",
+        }
+
+        event = await client.create_event(MAX, EVENT, transaction_id="tx-s", tag="org:eds:br1")
+        await asyncio.to_thread(
+            receiver.wait, lambda r: {i["changeType"] for i in r.items()} >= {"created", "updated"}
+        )
+        items = receiver.items()
+        assert {item["clientState"] for item in items} == {"a-random-client-state-of-our-own"}
+        assert {item["resourceData"]["id"] for item in items} == {event.value.id}
+
+        wanted = datetime.now(UTC) + timedelta(days=2)
+        renewed = await client.renew_subscription(subscription.id, wanted)
+        assert abs(renewed.value.expiration_date_time - wanted) < timedelta(minutes=1)
+        await client.reauthorize_subscription(subscription.id)
+        listed = await client.list_subscriptions()
+        assert [s.id for s in listed.value] == [subscription.id]
+        await client.delete_subscription(subscription.id)
+        with pytest.raises(errors.ItemNotFound):
+            await client.get_subscription(subscription.id)

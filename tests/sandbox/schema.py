@@ -10,7 +10,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-SCHEMAS_PATH = Path("/work/shared/reference/graph-schemas.json")
+SCHEMAS_PATH = Path(__file__).parent.parent / "fixtures" / "graph" / "graph-schemas.json"
 _TYPES = {
     "object": dict,
     "array": list,
