@@ -581,6 +581,17 @@ async def test_invalid_utf8_is_400(
     assert (await count_rows(database)) == NOTHING
 
 
+async def test_invalid_utf8_without_a_valid_signature_is_401(
+    client: httpx.AsyncClient, database: Database, connection_id: int
+) -> None:
+    body = encode(sample("appointment_created")).replace("ä".encode(), b"\xe4")
+    headers = sign_bytes(body)
+    headers["webhook-signature"] = "v1," + "A" * 43 + "="
+    response = await client.post(URL, content=body, headers=headers)
+    assert_problem(response, 401, "invalid_signature")
+    assert (await count_rows(database)) == NOTHING
+
+
 async def test_escaped_surrogate_pair_is_fine(
     sender: Sender, database: Database, connection_id: int
 ) -> None:
