@@ -19,6 +19,7 @@ from app.crypto import SecretBox, load_secret_box
 from app.db import Database
 from app.health import router as health_router
 from app.problems import install_problem_handlers
+from app.queue.registry import JobRegistry
 
 log = logging.getLogger(__name__)
 
@@ -38,8 +39,10 @@ def create_app(
     database: Database | None = None,
     secret_box: SecretBox | None = None,
     run_worker: bool = False,
+    registry: JobRegistry | None = None,
 ) -> FastAPI:
-    """Build the application. Clients passed in are used as they are (and not closed)."""
+    """Build the application. Clients passed in are used as they are (and not closed); with
+    `run_worker` the job worker runs in this process (`registry` defaults to every job kind)."""
     settings = settings or get_settings()
 
     @asynccontextmanager
@@ -51,11 +54,14 @@ def create_app(
         app.state.bookingtime_intake = build_intake(app.state.database)
         worker_task: asyncio.Task[None] | None = None
         worker = None
+        # New work wakes a worker of this process at once instead of at its next poll.
+        app.state.wake_worker = lambda: None
         if run_worker:
             from app.jobs import build_registry
             from app.queue.worker import Worker
 
-            worker = Worker(app.state.database, settings, build_registry(settings))
+            worker = Worker(app.state.database, settings, registry or build_registry(settings))
+            app.state.wake_worker = worker.wake
             worker_task = asyncio.create_task(worker.run(), name="calbridge-worker")
         try:
             yield

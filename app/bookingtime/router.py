@@ -231,6 +231,8 @@ async def receive_bookingtime_event(organization_id: str, request: Request) -> J
         raise _unknown_organization() from exc
     if outcome.status == "duplicate":
         return JSONResponse({"status": "duplicate"}, status_code=200)
+    if outcome.job_id is not None:
+        request.app.state.wake_worker()
     return JSONResponse(
         {
             "status": outcome.status,
