@@ -7,55 +7,13 @@ from datetime import UTC, datetime, tzinfo
 from functools import lru_cache
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
+from tzlocal.windows_tz import win_tz
+
 from app.sandbox.errors import GraphError, bad_literal, time_zone_not_supported, unknown_property
 
-# The Windows names the sandbox supports, mapped to the IANA zone CLDR names as their "001" zone.
-WINDOWS_TO_IANA: dict[str, str] = {
-    "UTC": "UTC",
-    "Dateline Standard Time": "Etc/GMT+12",
-    "Hawaiian Standard Time": "Pacific/Honolulu",
-    "Alaskan Standard Time": "America/Anchorage",
-    "Pacific Standard Time": "America/Los_Angeles",
-    "US Mountain Standard Time": "America/Phoenix",
-    "Mountain Standard Time": "America/Denver",
-    "Central Standard Time": "America/Chicago",
-    "Central America Standard Time": "America/Guatemala",
-    "Eastern Standard Time": "America/New_York",
-    "Atlantic Standard Time": "America/Halifax",
-    "Newfoundland Standard Time": "America/St_Johns",
-    "E. South America Standard Time": "America/Sao_Paulo",
-    "Argentina Standard Time": "America/Buenos_Aires",
-    "GMT Standard Time": "Europe/London",
-    "Greenwich Standard Time": "Atlantic/Reykjavik",
-    "W. Europe Standard Time": "Europe/Berlin",
-    "Central Europe Standard Time": "Europe/Budapest",
-    "Central European Standard Time": "Europe/Warsaw",
-    "Romance Standard Time": "Europe/Paris",
-    "E. Europe Standard Time": "Europe/Chisinau",
-    "GTB Standard Time": "Europe/Bucharest",
-    "FLE Standard Time": "Europe/Kiev",
-    "Turkey Standard Time": "Europe/Istanbul",
-    "Israel Standard Time": "Asia/Jerusalem",
-    "South Africa Standard Time": "Africa/Johannesburg",
-    "Russian Standard Time": "Europe/Moscow",
-    "Arabian Standard Time": "Asia/Dubai",
-    "Pakistan Standard Time": "Asia/Karachi",
-    "India Standard Time": "Asia/Calcutta",
-    "Nepal Standard Time": "Asia/Katmandu",
-    "Bangladesh Standard Time": "Asia/Dhaka",
-    "SE Asia Standard Time": "Asia/Bangkok",
-    "China Standard Time": "Asia/Shanghai",
-    "Singapore Standard Time": "Asia/Singapore",
-    "Taipei Standard Time": "Asia/Taipei",
-    "Tokyo Standard Time": "Asia/Tokyo",
-    "Korea Standard Time": "Asia/Seoul",
-    "AUS Central Standard Time": "Australia/Darwin",
-    "AUS Eastern Standard Time": "Australia/Sydney",
-    "E. Australia Standard Time": "Australia/Brisbane",
-    "W. Australia Standard Time": "Australia/Perth",
-    "New Zealand Standard Time": "Pacific/Auckland",
-    "Morocco Standard Time": "Africa/Casablanca",
-}
+# Every Windows zone name Windows (and so Graph) knows, to the IANA zone CLDR pairs with it as its
+# "001" zone: the maintained table tzlocal ships, not a hand-picked subset.
+WINDOWS_TO_IANA: dict[str, str] = {**win_tz, "UTC": "UTC"}
 
 _DATE_TIME = re.compile(
     r"^(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(?::\d{2})?)(?:\.(\d{1,7}))?(Z|[+-]\d{2}:\d{2})?$"
