@@ -14,6 +14,7 @@ from app.db import Database
 from app.models import InboxEvent
 from app.queue.registry import JobContext, JobRegistry
 from app.queue.repository import prune_done_jobs
+from app.sync.tasks import SYNC_APPOINTMENT, sync_appointment
 
 log = logging.getLogger(__name__)
 
@@ -26,6 +27,7 @@ def build_registry(settings: Settings) -> JobRegistry:
     """The registry every worker of this app runs."""
     registry = JobRegistry()
     registry.register(PRUNE_KIND, prune, every_seconds=settings.retention.prune_interval_seconds)
+    registry.register(SYNC_APPOINTMENT, sync_appointment)
     return registry
 
 

@@ -8,7 +8,7 @@ from sqlalchemy import create_engine, pool, text
 from app.config import get_settings
 from app.db import configure_sqlite, sync_url
 from app.models import Base
-from app.models.base import UTCDateTime
+from app.models.base import JSONDoc, UTCDateTime
 
 # Several `calbridge serve` replicas may start at once: on PostgreSQL they take turns.
 MIGRATION_LOCK_ID = 0x63616C62  # "calb"
@@ -26,6 +26,9 @@ def _render_item(type_: str, obj: object, autogen_context: object) -> str | bool
     # Migrations must not import app code: UTCDateTime is a timestamptz column in DDL.
     if type_ == "type" and isinstance(obj, UTCDateTime):
         return "sa.DateTime(timezone=True)"
+    if type_ == "type" and obj == JSONDoc:
+        autogen_context.imports.add("from sqlalchemy.dialects import postgresql")  # type: ignore[attr-defined]
+        return "sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), 'postgresql')"
     return False
 
 

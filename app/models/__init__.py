@@ -5,6 +5,7 @@ from app.models.appointment import Appointment
 from app.models.base import Base
 from app.models.connection import Connection
 from app.models.employee import Employee
+from app.models.event_mapping import EventMapping
 from app.models.inbox_event import InboxEvent
 from app.models.job import Job
 from app.models.mailbox import Mailbox
@@ -16,6 +17,7 @@ __all__ = [
     "Base",
     "Connection",
     "Employee",
+    "EventMapping",
     "InboxEvent",
     "Job",
     "Mailbox",

@@ -1,0 +1,351 @@
+"""The `sync.appointment` executor: read the snapshot, plan, run each action against Graph
+outside any transaction, then persist mapping, history and employee status in one short one."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.config import Settings
+from app.crypto import SecretBox
+from app.db import Database
+from app.graph.client import GraphClient
+from app.graph.errors import GraphError, ItemNotFound, Throttled
+from app.graph.schemas import Event
+from app.models.base import utcnow
+from app.queue.errors import PermanentError
+from app.sync import repository as repo
+from app.sync.graph_clients import GraphClients
+from app.sync.messages import error_code, message
+from app.sync.planner import Action, Create, Delete, Skip, Update, plan
+from app.sync.retry import job_error
+from app.sync.translate import InvalidAppointment, TranslationSettings
+
+log = logging.getLogger(__name__)
+
+_KIND: dict[type, str] = {Create: "create", Update: "update", Delete: "delete"}
+
+
+@dataclass
+class _Run:
+    """One job run's fixed facts and the failures collected across targets."""
+
+    database: Database
+    client: GraphClient
+    connection_id: int
+    appointment_id: str
+    tenant: str
+    client_id: str
+    locale: str
+    job_id: int | None
+    unmapped_recorded: frozenset[str]
+    known_ids: frozenset[str]
+    retry: list[GraphError] = field(default_factory=list)
+    permanent: list[str] = field(default_factory=list)
+
+
+async def sync_appointment_impl(
+    *,
+    database: Database,
+    settings: Settings,
+    secret_box: SecretBox,
+    graph: GraphClients,
+    connection_id: int,
+    appointment_id: str,
+    job_id: int | None = None,
+) -> None:
+    """Make every target mailbox match the appointment's latest snapshot.
+
+    Raises the queue exception of a retryable Graph error (after every target was tried), or
+    PermanentError when a target failed for good; the failure is in the sync history either way.
+    """
+    async with database.session_scope() as session:
+        state = await repo.load_state(session, connection_id, appointment_id)
+    if state is None:
+        log.info("sync.appointment %s/%s: no connection or snapshot", connection_id, appointment_id)
+        return
+    connection = state.connection
+    try:
+        actions = plan(
+            state.payload,
+            organization_id=connection.organization_id,
+            employees=state.employees,
+            mappings=state.mappings,
+            settings=TranslationSettings(),
+            canceled=state.canceled,
+        )
+    except InvalidAppointment as exc:
+        params = {"error": str(exc)}
+        text = message("invalid_appointment", connection.locale, params)
+        async with database.session_scope() as session:
+            await repo.add_record(
+                session,
+                connection_id=connection_id,
+                appointment_id=appointment_id,
+                booking_resource_id=None,
+                mailbox=None,
+                job_id=job_id,
+                action="plan",
+                status="error",
+                code="invalid_appointment",
+                message=text,
+                details=params,
+                duration_ms=None,
+                graph_request_id=None,
+            )
+        raise PermanentError(text) from exc
+
+    run = _Run(
+        database=database,
+        client=graph.client_for(connection, secret_box),
+        connection_id=connection_id,
+        appointment_id=appointment_id,
+        tenant=connection.tenant,
+        client_id=connection.client_id,
+        locale=connection.locale,
+        job_id=job_id,
+        unmapped_recorded=state.unmapped_recorded,
+        known_ids=frozenset(m.graph_event_id for m in state.mappings if m.graph_event_id),
+    )
+    per_employee: dict[str, list[Action]] = {}
+    for action in actions:
+        per_employee.setdefault(action.booking_resource_id, []).append(action)
+    await asyncio.gather(*(_run_employee(run, own) for own in per_employee.values()))
+
+    if run.retry:
+        throttled = [e for e in run.retry if isinstance(e, Throttled)]
+        raise job_error(max(throttled, key=lambda e: e.retry_after) if throttled else run.retry[0])
+    if run.permanent:
+        raise PermanentError("; ".join(run.permanent))
+
+
+async def _run_employee(run: _Run, actions: list[Action]) -> None:
+    """One employee's actions in order (deletes first); the first failure ends them."""
+    for action in actions:
+        started = time.monotonic()
+        try:
+            await _execute(run, action, started)
+        except GraphError as error:
+            await _failed(run, action, error, started)
+            return
+
+
+async def _execute(run: _Run, action: Action, started: float) -> None:
+    if isinstance(action, Create):
+        await _create(run, action, started)
+    elif isinstance(action, Update):
+        await _update(run, action, started)
+    elif isinstance(action, Delete):
+        await _delete(run, action, started)
+    else:
+        await _skip(run, action)
+
+
+async def _create(run: _Run, action: Create, started: float, *, code: str = "created") -> None:
+    async with run.database.session_scope() as session:
+        await repo.ensure_intent(
+            session,
+            connection_id=run.connection_id,
+            appointment_id=run.appointment_id,
+            booking_resource_id=action.booking_resource_id,
+            mailbox=action.mailbox,
+            generation=action.generation,
+        )
+    event: Event | None = None
+    request_id: str | None = None
+    if action.lookup_first:
+        found = await run.client.find_events_by_tag(action.mailbox, action.tag)
+        if found.value:
+            keep, *extras = found.value
+            for extra in extras:
+                await _delete_quietly(run.client, action.mailbox, extra.id)
+            patched = await run.client.update_event(action.mailbox, keep.id, action.event)
+            event, request_id = patched.value, patched.request_id
+    if event is None:
+        created = await run.client.create_event(
+            action.mailbox, action.event, transaction_id=action.transaction_id, tag=action.tag
+        )
+        event, request_id = created.value, created.request_id
+    async with run.database.session_scope() as session:
+        await repo.save_created(
+            session,
+            connection_id=run.connection_id,
+            appointment_id=run.appointment_id,
+            booking_resource_id=action.booking_resource_id,
+            mailbox=action.mailbox,
+            generation=action.generation,
+            event=event,
+            field_hashes=action.field_hashes,
+        )
+        details = {"event_id": event.id, "generation": action.generation}
+        await _success(run, session, action, code, started, request_id, details)
+
+
+async def _update(run: _Run, action: Update, started: float) -> None:
+    try:
+        result = await run.client.update_event(
+            action.mailbox, action.graph_event_id, action.changes
+        )
+    except ItemNotFound:
+        # Deleted in Outlook: the row becomes a tombstone and the event is created anew.
+        async with run.database.session_scope() as session:
+            await repo.mark_deleted(
+                session,
+                connection_id=run.connection_id,
+                appointment_id=run.appointment_id,
+                booking_resource_id=action.booking_resource_id,
+                mailbox=action.mailbox,
+                graph_event_id=action.graph_event_id,
+            )
+        await _create(run, action.recreate, started)
+        return
+    async with run.database.session_scope() as session:
+        await repo.save_updated(
+            session,
+            connection_id=run.connection_id,
+            appointment_id=run.appointment_id,
+            booking_resource_id=action.booking_resource_id,
+            event=result.value,
+            field_hashes=action.field_hashes,
+        )
+        details = {"event_id": action.graph_event_id, "fields": list(action.changed)}
+        await _success(run, session, action, "updated", started, result.request_id, details)
+
+
+async def _delete(run: _Run, action: Delete, started: float) -> None:
+    request_id: str | None = None
+    if action.graph_event_id is not None:
+        try:
+            result = await run.client.delete_event(action.mailbox, action.graph_event_id)
+            request_id = result.request_id
+        except ItemNotFound as gone:
+            request_id = gone.request_id
+    else:
+        found = await run.client.find_events_by_tag(action.mailbox, action.tag)
+        request_id = found.request_id
+        for event in found.value:
+            if event.id not in run.known_ids:  # never the event another row still owns
+                await _delete_quietly(run.client, action.mailbox, event.id)
+    async with run.database.session_scope() as session:
+        await repo.mark_deleted(
+            session,
+            connection_id=run.connection_id,
+            appointment_id=run.appointment_id,
+            booking_resource_id=action.booking_resource_id,
+            mailbox=action.mailbox,
+            graph_event_id=action.graph_event_id,
+        )
+        details = {"event_id": action.graph_event_id, "reason": action.reason}
+        await _success(run, session, action, "deleted", started, request_id, details)
+
+
+async def _delete_quietly(client: GraphClient, mailbox: str, event_id: str) -> None:
+    try:
+        await client.delete_event(mailbox, event_id)
+    except ItemNotFound:
+        pass
+
+
+async def _skip(run: _Run, action: Skip) -> None:
+    if action.reason == "canceled":
+        return
+    params: dict[str, Any]
+    if action.reason == "unmapped":
+        if action.booking_resource_id in run.unmapped_recorded:
+            return
+        code, params = repo.UNMAPPED_CODE, {"employee": action.booking_resource_id}
+    else:
+        code, params = "unchanged", {"mailbox": action.mailbox}
+    async with run.database.session_scope() as session:
+        await repo.add_record(
+            session,
+            connection_id=run.connection_id,
+            appointment_id=run.appointment_id,
+            booking_resource_id=action.booking_resource_id,
+            mailbox=action.mailbox,
+            job_id=run.job_id,
+            action="skip",
+            status="skipped",
+            code=code,
+            message=message(code, run.locale, params),
+            details=params,
+            duration_ms=0,
+            graph_request_id=None,
+        )
+
+
+async def _success(
+    run: _Run,
+    session: AsyncSession,
+    action: Create | Update | Delete,
+    code: str,
+    started: float,
+    request_id: str | None,
+    details: dict[str, Any],
+) -> None:
+    resource, mailbox = action.booking_resource_id, action.mailbox
+    params = {"mailbox": mailbox, **details}
+    await repo.add_record(
+        session,
+        connection_id=run.connection_id,
+        appointment_id=run.appointment_id,
+        booking_resource_id=resource,
+        mailbox=mailbox,
+        job_id=run.job_id,
+        action=_KIND[type(action)],
+        status="success",
+        code=code,
+        message=message(code, run.locale, params),
+        details=params,
+        duration_ms=_ms(started),
+        graph_request_id=request_id,
+    )
+    await repo.set_employee_status(
+        session, connection_id=run.connection_id, booking_resource_id=resource, now=utcnow()
+    )
+
+
+async def _failed(run: _Run, action: Action, error: GraphError, started: float) -> None:
+    mailbox = action.mailbox or ""
+    code, params = error_code(error, mailbox=mailbox, tenant=run.tenant, client_id=run.client_id)
+    text = message(code, run.locale, params)
+    kind = _KIND.get(type(action), "skip")
+    if error.retryable:
+        run.retry.append(error)
+    else:
+        run.permanent.append(f"{mailbox}: {code}")
+    log.warning("sync.appointment %s → %s: %s (%s)", run.appointment_id, mailbox, code, error)
+    async with run.database.session_scope() as session:
+        await repo.add_record(
+            session,
+            connection_id=run.connection_id,
+            appointment_id=run.appointment_id,
+            booking_resource_id=action.booking_resource_id,
+            mailbox=action.mailbox,
+            job_id=run.job_id,
+            action=kind,
+            status="retrying" if error.retryable else "error",
+            code=code,
+            message=text,
+            details=params,
+            duration_ms=_ms(started),
+            graph_request_id=error.request_id,
+        )
+        if not error.retryable:
+            await repo.set_employee_status(
+                session,
+                connection_id=run.connection_id,
+                booking_resource_id=action.booking_resource_id,
+                now=utcnow(),
+                error_code=code,
+                error_message=text,
+            )
+
+
+def _ms(started: float) -> int:
+    return round((time.monotonic() - started) * 1000)

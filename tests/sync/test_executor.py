@@ -1,0 +1,317 @@
+"""The sync.appointment executor against the sandbox over HTTPS, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+
+from app.config import Settings
+from app.crypto import SecretBox
+from app.db import Database
+from app.graph.client import TAG_PROPERTY_ID
+from app.models import Appointment, Connection, Employee, EventMapping, SyncRecord
+from app.queue.errors import PermanentError, RetryAfter
+from app.sandbox import SandboxServer, ThrottleLimits
+from app.sync.graph_clients import GraphClients
+from app.sync.keys import appointment_tag, transaction_id
+from app.sync.service import sync_appointment_impl
+from tests.conftest import SECRET_KEY
+from tests.sync.samples import MAX, ORG, appointment
+
+MAX_MAILBOX = "max@contoso.example"
+ERIKA_MAILBOX = "erika@contoso.example"
+ERIKA = "brErika0000000000000000000000000"
+TYPO = "brTypo00000000000000000000000000"
+APPOINTMENT = "edR2mX7kP9qL4vN8sT3wY6zB1cF5hJ0a"
+
+GERMAN_INVALID = (
+    "Der Benutzer {m} ist ungültig – entweder existiert er nicht in der Organisation oder die "
+    "E-Mail-Adresse wurde falsch eingegeben."
+)
+ENGLISH_INVALID = (
+    "User {m} is invalid: it does not exist in the organization or the address is mistyped."
+)
+
+
+@dataclass
+class World:
+    sandbox: SandboxServer
+    database: Database
+    settings: Settings
+    secret_box: SecretBox
+    graph: GraphClients
+    connection_id: int
+
+    async def sync(self) -> None:
+        await sync_appointment_impl(
+            database=self.database,
+            settings=self.settings,
+            secret_box=self.secret_box,
+            graph=self.graph,
+            connection_id=self.connection_id,
+            appointment_id=APPOINTMENT,
+        )
+
+    async def store(self, payload: dict[str, Any]) -> None:
+        async with self.database.session_scope() as session:
+            row = await session.scalar(
+                select(Appointment).where(Appointment.appointment_id == APPOINTMENT)
+            )
+            if row is None:
+                row = Appointment(
+                    connection_id=self.connection_id,
+                    appointment_id=APPOINTMENT,
+                    event_at=datetime.now(UTC),
+                    event_type="appointment.created",
+                    payload=payload,
+                )
+                session.add(row)
+            row.payload = payload
+            row.canceled = payload.get("canceled") is True
+
+    async def employ(self, resource: str, mailbox: str) -> None:
+        async with self.database.session_scope() as session:
+            session.add(
+                Employee(
+                    connection_id=self.connection_id, booking_resource_id=resource, mailbox=mailbox
+                )
+            )
+
+    async def rows(self, model: Any) -> list[Any]:
+        async with self.database.session_scope() as session:
+            return list(await session.scalars(select(model).order_by(model.id)))
+
+    def events(self, mailbox: str) -> list[dict[str, Any]]:
+        return self.sandbox.control.events(mailbox)
+
+
+async def _world(db_url: str, database: Database, locale: str) -> AsyncIterator[World]:
+    limits = ThrottleLimits(concurrency=4, requests_per_window=10_000)
+    async with SandboxServer.start(seed=5, limits=limits) as sandbox:
+        control = sandbox.control
+        tenant = control.add_tenant("contoso.example")
+        app, secret = control.add_app(tenant.id)
+        control.add_user(tenant.id, MAX_MAILBOX)
+        control.add_user(tenant.id, ERIKA_MAILBOX)
+        settings = Settings(
+            database_url=db_url,
+            secret_key=SECRET_KEY,
+            graph_url=sandbox.graph_url,
+            authority_host=sandbox.authority_host,
+            ca_bundle=sandbox.ca_path,
+            _env_file=None,  # type: ignore[call-arg]
+        )
+        box = SecretBox([SECRET_KEY.encode()])
+        async with database.session_scope() as session:
+            connection = Connection(
+                organization_id=ORG,
+                tenant=tenant.id,
+                client_id=app.client_id,
+                client_secret_encrypted=box.encrypt(secret),
+                webhook_secret_encrypted=box.encrypt("whsec"),
+                locale=locale,
+            )
+            session.add(connection)
+            await session.flush()
+            session.add(
+                Employee(connection_id=connection.id, booking_resource_id=MAX, mailbox=MAX_MAILBOX)
+            )
+            connection_id = connection.id
+        graph = GraphClients(settings)
+        try:
+            yield World(sandbox, database, settings, box, graph, connection_id)
+        finally:
+            await graph.aclose()
+
+
+@pytest.fixture
+async def world(db_url: str, database: Database) -> AsyncIterator[World]:
+    async for w in _world(db_url, database, "de"):
+        yield w
+
+
+@pytest.fixture
+async def world_en(db_url: str, database: Database) -> AsyncIterator[World]:
+    async for w in _world(db_url, database, "en"):
+        yield w
+
+
+def _with_employee(payload: dict[str, Any], resource: str, name: str) -> dict[str, Any]:
+    extra = {"class": "BOOKING_RESOURCE", "id": resource, "type": "EMPLOYEE", "firstName": name}
+    payload["bookingResourceList"] = [*payload["bookingResourceList"], extra]
+    return payload
+
+
+def _tag(event: dict[str, Any]) -> str | None:
+    for prop in event.get("singleValueExtendedProperties") or []:
+        if prop["id"].casefold() == TAG_PROPERTY_ID.casefold():
+            return str(prop["value"])
+    return None
+
+
+async def test_create_then_unchanged_then_move_then_cancel(world: World) -> None:
+    await world.store(appointment())
+    await world.sync()
+
+    [event] = world.events(MAX_MAILBOX)
+    assert event["transactionId"] == transaction_id(ORG, APPOINTMENT, MAX, 1)
+    assert _tag(event) == appointment_tag(ORG, APPOINTMENT, MAX)
+    [row] = await world.rows(EventMapping)
+    assert row.graph_event_id == event["id"] and row.generation == 1 and not row.deleted
+    assert row.field_hashes and row.change_key == event["changeKey"]
+    [record] = await world.rows(SyncRecord)
+    assert (record.action, record.status, record.code) == ("create", "success", "created")
+    assert record.graph_request_id and record.duration_ms is not None
+    [employee] = await world.rows(Employee)
+    assert employee.last_success_at is not None and employee.last_error_code is None
+
+    # The same snapshot again: no Graph write, the event untouched.
+    await world.sync()
+    [same] = world.events(MAX_MAILBOX)
+    assert same["changeKey"] == event["changeKey"]
+    assert (await world.rows(SyncRecord))[-1].code == "unchanged"
+
+    await world.store(
+        appointment(start="2025-06-02T14:00:00+02:00", end="2025-06-02T15:00:00+02:00")
+    )
+    await world.sync()
+    [moved] = world.events(MAX_MAILBOX)
+    assert moved["id"] == event["id"]
+    assert moved["start"]["dateTime"].startswith("2025-06-02T12:00:00")
+    assert moved["end"]["dateTime"].startswith("2025-06-02T13:00:00")
+    assert (await world.rows(SyncRecord))[-1].code == "updated"
+
+    await world.store(appointment("canceled"))
+    await world.sync()
+    assert world.events(MAX_MAILBOX) == []
+    [tombstone] = await world.rows(EventMapping)
+    assert tombstone.deleted and tombstone.graph_event_id == event["id"]
+    assert (await world.rows(SyncRecord))[-1].code == "deleted"
+
+
+async def test_update_of_an_event_deleted_in_outlook_recreates_it(world: World) -> None:
+    await world.store(appointment())
+    await world.sync()
+    [event] = world.events(MAX_MAILBOX)
+    world.sandbox.control.outlook_delete(MAX_MAILBOX, event["id"])
+    await world.store(appointment(notes="Neue Notiz"))
+    await world.sync()
+    [again] = world.events(MAX_MAILBOX)
+    assert again["id"] != event["id"]
+    assert again["transactionId"] == transaction_id(ORG, APPOINTMENT, MAX, 2)
+    rows = await world.rows(EventMapping)
+    assert [(r.generation, r.deleted) for r in rows] == [(1, True), (2, False)]
+    assert rows[1].graph_event_id == again["id"]
+
+
+async def test_two_employees_two_mailboxes(world: World) -> None:
+    await world.employ(ERIKA, ERIKA_MAILBOX)
+    await world.store(_with_employee(appointment(), ERIKA, "Erika"))
+    await world.sync()
+    assert len(world.events(MAX_MAILBOX)) == 1
+    assert len(world.events(ERIKA_MAILBOX)) == 1
+    assert len([r for r in await world.rows(SyncRecord) if r.code == "created"]) == 2
+
+
+async def _mistyped(world: World) -> None:
+    await world.employ(TYPO, "mxa@contoso.example")
+    await world.store(_with_employee(appointment(), TYPO, "Typo"))
+    with pytest.raises(PermanentError):
+        await world.sync()
+    assert len(world.events(MAX_MAILBOX)) == 1
+
+
+async def test_mistyped_mailbox_is_recorded_in_german(world: World) -> None:
+    await _mistyped(world)
+    [error] = [r for r in await world.rows(SyncRecord) if r.status == "error"]
+    assert error.code == "mailbox_invalid"
+    assert error.message == GERMAN_INVALID.format(m="mxa@contoso.example")
+    employees = {e.booking_resource_id: e for e in await world.rows(Employee)}
+    assert employees[TYPO].last_error_code == "mailbox_invalid"
+    assert employees[TYPO].last_error_message == error.message
+    assert employees[MAX].last_success_at is not None and employees[MAX].last_error_code is None
+
+
+async def test_mistyped_mailbox_is_recorded_in_english(world_en: World) -> None:
+    await _mistyped(world_en)
+    [error] = [r for r in await world_en.rows(SyncRecord) if r.status == "error"]
+    assert error.message == ENGLISH_INVALID.format(m="mxa@contoso.example")
+
+
+async def test_unmapped_employee_is_recorded_once(world: World) -> None:
+    await world.store(_with_employee(appointment(), ERIKA, "Erika"))
+    await world.sync()
+    await world.sync()
+    skips = [r for r in await world.rows(SyncRecord) if r.code == "unmapped_employee"]
+    assert len(skips) == 1 and skips[0].booking_resource_id == ERIKA
+    assert len(world.events(MAX_MAILBOX)) == 1
+
+
+async def test_dropped_create_is_retried_after_a_lookup(world: World) -> None:
+    await world.store(appointment())
+    world.sandbox.control.faults.add("drop", count=1, path=r"/events$", mailbox=MAX_MAILBOX)
+    with pytest.raises(Exception) as raised:
+        await world.sync()
+    assert not isinstance(raised.value, PermanentError)
+    [intent] = await world.rows(EventMapping)
+    assert intent.graph_event_id is None and intent.generation == 1
+    assert (await world.rows(SyncRecord))[-1].status == "retrying"
+
+    await world.sync()
+    [event] = world.events(MAX_MAILBOX)
+    [row] = await world.rows(EventMapping)
+    assert row.graph_event_id == event["id"] and row.generation == 1
+
+
+async def test_create_of_unknown_outcome_adopts_the_tagged_event(world: World) -> None:
+    """The POST reached Graph but the answer was lost: the rerun finds the event by its tag."""
+    await world.store(appointment())
+    async with world.database.session_scope() as session:
+        [connection] = await session.scalars(select(Connection))
+        session.add(
+            EventMapping(
+                connection_id=world.connection_id,
+                appointment_id=APPOINTMENT,
+                booking_resource_id=MAX,
+                mailbox=MAX_MAILBOX,
+                generation=1,
+                field_hashes={},
+            )
+        )
+    client = world.graph.client_for(connection, world.secret_box)
+    lost = await client.create_event(
+        MAX_MAILBOX,
+        {"subject": "lost answer"},
+        transaction_id=transaction_id(ORG, APPOINTMENT, MAX, 1),
+        tag=appointment_tag(ORG, APPOINTMENT, MAX),
+    )
+    await world.sync()
+    [event] = world.events(MAX_MAILBOX)
+    assert event["id"] == lost.value.id and event["subject"] != "lost answer"
+    [row] = await world.rows(EventMapping)
+    assert row.graph_event_id == lost.value.id and row.field_hashes
+
+
+async def test_throttled_mailbox_retries_after_the_others(world: World) -> None:
+    await world.employ(ERIKA, ERIKA_MAILBOX)
+    await world.store(_with_employee(appointment(), ERIKA, "Erika"))
+    world.sandbox.control.faults.add("429", count=1, mailbox=ERIKA_MAILBOX, retry_after="7")
+    with pytest.raises(RetryAfter) as raised:
+        await world.sync()
+    assert raised.value.throttle_mailbox and raised.value.seconds == 7
+    assert len(world.events(MAX_MAILBOX)) == 1
+    assert world.events(ERIKA_MAILBOX) == []
+    records = {r.mailbox: r for r in await world.rows(SyncRecord)}
+    assert records[ERIKA_MAILBOX].code == "throttled"
+    assert records[ERIKA_MAILBOX].status == "retrying"
+    assert records[MAX_MAILBOX].code == "created"
+
+
+async def test_missing_snapshot_ends_quietly(world: World) -> None:
+    await world.sync()
+    assert await world.rows(SyncRecord) == []
