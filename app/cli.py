@@ -1,4 +1,4 @@
-"""The `calbridge` command: serve, worker, migrate, token."""
+"""The `calbridge` command: serve, worker, migrate, token, sandbox, demo."""
 
 from __future__ import annotations
 
@@ -206,6 +206,16 @@ def sandbox(
     typer.echo("\n".join(lines))
     sys.stdout.flush()
     server.serve_forever()
+
+
+@cli.command()
+def demo() -> None:
+    """Show the whole flow in seconds: sandbox, connection, employees, webhooks, calendars."""
+    from app.demo import main as run_demo
+
+    # The mistyped mailbox is expected to fail: the sync history printed says so, not a log line.
+    logging.basicConfig(level=logging.ERROR, stream=sys.stderr)
+    raise typer.Exit(code=run_demo(sys.stdout))
 
 
 def main() -> None:

@@ -1,0 +1,46 @@
+"""`calbridge demo` as a real process: the whole flow, visible in its output, exit 0."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+
+def test_demo_shows_create_move_cancel_and_the_history(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CALBRIDGE_")}
+    result = subprocess.run(
+        [sys.executable, "-m", "app.cli", "demo"],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    out = result.stdout
+    created = out.index("== 4. Appointments created")
+    moved = out.index("== 5. Consultation moved")
+    canceled = out.index("== 6. Consultation canceled")
+    history = out.index("== 7. Sync history")
+
+    def max_calendar(start: int, end: int) -> str:
+        section = out[start:end]
+        begin = section.index("Outlook calendar of max@contoso.example:")
+        return section[begin : section.index("Outlook calendar of erika@", begin)]
+
+    assert "10:00–11:00 (Europe/Berlin)  Consultation" in max_calendar(created, moved)
+    after_move = max_calendar(moved, canceled)
+    assert "14:30–15:30 (Europe/Berlin)  Consultation" in after_move
+    assert "10:00–11:00" not in after_move
+    assert max_calendar(canceled, history).splitlines()[1:] == ["  (no events)"]
+    assert "Contract review" in out[canceled:history]  # the other mailbox is untouched
+
+    lines = out[history:].splitlines()
+    [invalid] = [line for line in lines if "Jonas Beispiel" in line]
+    assert "create" in invalid and "error" in invalid
+    assert "User jonsa@contoso.example is invalid" in invalid
+    assert "mistyped" in invalid
+    assert any("Max Mustermann" in line and "delete" in line for line in lines)
+    assert list(tmp_path.iterdir()) == []  # nothing left behind in the working directory
