@@ -10,6 +10,7 @@ from sqlalchemy import CursorResult, delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.config import Settings
+from app.connections.checks import CHECK_MAILBOX_JOB, check_mailbox_job
 from app.db import Database
 from app.models import InboxEvent
 from app.queue.registry import JobContext, JobRegistry
@@ -28,6 +29,7 @@ def build_registry(settings: Settings) -> JobRegistry:
     registry = JobRegistry()
     registry.register(PRUNE_KIND, prune, every_seconds=settings.retention.prune_interval_seconds)
     registry.register(SYNC_APPOINTMENT, sync_appointment)
+    registry.register(CHECK_MAILBOX_JOB, check_mailbox_job)
     return registry
 
 

@@ -20,6 +20,7 @@ from app.db import Database
 from app.health import router as health_router
 from app.problems import install_problem_handlers
 from app.queue.registry import JobRegistry
+from app.sync.graph_clients import GraphClients
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +53,7 @@ def create_app(
         app.state.database = database or Database(settings.database_url)
         app.state.secret_box = secret_box or load_secret_box(settings)
         app.state.bookingtime_intake = build_intake(app.state.database)
+        app.state.graph = GraphClients(settings)
         worker_task: asyncio.Task[None] | None = None
         worker = None
         # New work wakes a worker of this process at once instead of at its next poll.
@@ -71,6 +73,7 @@ def create_app(
                 with contextlib.suppress(asyncio.CancelledError):
                     await worker_task
             await app.state.bookingtime_intake.close()
+            await app.state.graph.aclose()
             if owned_database:
                 await app.state.database.dispose()
 

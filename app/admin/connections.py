@@ -4,23 +4,27 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Depends, Path, Request, Response, status
+from fastapi import APIRouter, Body, Depends, Header, Path, Request, Response, status
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.config import Settings
-from app.connections import service
+from app.connections import checks, service
 from app.connections.schemas import (
     ID_MAX_LENGTH,
     ID_PATTERN,
     ORGANIZATION_ID_EXAMPLE,
+    CheckOut,
     ConnectionIn,
     ConnectionOut,
     ConnectionPutOut,
+    VerifyIn,
+    VerifyOut,
 )
 from app.connections.tenant import GLOBAL_AUTHORITY_HOSTS
 from app.crypto import SecretBox
 from app.db import get_session
 from app.problems import problem_responses
+from app.sync.graph_clients import GraphClients
 
 router = APIRouter(prefix="/api/v1/connections", tags=["connections"])
 
@@ -41,6 +45,23 @@ def get_secret_box(request: Request) -> SecretBox:
     """FastAPI dependency: the process's SecretBox (built once in the lifespan)."""
     box: SecretBox = request.app.state.secret_box
     return box
+
+
+def get_graph(request: Request) -> GraphClients:
+    """FastAPI dependency: the process's Graph clients (built once in the lifespan)."""
+    graph: GraphClients = request.app.state.graph
+    return graph
+
+
+def request_locale(accept_language: str | None, default: str) -> str:
+    """`de` or `en` from the first matching Accept-Language tag, else the connection's locale."""
+    for part in (accept_language or "").split(","):
+        tag = part.split(";")[0].strip().lower()
+        if tag.startswith("de"):
+            return "de"
+        if tag.startswith("en"):
+            return "en"
+    return default
 
 
 def get_authority_hosts(request: Request) -> tuple[str, ...]:
@@ -160,3 +181,38 @@ async def get_connection(organization_id: OrganizationId, session: DbSession) ->
 async def delete_connection(organization_id: OrganizationId, session: DbSession) -> None:
     await service.delete_connection(session, organization_id=organization_id)
     await session.commit()
+
+
+@router.post(
+    "/{organization_id}/verify",
+    summary="Verify a connection against Microsoft",
+    description=(
+        "Runs the checks in order: `token` (the app signs in with the stored credentials), then, "
+        "when a mailbox is given, `mailbox` (the app reads that mailbox's calendar). Each check "
+        "comes with a stable `code` and a readable `message` in the connection's language (or "
+        "`Accept-Language` de/en). A check after a failed one is listed as `skipped`. Microsoft "
+        "Graph unreachable is a failed check with code `graph_unavailable`."
+    ),
+    responses=problem_responses(404, 422),
+)
+async def verify_connection(
+    organization_id: OrganizationId,
+    session: DbSession,
+    secret_box: Annotated[SecretBox, Depends(get_secret_box)],
+    graph: Annotated[GraphClients, Depends(get_graph)],
+    body: Annotated[VerifyIn | None, Body()] = None,
+    accept_language: Annotated[str | None, Header()] = None,
+) -> VerifyOut:
+    connection = await service.get_connection(session, organization_id=organization_id)
+    await session.commit()
+    results = await checks.verify_connection(
+        connection,
+        graph=graph,
+        secret_box=secret_box,
+        locale=request_locale(accept_language, connection.locale),
+        mailbox=body.mailbox if body is not None else None,
+    )
+    return VerifyOut(
+        ok=all(r.ok for r in results),
+        checks=[CheckOut(name=r.name, ok=r.ok, code=r.code, message=r.message) for r in results],
+    )

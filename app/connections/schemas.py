@@ -345,3 +345,56 @@ class EmployeeOut(BaseModel):
             created_at=employee.created_at,
             updated_at=employee.updated_at,
         )
+
+
+class MailboxCheckOut(BaseModel):
+    """The mailbox check of an employee PUT."""
+
+    ok: bool | None = Field(
+        description="True: the app can read the mailbox's calendar; false: it cannot (see "
+        "`code`); null: Microsoft Graph could not be reached, the check runs in the background."
+    )
+    code: str = Field(
+        description="Stable code: `mailbox_ok`, an error code such as `mailbox_invalid`, or "
+        "`check_pending`."
+    )
+    message: str = Field(description="Readable result in the connection's language.")
+
+
+class EmployeePutOut(EmployeeOut):
+    """The employee after a PUT, with the result of checking its mailbox against Graph."""
+
+    mailbox_check: MailboxCheckOut
+
+
+class VerifyIn(BaseModel):
+    """What to verify besides the credentials."""
+
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"mailbox": "max.mustermann@contoso.com"}]}
+    )
+
+    mailbox: Annotated[str, Field(min_length=3, max_length=320)] | None = Field(
+        default=None, description="A mailbox to check as well (its calendar is read)."
+    )
+
+    @field_validator("mailbox")
+    @classmethod
+    def _valid_address(cls, value: str | None) -> str | None:
+        return None if value is None else normalize_mailbox(value)
+
+
+class CheckOut(BaseModel):
+    """One check and its readable result."""
+
+    name: str = Field(description="`token` or `mailbox`.")
+    ok: bool | None = Field(description="Passed; null when skipped after an earlier failure.")
+    code: str = Field(description="Stable code of the result (`skipped` when not run).")
+    message: str = Field(description="Readable result.")
+
+
+class VerifyOut(BaseModel):
+    """The result of verifying a connection."""
+
+    ok: bool = Field(description="Every check passed.")
+    checks: list[CheckOut]

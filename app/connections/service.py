@@ -12,12 +12,14 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.connections import repository
+from app.connections.checks import CHECK_MAILBOX_JOB, CheckResult, apply_to_employee
 from app.connections.schemas import ConnectionIn, EmployeeIn
 from app.connections.tenant import GLOBAL_AUTHORITY_HOSTS, InvalidTenantError, normalize_tenant
 from app.crypto import SecretBox, SecretKeyError
 from app.models import Connection, Employee
 from app.models.base import utcnow
 from app.problems import ProblemError
+from app.queue.repository import enqueue
 
 DEFAULT_LOCALE = "de"
 WEBHOOK_SECRET_BYTES = 32
@@ -252,3 +254,20 @@ async def delete_employee(session: AsyncSession, *, organization_id: str, employ
     """Remove an employee's mapping; its sync history stays."""
     employee = await get_employee(session, organization_id=organization_id, employee_id=employee_id)
     await repository.delete_employee(session, employee)
+
+
+async def record_mailbox_check(
+    session: AsyncSession, *, employee: Employee, result: CheckResult
+) -> None:
+    """Store a mailbox check's verdict in the employee's status; a pending one is queued as a
+    background `employee.check_mailbox` job instead."""
+    if result.pending:
+        await enqueue(
+            session,
+            CHECK_MAILBOX_JOB,
+            {"employee_id": employee.id, "mailbox": employee.mailbox},
+            dedupe_key=f"{CHECK_MAILBOX_JOB}:{employee.id}:{employee.mailbox}",
+        )
+        return
+    apply_to_employee(employee, result)
+    await session.flush()

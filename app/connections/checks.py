@@ -1,0 +1,260 @@
+"""Admin checks of a connection against Microsoft: acquire a token, read a mailbox's calendar.
+
+Every check ends in a `CheckResult`: `ok` is True or False when Microsoft gave an answer, None
+when it could not be asked (unreachable, timed out) or the check was skipped. Messages are the
+sync history's readable texts (`app.sync.messages`) plus the few this module adds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import SecretStr
+from sqlalchemy import select
+
+from app.connections import repository
+from app.crypto import SecretBox, SecretKeyError, load_secret_box
+from app.graph.auth import GraphCredentials
+from app.graph.errors import GraphError
+from app.models import Connection, Employee
+from app.models.base import utcnow
+from app.queue.registry import JobContext
+from app.sync.graph_clients import GraphClients
+from app.sync.messages import error_code, message
+
+log = logging.getLogger(__name__)
+
+# The verify endpoint waits this long per check; the employee PUT only briefly, then defers.
+VERIFY_TIMEOUT = 10.0
+EMPLOYEE_CHECK_TIMEOUT = 3.0
+JOB_CHECK_TIMEOUT = 30.0
+
+CHECK_MAILBOX_JOB = "employee.check_mailbox"
+
+# Codes of checks that could not reach a verdict (Graph unreachable / not asked).
+UNAVAILABLE_CODES = frozenset({"graph_unavailable", "throttled"})
+
+_TEXTS: Mapping[str, Mapping[str, str]] = {
+    "token_acquired": {
+        "de": "Anmeldung bei Microsoft erfolgreich: die App hat ein Zugriffstoken erhalten.",
+        "en": "Signed in to Microsoft: the app received an access token.",
+    },
+    "mailbox_ok": {
+        "de": "Der Kalender des Postfachs {mailbox} ist für die App erreichbar.",
+        "en": "The calendar of mailbox {mailbox} is accessible to the app.",
+    },
+    "skipped": {
+        "de": "Nicht geprüft, weil eine vorherige Prüfung fehlgeschlagen ist.",
+        "en": "Not checked because an earlier check failed.",
+    },
+    "check_pending": {
+        "de": "Microsoft Graph ist gerade nicht erreichbar; das Postfach {mailbox} wird im "
+        "Hintergrund geprüft.",
+        "en": "Microsoft Graph cannot be reached right now; mailbox {mailbox} is checked in the "
+        "background.",
+    },
+    "secret_unreadable": {
+        "de": "Der gespeicherte Clientschlüssel kann nicht entschlüsselt werden. Bitte den "
+        "Schlüssel in der Verbindung erneut hinterlegen.",
+        "en": "The stored client secret cannot be decrypted. Enter the secret in the connection "
+        "again.",
+    },
+}
+
+
+def text(code: str, locale: str, params: Mapping[str, Any] | None = None) -> str:
+    """The readable message for a check code in `locale` ("de" unless "en")."""
+    texts = _TEXTS.get(code)
+    if texts is None:
+        return message(code, locale, params)
+    lang = "en" if locale.lower().startswith("en") else "de"
+    return texts[lang].format(**(params or {}))
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """One check's outcome: ok True/False, or None when no verdict (skipped, unreachable)."""
+
+    name: str
+    ok: bool | None
+    code: str
+    message: str
+
+    @property
+    def pending(self) -> bool:
+        """Microsoft could not be asked: try again later."""
+        return self.ok is None and self.code != "skipped"
+
+
+def _credentials(connection: Connection, secret_box: SecretBox) -> GraphCredentials:
+    return GraphCredentials(
+        tenant=connection.tenant,
+        client_id=connection.client_id,
+        client_secret=SecretStr(secret_box.decrypt(connection.client_secret_encrypted)),
+    )
+
+
+def _failure(
+    name: str, error: GraphError, connection: Connection, mailbox: str, locale: str
+) -> CheckResult:
+    code, params = error_code(
+        error, mailbox=mailbox, tenant=connection.tenant, client_id=connection.client_id
+    )
+    ok = None if code in UNAVAILABLE_CODES else False
+    return CheckResult(name, ok, code, message(code, locale, params))
+
+
+def _unavailable(name: str, mailbox: str, locale: str) -> CheckResult:
+    return CheckResult(
+        name, None, "graph_unavailable", message("graph_unavailable", locale, {"mailbox": mailbox})
+    )
+
+
+async def check_token(
+    connection: Connection,
+    *,
+    graph: GraphClients,
+    secret_box: SecretBox,
+    locale: str,
+    wait_seconds: float = VERIFY_TIMEOUT,
+) -> CheckResult:
+    """Acquire a token with the connection's credentials."""
+    try:
+        credentials = _credentials(connection, secret_box)
+    except SecretKeyError:
+        return CheckResult("token", False, "secret_unreadable", text("secret_unreadable", locale))
+    try:
+        await asyncio.wait_for(graph.auth.provider(credentials).token(), wait_seconds)
+    except GraphError as exc:
+        return _failure("token", exc, connection, "", locale)
+    except TimeoutError:
+        return _unavailable("token", "", locale)
+    return CheckResult("token", True, "token_acquired", text("token_acquired", locale))
+
+
+async def check_mailbox(
+    connection: Connection,
+    mailbox: str,
+    *,
+    graph: GraphClients,
+    secret_box: SecretBox,
+    locale: str,
+    wait_seconds: float = VERIFY_TIMEOUT,
+) -> CheckResult:
+    """Read the mailbox's default calendar with the connection's app."""
+    try:
+        client = graph.client_for(connection, secret_box)
+    except SecretKeyError:
+        return CheckResult("mailbox", False, "secret_unreadable", text("secret_unreadable", locale))
+    try:
+        await asyncio.wait_for(client.check_mailbox(mailbox), wait_seconds)
+    except GraphError as exc:
+        return _failure("mailbox", exc, connection, mailbox, locale)
+    except TimeoutError:
+        return _unavailable("mailbox", mailbox, locale)
+    return CheckResult(
+        "mailbox", True, "mailbox_ok", text("mailbox_ok", locale, {"mailbox": mailbox})
+    )
+
+
+async def verify_connection(
+    connection: Connection,
+    *,
+    graph: GraphClients,
+    secret_box: SecretBox,
+    locale: str,
+    mailbox: str | None = None,
+    wait_seconds: float = VERIFY_TIMEOUT,
+) -> list[CheckResult]:
+    """The checks in order (token, then the mailbox if given); after a failure the rest skip."""
+    token = _verdict(
+        await check_token(
+            connection, graph=graph, secret_box=secret_box, locale=locale, wait_seconds=wait_seconds
+        )
+    )
+    results = [token]
+    if mailbox is not None:
+        if token.ok:
+            results.append(
+                _verdict(
+                    await check_mailbox(
+                        connection,
+                        mailbox,
+                        graph=graph,
+                        secret_box=secret_box,
+                        locale=locale,
+                        wait_seconds=wait_seconds,
+                    )
+                )
+            )
+        else:
+            results.append(CheckResult("mailbox", None, "skipped", text("skipped", locale)))
+    return results
+
+
+def _verdict(result: CheckResult) -> CheckResult:
+    """For the verify endpoint an unreachable Graph is a failed check."""
+    if result.pending:
+        return CheckResult(result.name, False, result.code, result.message)
+    return result
+
+
+def apply_to_employee(employee: Employee, result: CheckResult) -> None:
+    """Record a verdict in the employee's status fields (a pending check changes nothing)."""
+    if result.ok is True:
+        employee.last_error_at = None
+        employee.last_error_code = None
+        employee.last_error_message = None
+    elif result.ok is False:
+        employee.last_error_at = utcnow()
+        employee.last_error_code = result.code
+        employee.last_error_message = result.message
+
+
+def pending_result(mailbox: str, locale: str) -> CheckResult:
+    """What the employee PUT answers when the check runs in the background."""
+    return CheckResult(
+        "mailbox", None, "check_pending", text("check_pending", locale, {"mailbox": mailbox})
+    )
+
+
+async def check_mailbox_job(ctx: JobContext) -> None:
+    """`employee.check_mailbox`: re-run an employee's mailbox check and record the verdict.
+
+    Graph still unreachable: raise, so the queue retries with its backoff.
+    """
+    employee_id = int(ctx.args["employee_id"])
+    mailbox = str(ctx.args["mailbox"])
+    async with ctx.database.session_scope() as session:
+        employee = await session.scalar(select(Employee).where(Employee.id == employee_id))
+        if employee is None or employee.mailbox != mailbox:
+            return  # deleted or remapped since: its own PUT checked the new mailbox
+        connection = await session.get(Connection, employee.connection_id)
+        if connection is None:
+            return
+    graph = GraphClients(ctx.settings)
+    try:
+        result = await check_mailbox(
+            connection,
+            mailbox,
+            graph=graph,
+            secret_box=load_secret_box(ctx.settings),
+            locale=connection.locale,
+            wait_seconds=JOB_CHECK_TIMEOUT,
+        )
+    finally:
+        await graph.aclose()
+    if result.pending:
+        raise RuntimeError(f"mailbox check of {mailbox} still pending: {result.message}")
+    async with ctx.database.session_scope() as session:
+        employee = await repository.get_employee(
+            session, connection_id=connection.id, booking_resource_id=employee.booking_resource_id
+        )
+        if employee is None or employee.mailbox != mailbox:
+            return
+        apply_to_employee(employee, result)
+    log.info("mailbox check of %s: %s", mailbox, result.code)
