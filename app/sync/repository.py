@@ -90,68 +90,64 @@ async def load_state(
     )
 
 
-async def _row(
-    session: AsyncSession, connection_id: int, appointment_id: str, resource: str, generation: int
-) -> EventMapping | None:
-    return await session.scalar(
+@dataclass(frozen=True)
+class Target:
+    """One appointment's event in one employee's mailbox: what every row written here is about."""
+
+    connection_id: int
+    appointment_id: str
+    booking_resource_id: str | None  # None: about the whole appointment (history only)
+    mailbox: str | None
+
+    @property
+    def resource(self) -> str:
+        """The employee, which every mapping row has."""
+        if self.booking_resource_id is None:
+            raise ValueError("a mapping row belongs to one employee")
+        return self.booking_resource_id
+
+
+async def _generation_row(session: AsyncSession, target: Target, generation: int) -> EventMapping:
+    """The mapping row of this generation, added (without an event id) when there is none."""
+    row = await session.scalar(
         select(EventMapping).where(
-            EventMapping.connection_id == connection_id,
-            EventMapping.appointment_id == appointment_id,
-            EventMapping.booking_resource_id == resource,
+            EventMapping.connection_id == target.connection_id,
+            EventMapping.appointment_id == target.appointment_id,
+            EventMapping.booking_resource_id == target.resource,
             EventMapping.generation == generation,
         )
     )
-
-
-async def ensure_intent(
-    session: AsyncSession,
-    *,
-    connection_id: int,
-    appointment_id: str,
-    booking_resource_id: str,
-    mailbox: str,
-    generation: int,
-) -> None:
-    """The row of a create about to be sent (no event id yet); a retried create keeps its row."""
-    row = await _row(session, connection_id, appointment_id, booking_resource_id, generation)
     if row is None:
-        session.add(
-            EventMapping(
-                connection_id=connection_id,
-                appointment_id=appointment_id,
-                booking_resource_id=booking_resource_id,
-                mailbox=mailbox,
-                generation=generation,
-                field_hashes={},
-                deleted=False,
-            )
+        row = EventMapping(
+            connection_id=target.connection_id,
+            appointment_id=target.appointment_id,
+            booking_resource_id=target.resource,
+            mailbox=target.mailbox or "",
+            generation=generation,
+            field_hashes={},
+            deleted=False,
         )
+        session.add(row)
         await session.flush()
+    return row
+
+
+async def ensure_intent(session: AsyncSession, target: Target, *, generation: int) -> None:
+    """The row of a create about to be sent (no event id yet); a retried create keeps its row."""
+    await _generation_row(session, target, generation)
 
 
 async def save_created(
     session: AsyncSession,
+    target: Target,
     *,
-    connection_id: int,
-    appointment_id: str,
-    booking_resource_id: str,
-    mailbox: str,
     generation: int,
     event: Event,
     field_hashes: dict[str, str],
 ) -> None:
     """Store a created (or adopted) event on its generation's row."""
-    row = await _row(session, connection_id, appointment_id, booking_resource_id, generation)
-    if row is None:
-        row = EventMapping(
-            connection_id=connection_id,
-            appointment_id=appointment_id,
-            booking_resource_id=booking_resource_id,
-            mailbox=mailbox,
-            generation=generation,
-        )
-        session.add(row)
-    row.mailbox = mailbox
+    row = await _generation_row(session, target, generation)
+    row.mailbox = target.mailbox or ""
     row.graph_event_id = event.id
     row.ical_uid = event.ical_uid
     row.change_key = event.change_key
@@ -162,17 +158,12 @@ async def save_created(
 
 
 async def _live_rows(
-    session: AsyncSession,
-    *,
-    connection_id: int,
-    appointment_id: str,
-    booking_resource_id: str,
-    graph_event_id: str | None,
+    session: AsyncSession, target: Target, graph_event_id: str | None
 ) -> list[EventMapping]:
     query = select(EventMapping).where(
-        EventMapping.connection_id == connection_id,
-        EventMapping.appointment_id == appointment_id,
-        EventMapping.booking_resource_id == booking_resource_id,
+        EventMapping.connection_id == target.connection_id,
+        EventMapping.appointment_id == target.appointment_id,
+        EventMapping.booking_resource_id == target.resource,
         EventMapping.deleted.is_(False),
     )
     if graph_event_id is None:
@@ -183,22 +174,10 @@ async def _live_rows(
 
 
 async def save_updated(
-    session: AsyncSession,
-    *,
-    connection_id: int,
-    appointment_id: str,
-    booking_resource_id: str,
-    event: Event,
-    field_hashes: dict[str, str],
+    session: AsyncSession, target: Target, *, event: Event, field_hashes: dict[str, str]
 ) -> None:
     """Store the new changeKey and hashes after a PATCH."""
-    for row in await _live_rows(
-        session,
-        connection_id=connection_id,
-        appointment_id=appointment_id,
-        booking_resource_id=booking_resource_id,
-        graph_event_id=event.id,
-    ):
+    for row in await _live_rows(session, target, event.id):
         row.change_key = event.change_key
         row.ical_uid = event.ical_uid or row.ical_uid
         row.field_hashes = dict(field_hashes)
@@ -207,23 +186,12 @@ async def save_updated(
 
 
 async def mark_deleted(
-    session: AsyncSession,
-    *,
-    connection_id: int,
-    appointment_id: str,
-    booking_resource_id: str,
-    mailbox: str,
-    graph_event_id: str | None,
+    session: AsyncSession, target: Target, *, graph_event_id: str | None
 ) -> None:
     """Turn the rows of a deleted (or vanished) event into tombstones."""
-    for row in await _live_rows(
-        session,
-        connection_id=connection_id,
-        appointment_id=appointment_id,
-        booking_resource_id=booking_resource_id,
-        graph_event_id=graph_event_id,
-    ):
-        if row.mailbox.strip().casefold() == mailbox.strip().casefold():
+    mailbox = (target.mailbox or "").strip().casefold()
+    for row in await _live_rows(session, target, graph_event_id):
+        if row.mailbox.strip().casefold() == mailbox:
             row.deleted = True
             row.updated_at = utcnow()
     await session.flush()
@@ -231,11 +199,8 @@ async def mark_deleted(
 
 async def add_record(
     session: AsyncSession,
+    target: Target,
     *,
-    connection_id: int,
-    appointment_id: str,
-    booking_resource_id: str | None,
-    mailbox: str | None,
     job_id: int | None,
     action: str,
     status: str,
@@ -247,10 +212,10 @@ async def add_record(
 ) -> None:
     session.add(
         SyncRecord(
-            connection_id=connection_id,
-            appointment_id=appointment_id,
-            booking_resource_id=booking_resource_id,
-            mailbox=mailbox,
+            connection_id=target.connection_id,
+            appointment_id=target.appointment_id,
+            booking_resource_id=target.booking_resource_id,
+            mailbox=target.mailbox,
             job_id=job_id,
             action=action,
             status=status,

@@ -85,10 +85,7 @@ async def sync_appointment_impl(
         async with database.session_scope() as session:
             await repo.add_record(
                 session,
-                connection_id=connection_id,
-                appointment_id=appointment_id,
-                booking_resource_id=None,
-                mailbox=None,
+                repo.Target(connection_id, appointment_id, None, None),
                 job_id=job_id,
                 action="plan",
                 status="error",
@@ -146,16 +143,16 @@ async def _execute(run: _Run, action: Action, started: float) -> None:
         await _skip(run, action)
 
 
+def _target(run: _Run, action: Action) -> repo.Target:
+    return repo.Target(
+        run.connection_id, run.appointment_id, action.booking_resource_id, action.mailbox
+    )
+
+
 async def _create(run: _Run, action: Create, started: float, *, code: str = "created") -> None:
+    target = _target(run, action)
     async with run.database.session_scope() as session:
-        await repo.ensure_intent(
-            session,
-            connection_id=run.connection_id,
-            appointment_id=run.appointment_id,
-            booking_resource_id=action.booking_resource_id,
-            mailbox=action.mailbox,
-            generation=action.generation,
-        )
+        await repo.ensure_intent(session, target, generation=action.generation)
     event: Event | None = None
     request_id: str | None = None
     if action.lookup_first:
@@ -174,10 +171,7 @@ async def _create(run: _Run, action: Create, started: float, *, code: str = "cre
     async with run.database.session_scope() as session:
         await repo.save_created(
             session,
-            connection_id=run.connection_id,
-            appointment_id=run.appointment_id,
-            booking_resource_id=action.booking_resource_id,
-            mailbox=action.mailbox,
+            target,
             generation=action.generation,
             event=event,
             field_hashes=action.field_hashes,
@@ -187,6 +181,7 @@ async def _create(run: _Run, action: Create, started: float, *, code: str = "cre
 
 
 async def _update(run: _Run, action: Update, started: float) -> None:
+    target = _target(run, action)
     try:
         result = await run.client.update_event(
             action.mailbox, action.graph_event_id, action.changes
@@ -194,24 +189,12 @@ async def _update(run: _Run, action: Update, started: float) -> None:
     except ItemNotFound:
         # Deleted in Outlook: the row becomes a tombstone and the event is created anew.
         async with run.database.session_scope() as session:
-            await repo.mark_deleted(
-                session,
-                connection_id=run.connection_id,
-                appointment_id=run.appointment_id,
-                booking_resource_id=action.booking_resource_id,
-                mailbox=action.mailbox,
-                graph_event_id=action.graph_event_id,
-            )
+            await repo.mark_deleted(session, target, graph_event_id=action.graph_event_id)
         await _create(run, action.recreate, started)
         return
     async with run.database.session_scope() as session:
         await repo.save_updated(
-            session,
-            connection_id=run.connection_id,
-            appointment_id=run.appointment_id,
-            booking_resource_id=action.booking_resource_id,
-            event=result.value,
-            field_hashes=action.field_hashes,
+            session, target, event=result.value, field_hashes=action.field_hashes
         )
         details = {"event_id": action.graph_event_id, "fields": list(action.changed)}
         await _success(run, session, action, "updated", started, result.request_id, details)
@@ -232,14 +215,7 @@ async def _delete(run: _Run, action: Delete, started: float) -> None:
             if event.id not in run.known_ids:  # never the event another row still owns
                 await _delete_quietly(run.client, action.mailbox, event.id)
     async with run.database.session_scope() as session:
-        await repo.mark_deleted(
-            session,
-            connection_id=run.connection_id,
-            appointment_id=run.appointment_id,
-            booking_resource_id=action.booking_resource_id,
-            mailbox=action.mailbox,
-            graph_event_id=action.graph_event_id,
-        )
+        await repo.mark_deleted(session, _target(run, action), graph_event_id=action.graph_event_id)
         details = {"event_id": action.graph_event_id, "reason": action.reason}
         await _success(run, session, action, "deleted", started, request_id, details)
 
@@ -249,6 +225,34 @@ async def _delete_quietly(client: GraphClient, mailbox: str, event_id: str) -> N
         await client.delete_event(mailbox, event_id)
     except ItemNotFound:
         pass
+
+
+async def _record(
+    run: _Run,
+    session: AsyncSession,
+    action: Action,
+    *,
+    status: str,
+    code: str,
+    params: dict[str, Any],
+    duration_ms: int,
+    request_id: str | None,
+) -> str:
+    """Add the history record of one action's outcome; returns its readable message."""
+    text = message(code, run.locale, params)
+    await repo.add_record(
+        session,
+        _target(run, action),
+        job_id=run.job_id,
+        action=_KIND.get(type(action), "skip"),
+        status=status,
+        code=code,
+        message=text,
+        details=params,
+        duration_ms=duration_ms,
+        graph_request_id=request_id,
+    )
+    return text
 
 
 async def _skip(run: _Run, action: Skip) -> None:
@@ -262,20 +266,15 @@ async def _skip(run: _Run, action: Skip) -> None:
     else:
         code, params = "unchanged", {"mailbox": action.mailbox}
     async with run.database.session_scope() as session:
-        await repo.add_record(
+        await _record(
+            run,
             session,
-            connection_id=run.connection_id,
-            appointment_id=run.appointment_id,
-            booking_resource_id=action.booking_resource_id,
-            mailbox=action.mailbox,
-            job_id=run.job_id,
-            action="skip",
+            action,
             status="skipped",
             code=code,
-            message=message(code, run.locale, params),
-            details=params,
+            params=params,
             duration_ms=0,
-            graph_request_id=None,
+            request_id=None,
         )
 
 
@@ -288,53 +287,42 @@ async def _success(
     request_id: str | None,
     details: dict[str, Any],
 ) -> None:
-    resource, mailbox = action.booking_resource_id, action.mailbox
-    params = {"mailbox": mailbox, **details}
-    await repo.add_record(
+    await _record(
+        run,
         session,
-        connection_id=run.connection_id,
-        appointment_id=run.appointment_id,
-        booking_resource_id=resource,
-        mailbox=mailbox,
-        job_id=run.job_id,
-        action=_KIND[type(action)],
+        action,
         status="success",
         code=code,
-        message=message(code, run.locale, params),
-        details=params,
+        params={"mailbox": action.mailbox, **details},
         duration_ms=_ms(started),
-        graph_request_id=request_id,
+        request_id=request_id,
     )
     await repo.set_employee_status(
-        session, connection_id=run.connection_id, booking_resource_id=resource, now=utcnow()
+        session,
+        connection_id=run.connection_id,
+        booking_resource_id=action.booking_resource_id,
+        now=utcnow(),
     )
 
 
 async def _failed(run: _Run, action: Action, error: GraphError, started: float) -> None:
     mailbox = action.mailbox or ""
     code, params = error_code(error, mailbox=mailbox, tenant=run.tenant, client_id=run.client_id)
-    text = message(code, run.locale, params)
-    kind = _KIND.get(type(action), "skip")
     if error.retryable:
         run.retry.append(error)
     else:
         run.permanent.append(f"{mailbox}: {code}")
     log.warning("sync.appointment %s → %s: %s (%s)", run.appointment_id, mailbox, code, error)
     async with run.database.session_scope() as session:
-        await repo.add_record(
+        text = await _record(
+            run,
             session,
-            connection_id=run.connection_id,
-            appointment_id=run.appointment_id,
-            booking_resource_id=action.booking_resource_id,
-            mailbox=action.mailbox,
-            job_id=run.job_id,
-            action=kind,
+            action,
             status="retrying" if error.retryable else "error",
             code=code,
-            message=text,
-            details=params,
+            params=params,
             duration_ms=_ms(started),
-            graph_request_id=error.request_id,
+            request_id=error.request_id,
         )
         if not error.retryable:
             await repo.set_employee_status(
