@@ -105,12 +105,15 @@ def worker() -> None:
 
 
 async def _run_worker(settings: Settings) -> None:
+    from app.crypto import load_secret_box
     from app.db import Database
     from app.jobs import build_registry
     from app.migrate import current_revision, head_revision
     from app.queue.worker import Worker
+    from app.sync.graph_clients import GraphClients
 
     database = Database(settings.database_url)
+    graph = GraphClients(settings)
     try:
         async with database.engine.connect() as connection:
             revision = await current_revision(connection)
@@ -119,7 +122,8 @@ async def _run_worker(settings: Settings) -> None:
                 f"database schema is at {revision or 'nothing'}, this code needs "
                 f"{head_revision()}: run `calbridge migrate` first"
             )
-        job_worker = Worker(database, settings, build_registry(settings))
+        registry = build_registry(settings, graph=graph, secret_box=load_secret_box(settings))
+        job_worker = Worker(database, settings, registry)
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, job_worker.stop)
@@ -127,6 +131,7 @@ async def _run_worker(settings: Settings) -> None:
         await job_worker.run()
         log.info("worker stopped")
     finally:
+        await graph.aclose()
         await database.dispose()
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any, cast
 
 from sqlalchemy import CursorResult, delete, select
@@ -11,10 +12,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.config import Settings
 from app.connections.checks import CHECK_MAILBOX_JOB, check_mailbox_job
+from app.crypto import SecretBox
 from app.db import Database
 from app.models import InboxEvent
 from app.queue.registry import JobContext, JobRegistry
 from app.queue.repository import prune_done_jobs
+from app.sync.graph_clients import GraphClients
 from app.sync.tasks import SYNC_APPOINTMENT, sync_appointment
 
 log = logging.getLogger(__name__)
@@ -24,12 +27,19 @@ PRUNE_KIND = "maintenance.prune"
 PRUNE_BATCH = 5000
 
 
-def build_registry(settings: Settings) -> JobRegistry:
-    """The registry every worker of this app runs."""
+def build_registry(
+    settings: Settings, *, graph: GraphClients, secret_box: SecretBox
+) -> JobRegistry:
+    """The registry every worker of this app runs, its handlers bound to the process's one set
+    of Graph clients (one HTTP pool, one token cache per connection) and its secret box."""
     registry = JobRegistry()
     registry.register(PRUNE_KIND, prune, every_seconds=settings.retention.prune_interval_seconds)
-    registry.register(SYNC_APPOINTMENT, sync_appointment)
-    registry.register(CHECK_MAILBOX_JOB, check_mailbox_job)
+    registry.register(
+        SYNC_APPOINTMENT, partial(sync_appointment, graph=graph, secret_box=secret_box)
+    )
+    registry.register(
+        CHECK_MAILBOX_JOB, partial(check_mailbox_job, graph=graph, secret_box=secret_box)
+    )
     return registry
 
 

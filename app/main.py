@@ -62,7 +62,10 @@ def create_app(
             from app.jobs import build_registry
             from app.queue.worker import Worker
 
-            worker = Worker(app.state.database, settings, registry or build_registry(settings))
+            job_registry = registry or build_registry(
+                settings, graph=app.state.graph, secret_box=app.state.secret_box
+            )
+            worker = Worker(app.state.database, settings, job_registry)
             app.state.wake_worker = worker.wake
             worker_task = asyncio.create_task(worker.run(), name="calbridge-worker")
         try:

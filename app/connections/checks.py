@@ -17,7 +17,7 @@ from pydantic import SecretStr
 from sqlalchemy import select
 
 from app.connections import repository
-from app.crypto import SecretBox, SecretKeyError, load_secret_box
+from app.crypto import SecretBox, SecretKeyError
 from app.graph.auth import GraphCredentials
 from app.graph.errors import GraphError
 from app.models import Connection, Employee
@@ -222,7 +222,7 @@ def pending_result(mailbox: str, locale: str) -> CheckResult:
     )
 
 
-async def check_mailbox_job(ctx: JobContext) -> None:
+async def check_mailbox_job(ctx: JobContext, *, graph: GraphClients, secret_box: SecretBox) -> None:
     """`employee.check_mailbox`: re-run an employee's mailbox check and record the verdict.
 
     Graph still unreachable: raise, so the queue retries with its backoff.
@@ -236,18 +236,14 @@ async def check_mailbox_job(ctx: JobContext) -> None:
         connection = await session.get(Connection, employee.connection_id)
         if connection is None:
             return
-    graph = GraphClients(ctx.settings)
-    try:
-        result = await check_mailbox(
-            connection,
-            mailbox,
-            graph=graph,
-            secret_box=load_secret_box(ctx.settings),
-            locale=connection.locale,
-            wait_seconds=JOB_CHECK_TIMEOUT,
-        )
-    finally:
-        await graph.aclose()
+    result = await check_mailbox(
+        connection,
+        mailbox,
+        graph=graph,
+        secret_box=secret_box,
+        locale=connection.locale,
+        wait_seconds=JOB_CHECK_TIMEOUT,
+    )
     if result.pending:
         raise RuntimeError(f"mailbox check of {mailbox} still pending: {result.message}")
     async with ctx.database.session_scope() as session:

@@ -10,6 +10,7 @@ from typing import Any
 
 import httpx
 import pytest
+from fastapi import FastAPI
 
 from app.config import Settings
 from app.connections.checks import CHECK_MAILBOX_JOB, check_mailbox_job
@@ -41,6 +42,7 @@ ENGLISH_SECRET_INVALID = (
 @dataclass
 class World:
     sandbox: SandboxServer
+    app: FastAPI
     client: httpx.AsyncClient
     database: Database
     settings: Settings
@@ -89,7 +91,14 @@ async def world(db_url: str, database: Database, secret_box: SecretBox) -> Async
                 transport=transport, base_url="http://calbridge.test"
             ) as client:
                 yield World(
-                    sandbox, client, database, settings, tenant.id, app_reg.client_id, secret
+                    sandbox,
+                    application,
+                    client,
+                    database,
+                    settings,
+                    tenant.id,
+                    app_reg.client_id,
+                    secret,
                 )
 
 
@@ -236,12 +245,14 @@ async def test_employee_put_while_graph_faults_is_checked_in_the_background(
         worker_id="test",
         clock=lambda: datetime.now(UTC),
     )
+    # The process's Graph clients and secret box, as app.jobs.build_registry binds them.
+    services = {"graph": world.app.state.graph, "secret_box": world.app.state.secret_box}
     with pytest.raises(RuntimeError):
-        await check_mailbox_job(context)
+        await check_mailbox_job(context, **services)
 
     # Graph back: the job records the verdict.
     world.sandbox.control.faults.clear()
-    await check_mailbox_job(context)
+    await check_mailbox_job(context, **services)
     [row] = await raw_rows(
         world.database, "SELECT last_error_code, last_error_message FROM employee"
     )

@@ -7,16 +7,26 @@ from datetime import timedelta
 from sqlalchemy import select
 
 from app.config import RetentionSettings, Settings
+from app.crypto import SecretBox
 from app.db import Database
 from app.jobs import PRUNE_KIND, build_registry, prune_impl
 from app.models import InboxEvent
+from app.queue.registry import JobRegistry
 from app.queue.repository import JobManager, enqueue
 from app.queue.worker import Worker
+from app.sync.graph_clients import GraphClients
+from tests.conftest import SECRET_KEY
 from tests.queue.conftest import Clock, eventually, jobs, running
+
+SECRET_BOX = SecretBox([SECRET_KEY.encode()])
+
+
+def app_registry(settings: Settings) -> JobRegistry:
+    return build_registry(settings, graph=GraphClients(settings), secret_box=SECRET_BOX)
 
 
 async def test_registry_has_the_periodic_prune(settings: Settings) -> None:
-    registry = build_registry(settings)
+    registry = app_registry(settings)
     kind = registry.get(PRUNE_KIND)
     assert kind is not None
     assert kind.every_seconds == settings.retention.prune_interval_seconds
@@ -73,7 +83,12 @@ async def test_worker_schedules_and_runs_the_prune(
         update={"retention": RetentionSettings(prune_interval_seconds=3600)}
     )
     clock = Clock()
-    worker = Worker(database, settings, build_registry(settings), clock=clock)
+    worker = Worker(
+        database,
+        settings,
+        app_registry(settings),
+        clock=clock,
+    )
     async with running(worker):
         await eventually(lambda: _states(database, ["pending"]))
         [tick] = await jobs(database)
