@@ -98,19 +98,39 @@ def serve(
 @cli.command()
 def worker() -> None:
     """Run a job worker until SIGTERM or SIGINT (in-flight jobs finish or are released)."""
+    # From the first instant a SIGTERM is a clean stop, never the default kill: remembered here
+    # until the event loop takes the signals over.
+    early: list[int] = []
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda received, _frame: early.append(received))
     _configure_logging()
     settings = _settings()
     _tune_gc()
-    asyncio.run(_run_worker(settings))
+    asyncio.run(_run_worker(settings, stopped_before_start=early))
 
 
-async def _run_worker(settings: Settings) -> None:
+async def _run_worker(settings: Settings, *, stopped_before_start: list[int]) -> None:
     from app.crypto import load_secret_box
     from app.db import Database
     from app.jobs import build_registry
     from app.migrate import current_revision, head_revision
     from app.queue.worker import Worker
     from app.sync.graph_clients import GraphClients
+
+    stop_requested = asyncio.Event()
+    job_worker: Worker | None = None
+
+    def request_stop() -> None:
+        stop_requested.set()
+        if job_worker is not None:
+            job_worker.stop()
+
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, request_stop)
+    if stopped_before_start:
+        stop_requested.set()
+    log.info("worker starting")
 
     database = Database(settings.database_url)
     graph = GraphClients(settings)
@@ -124,9 +144,8 @@ async def _run_worker(settings: Settings) -> None:
             )
         registry = build_registry(settings, graph=graph, secret_box=load_secret_box(settings))
         job_worker = Worker(database, settings, registry)
-        loop = asyncio.get_running_loop()
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(signum, job_worker.stop)
+        if stop_requested.is_set():
+            job_worker.stop()
         log.info("worker started")
         await job_worker.run()
         log.info("worker stopped")

@@ -181,18 +181,42 @@ def test_worker_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
     process = subprocess.Popen(
         [*CALBRIDGE, "worker"], env=env, cwd=tmp_path, stderr=subprocess.PIPE, text=True
     )
+    lines: list[str] = []
     try:
-        time.sleep(1.5)
-        assert process.poll() is None, "worker exited on its own"
+        assert process.stderr is not None
+        for line in process.stderr:  # until the worker says it runs (or the process ends)
+            lines.append(line)
+            if "worker started" in line:
+                break
+        assert process.poll() is None, "worker exited on its own:\n" + "".join(lines)
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=30) == 0
     finally:
         if process.poll() is None:
             process.kill()
-        stderr = process.stderr.read() if process.stderr else ""
+        stderr = "".join(lines) + (process.stderr.read() if process.stderr else "")
         if process.stderr:
             process.stderr.close()
     assert "worker stopped" in stderr
+
+
+def test_worker_stops_cleanly_on_sigterm_during_start_up(tmp_path: Path) -> None:
+    env = _env(tmp_path)
+    assert _run(["migrate"], env, tmp_path).returncode == 0
+    process = subprocess.Popen(
+        [*CALBRIDGE, "worker"], env=env, cwd=tmp_path, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        assert process.stderr is not None
+        # The first log line comes before the worker is built: stop it right there.
+        process.stderr.readline()
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=30) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+        if process.stderr:
+            process.stderr.close()
 
 
 def test_worker_refuses_an_unmigrated_database(tmp_path: Path) -> None:
