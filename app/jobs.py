@@ -18,7 +18,7 @@ from app.models import InboxEvent
 from app.queue.registry import JobContext, JobRegistry
 from app.queue.repository import prune_done_jobs
 from app.sync.graph_clients import GraphClients
-from app.sync.tasks import SYNC_APPOINTMENT, sync_appointment
+from app.sync.tasks import RESYNC, SYNC_APPOINTMENT, resync, sync_appointment
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +37,7 @@ def build_registry(
     registry.register(
         SYNC_APPOINTMENT, partial(sync_appointment, graph=graph, secret_box=secret_box)
     )
+    registry.register(RESYNC, resync)
     registry.register(
         CHECK_MAILBOX_JOB, partial(check_mailbox_job, graph=graph, secret_box=secret_box)
     )

@@ -100,6 +100,20 @@ _PUT_EXAMPLES: dict[str, Any] = {
             "client_secret_expires_at": "2027-11-30T00:00:00Z",
         },
     },
+    "event_settings": {
+        "summary": "Update: how appointments look in Outlook (secrets kept)",
+        "value": {
+            "tenant": "contoso.onmicrosoft.com",
+            "client_id": "6731de76-14a6-49ae-97bc-6eba6914391e",
+            "event_settings": {
+                "subject_template": "{service}: {customer}",
+                "include_customer_contact": False,
+                "reminder_minutes": 30,
+                "category": "Termine",
+                "on_cancel": "mark",
+            },
+        },
+    },
 }
 
 

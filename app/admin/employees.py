@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path, Request, Response, status
+from fastapi import APIRouter, Depends, Path, Query, Request, Response, status
+from fastapi.responses import JSONResponse
 
 from app.admin.connections import DbSession, OrganizationId, get_graph, get_secret_box
 from app.connections import checks, service
@@ -16,10 +17,13 @@ from app.connections.schemas import (
     EmployeeOut,
     EmployeePutOut,
     MailboxCheckOut,
+    RemovalOut,
+    ResyncOut,
 )
 from app.crypto import SecretBox
 from app.problems import problem_responses
 from app.sync.graph_clients import GraphClients
+from app.sync.messages import message
 
 router = APIRouter(prefix="/api/v1/connections/{organization_id}/employees", tags=["employees"])
 
@@ -56,7 +60,9 @@ async def list_employees(organization_id: OrganizationId, session: DbSession) ->
         "status fields. Then the mailbox is checked against Microsoft Graph: the result is in "
         "`mailbox_check` and, when it failed, in the status fields. When Graph cannot be "
         "reached the mapping is accepted all the same (`mailbox_check.code` `check_pending`) "
-        "and checked in the background."
+        "and checked in the background. A new or moved mapping (or one that showed an error "
+        "before) then syncs the appointments calbridge already holds for the employee, in the "
+        "background (`backfill_queued`), unless the check failed."
     ),
     status_code=status.HTTP_200_OK,
     responses={
@@ -75,12 +81,13 @@ async def put_employee(
     secret_box: Annotated[SecretBox, Depends(get_secret_box)],
     graph: Annotated[GraphClients, Depends(get_graph)],
 ) -> EmployeePutOut:
-    employee, created = await service.put_employee(
+    put = await service.put_employee(
         session, organization_id=organization_id, employee_id=employee_id, data=body
     )
+    employee = put.employee
     connection = await service.get_connection(session, organization_id=organization_id)
     await session.commit()
-    if created:
+    if put.created:
         response.status_code = status.HTTP_201_CREATED
     # Checked outside the transaction: no database lock is held while Graph answers.
     result = await checks.check_mailbox(
@@ -94,12 +101,15 @@ async def put_employee(
     if result.pending:
         result = checks.pending_result(employee.mailbox, connection.locale)
     await service.record_mailbox_check(session, employee=employee, result=result)
+    backfill = put.needs_backfill and result.ok is not False
+    if backfill:
+        await service.queue_employee_sync(session, employee=employee, reason="backfill")
     await session.commit()
-    if result.pending:
+    if result.pending or backfill:
         request.app.state.wake_worker()
     out = EmployeeOut.build(employee, organization_id=organization_id)
     check = MailboxCheckOut(ok=result.ok, code=result.code, message=result.message)
-    return EmployeePutOut(**out.model_dump(), mailbox_check=check)
+    return EmployeePutOut(**out.model_dump(), mailbox_check=check, backfill_queued=backfill)
 
 
 @router.get(
@@ -120,13 +130,113 @@ async def get_employee(
 @router.delete(
     "/{employee_id}",
     summary="Delete an employee",
-    description="Removes the mailbox mapping. The employee's sync history is kept.",
+    description=(
+        "Removes the mailbox mapping; the employee's sync history is kept. Without "
+        "`remove_events` the events calbridge wrote stay in Outlook (each is removed when its "
+        "appointment next changes). With `remove_events=true` they are deleted from the mailbox "
+        "in the background: the answer (`202`, or `200` when there was nothing to remove) says "
+        "how many, and checks the mailbox first, so broken credentials are reported at once; "
+        "the removal then waits for working credentials and runs when they are fixed."
+    ),
     status_code=status.HTTP_204_NO_CONTENT,
     response_class=Response,
-    responses=problem_responses(404, 422),
+    responses={
+        200: {"model": RemovalOut, "description": "Deleted; no calbridge events to remove"},
+        202: {"model": RemovalOut, "description": "Deleted; events queued for removal"},
+        204: {"description": "Deleted (without `remove_events`)"},
+        **problem_responses(404, 422),
+    },
 )
 async def delete_employee(
-    organization_id: OrganizationId, employee_id: EmployeeId, session: DbSession
-) -> None:
-    await service.delete_employee(session, organization_id=organization_id, employee_id=employee_id)
+    organization_id: OrganizationId,
+    employee_id: EmployeeId,
+    session: DbSession,
+    request: Request,
+    secret_box: Annotated[SecretBox, Depends(get_secret_box)],
+    graph: Annotated[GraphClients, Depends(get_graph)],
+    remove_events: Annotated[
+        bool,
+        Query(description="Also delete the events calbridge wrote to the employee's mailbox."),
+    ] = False,
+) -> Response:
+    deleted = await service.delete_employee(
+        session,
+        organization_id=organization_id,
+        employee_id=employee_id,
+        remove_events=remove_events,
+    )
     await session.commit()
+    if not remove_events:
+        return Response(status_code=status.HTTP_204_NO_CONTENT)
+    connection = deleted.connection
+    locale = connection.locale
+    params = {"count": deleted.events, "employee": employee_id, "mailbox": deleted.mailbox}
+    if not deleted.events:
+        out = RemovalOut(
+            organization_id=organization_id,
+            employee_id=employee_id,
+            mailbox=deleted.mailbox,
+            events=0,
+            mailbox_check=None,
+            message=message("removal_none", locale, params),
+        )
+        return JSONResponse(out.model_dump(mode="json"), status_code=status.HTTP_200_OK)
+    request.app.state.wake_worker()
+    result = await checks.check_mailbox(
+        connection,
+        deleted.mailbox,
+        graph=graph,
+        secret_box=secret_box,
+        locale=locale,
+        wait_seconds=checks.EMPLOYEE_CHECK_TIMEOUT,
+    )
+    if result.ok is False:
+        text = message("removal_blocked", locale, {**params, "reason": result.message})
+    else:
+        text = message("removal_queued", locale, params)
+    out = RemovalOut(
+        organization_id=organization_id,
+        employee_id=employee_id,
+        mailbox=deleted.mailbox,
+        events=deleted.events,
+        mailbox_check=MailboxCheckOut(ok=result.ok, code=result.code, message=result.message),
+        message=text,
+    )
+    return JSONResponse(out.model_dump(mode="json"), status_code=status.HTTP_202_ACCEPTED)
+
+
+@router.post(
+    "/{employee_id}/resync",
+    summary="Resync an employee",
+    description=(
+        "Re-plans all of the employee's appointments that calbridge holds (those ending from "
+        "yesterday on, and every one with a calbridge event) and writes each event again in "
+        "full, in the background: edits made in Outlook are overwritten and deleted events "
+        "come back. The sync history shows each step."
+    ),
+    status_code=status.HTTP_202_ACCEPTED,
+    responses=problem_responses(404, 422),
+)
+async def resync_employee(
+    organization_id: OrganizationId,
+    employee_id: EmployeeId,
+    session: DbSession,
+    request: Request,
+) -> ResyncOut:
+    employee = await service.get_employee(
+        session, organization_id=organization_id, employee_id=employee_id
+    )
+    connection = await service.get_connection(session, organization_id=organization_id)
+    queued = await service.queue_employee_sync(session, employee=employee, reason="resync")
+    await session.commit()
+    request.app.state.wake_worker()
+    params = {"employee": employee_id, "mailbox": employee.mailbox}
+    return ResyncOut(
+        organization_id=organization_id,
+        employee_id=employee_id,
+        mailbox=employee.mailbox,
+        queued=queued,
+        message=message(
+            "resync_accepted" if queued else "resync_waiting", connection.locale, params
+        ),
+    )

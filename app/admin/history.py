@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Header, Query, Response
 
 from app.admin.connections import DbSession
 from app.admin.pagination import Cursor, Limit, Page, decode_cursor, encode_cursor
@@ -17,6 +17,7 @@ from app.connections.schemas import (
 from app.history import service
 from app.history.schemas import SyncRecordOut
 from app.problems import problem_responses
+from app.sync.messages import preferred_locale
 
 router = APIRouter(prefix="/api/v1/sync-history", tags=["sync history"])
 
@@ -26,12 +27,22 @@ router = APIRouter(prefix="/api/v1/sync-history", tags=["sync history"])
     summary="Sync history",
     description=(
         "Every sync attempt with its outcome and readable error, newest first. Filter by "
-        "organisation, employee and status; page with `cursor` = the previous `next_cursor`."
+        "organisation, employee and status; page with `cursor` = the previous `next_cursor`. "
+        "Messages come in the language `Accept-Language` prefers (`de` or `en`, answered in "
+        "`Content-Language`), else each in its connection's language."
     ),
     responses=problem_responses(400, 404, 422),
 )
 async def list_sync_history(
     session: DbSession,
+    response: Response,
+    accept_language: Annotated[
+        str | None,
+        Header(
+            max_length=512,
+            description="Preferred language of the messages, e.g. `en`, `de-DE,de;q=0.9`.",
+        ),
+    ] = None,
     organization_id: Annotated[
         str | None,
         Query(
@@ -66,7 +77,13 @@ async def list_sync_history(
         limit=limit,
     )
     await session.commit()
+    locale = preferred_locale(accept_language)
+    response.headers["Vary"] = "Accept-Language"
+    if locale is not None:
+        response.headers["Content-Language"] = locale
     return Page[SyncRecordOut](
-        items=[SyncRecordOut.build(r, organization_id=org) for r, org in page.records],
+        items=[
+            SyncRecordOut.build(r, organization_id=org, locale=locale) for r, org in page.records
+        ],
         next_cursor=None if page.next_before_id is None else encode_cursor(page.next_before_id),
     )

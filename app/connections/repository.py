@@ -5,7 +5,7 @@ from __future__ import annotations
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.models import Connection, Employee
+from app.models import Connection, Employee, EventMapping
 
 
 async def get_connection(session: AsyncSession, organization_id: str) -> Connection | None:
@@ -81,3 +81,19 @@ async def delete_employee(session: AsyncSession, employee: Employee) -> None:
     """Delete an employee mapping (its sync history stays: it holds plain ids)."""
     await session.delete(employee)
     await session.flush()
+
+
+async def count_live_events(
+    session: AsyncSession, *, connection_id: int, booking_resource_id: str
+) -> int:
+    """How many Outlook events calbridge holds (or may hold) for the employee."""
+    count = await session.scalar(
+        select(func.count())
+        .select_from(EventMapping)
+        .where(
+            EventMapping.connection_id == connection_id,
+            EventMapping.booking_resource_id == booking_resource_id,
+            EventMapping.deleted.is_(False),
+        )
+    )
+    return int(count or 0)

@@ -21,6 +21,8 @@ from pydantic import (
 )
 
 from app.models import Connection, Employee
+from app.sync.repository import translation_settings
+from app.sync.translate import EventSettings
 
 # bookingtime ids are 32 characters (`f6…` organisations, `br…` booking resources); the rule is
 # looser so that custom ids and test ids fit, but never anything a URL path would mangle.
@@ -131,6 +133,14 @@ class ConnectionIn(BaseModel):
         description="Language of texts calbridge writes (events, errors): `de` (default) or `en`.",
         examples=["de"],
     )
+    event_settings: EventSettings | None = Field(
+        default=None,
+        description=(
+            "How appointments look in Outlook. Given, it replaces the stored settings (fields "
+            "it omits take their defaults); omitted, they are kept. A change (or a new `locale`) "
+            "updates the connection's current and future events in the background."
+        ),
+    )
 
     @field_validator("tenant", "client_secret", "webhook_secret", mode="before")
     @classmethod
@@ -198,11 +208,24 @@ _CONNECTION_EXAMPLE: dict[str, JsonValue] = {
     "client_id": "6731de76-14a6-49ae-97bc-6eba6914391e",
     "client_secret_expires_at": "2027-05-31T00:00:00Z",
     "locale": "de",
+    "event_settings": {
+        "subject_template": "{name} – {customer}",
+        "include_customer_contact": True,
+        "reminder_minutes": 15,
+        "category": "bookingtime",
+        "on_cancel": "delete",
+    },
     "webhook_url": f"/webhooks/bookingtime/{ORGANIZATION_ID_EXAMPLE}",
     "employee_count": 3,
     "created_at": "2026-11-26T09:30:00Z",
     "updated_at": "2026-11-26T09:30:00Z",
 }
+
+
+def event_settings_of(connection: Connection) -> EventSettings:
+    """The connection's effective event settings (without the locale, which is its own field)."""
+    effective = translation_settings(connection).model_dump(exclude={"locale"})
+    return EventSettings.model_validate(effective)
 
 
 class ConnectionOut(BaseModel):
@@ -217,6 +240,9 @@ class ConnectionOut(BaseModel):
         description="When the client secret expires (UTC), if known."
     )
     locale: str = Field(description="Language of texts calbridge writes.")
+    event_settings: EventSettings = Field(
+        description="How appointments look in Outlook (the defaults where none were set)."
+    )
     webhook_url: str = Field(
         description=(
             "Path of this organisation's bookingtime webhook endpoint, relative to calbridge's "
@@ -236,6 +262,7 @@ class ConnectionOut(BaseModel):
             client_id=connection.client_id,
             client_secret_expires_at=connection.client_secret_expires_at,
             locale=connection.locale,
+            event_settings=event_settings_of(connection),
             webhook_url=webhook_path(connection.organization_id),
             employee_count=employee_count,
             created_at=connection.created_at,
@@ -365,6 +392,59 @@ class EmployeePutOut(EmployeeOut):
     """The employee after a PUT, with the result of checking its mailbox against Graph."""
 
     mailbox_check: MailboxCheckOut
+    backfill_queued: bool = Field(
+        description="The appointments calbridge already holds for the employee are being synced "
+        "to the mailbox in the background (a new or moved mapping whose check did not fail)."
+    )
+
+
+class RemovalOut(BaseModel):
+    """An employee deleted with `remove_events=true`."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "organization_id": ORGANIZATION_ID_EXAMPLE,
+                    "employee_id": EMPLOYEE_ID_EXAMPLE,
+                    "mailbox": "max.mustermann@contoso.com",
+                    "events": 12,
+                    "mailbox_check": {
+                        "ok": False,
+                        "code": "secret_expired",
+                        "message": "The app registration's client secret has expired. Create a "
+                        "new secret in Entra and enter it in the connection.",
+                    },
+                    "message": "The events calbridge created for "
+                    "brAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA (12) cannot be removed from the calendar "
+                    "of max.mustermann@contoso.com right now: "
+                    "The app registration's client secret has expired. Create a new secret in "
+                    "Entra and enter it in the connection. The removal is retried when the "
+                    "connection gets new credentials; its failed jobs can also be retried under "
+                    "/api/v1/jobs.",
+                }
+            ]
+        }
+    )
+
+    organization_id: str
+    employee_id: str
+    mailbox: str = Field(description="The mailbox the events are removed from.")
+    events: int = Field(description="calbridge events queued for removal.")
+    mailbox_check: MailboxCheckOut | None = Field(
+        description="Whether calbridge can reach the mailbox now (null: nothing to remove)."
+    )
+    message: str = Field(description="Readable outcome in the connection's language.")
+
+
+class ResyncOut(BaseModel):
+    """A resync of an employee, queued."""
+
+    organization_id: str
+    employee_id: str
+    mailbox: str
+    queued: bool = Field(description="False: a resync of the employee was already waiting.")
+    message: str = Field(description="Readable outcome in the connection's language.")
 
 
 class VerifyIn(BaseModel):

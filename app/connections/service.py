@@ -7,19 +7,21 @@ import hmac
 import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Literal
 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.connections import repository
 from app.connections.checks import CHECK_MAILBOX_JOB, CheckResult, apply_to_employee
-from app.connections.schemas import ConnectionIn, EmployeeIn
+from app.connections.schemas import ConnectionIn, EmployeeIn, event_settings_of
 from app.connections.tenant import GLOBAL_AUTHORITY_HOSTS, InvalidTenantError, normalize_tenant
 from app.crypto import SecretBox, SecretKeyError
 from app.models import Connection, Employee
 from app.models.base import utcnow
 from app.problems import ProblemError
-from app.queue.repository import enqueue
+from app.queue.repository import enqueue, enqueue_many
+from app.sync.jobs import resync_job
 
 DEFAULT_LOCALE = "de"
 WEBHOOK_SECRET_BYTES = 32
@@ -159,6 +161,7 @@ async def put_connection(
             client_secret_expires_at=data.expires_at_utc,
             webhook_secret_encrypted=secret_box.encrypt(webhook_secret),
             locale=data.locale or DEFAULT_LOCALE,
+            event_settings=_stored(data),
             created_at=(now := utcnow()),
             updated_at=now,
         )
@@ -168,6 +171,7 @@ async def put_connection(
             raise ConcurrentChangeError() from exc
         return PutConnectionResult(ConnectionSummary(connection, 0), True, generated)
 
+    credentials_before = (connection.tenant, connection.client_id)
     connection.tenant = tenant
     connection.client_id = str(data.client_id)
     new_client_secret = False
@@ -185,11 +189,29 @@ async def put_connection(
         secret_box, connection.webhook_secret_encrypted, webhook_secret
     ):
         connection.webhook_secret_encrypted = secret_box.encrypt(webhook_secret)
+    looks_before = (connection.locale, event_settings_of(connection))
     if data.locale is not None:
         connection.locale = data.locale
+    if data.event_settings is not None:
+        connection.event_settings = _stored(data)
+    fanouts = []
+    if new_client_secret or (connection.tenant, connection.client_id) != credentials_before:
+        # What failed for want of working credentials (writes, removals) catches up now; what
+        # is already in step costs no Graph call.
+        fanouts.append(resync_job(connection.id, "backfill"))
+    if (connection.locale, event_settings_of(connection)) != looks_before:
+        # Otherwise events already written keep the old look until their appointment changes.
+        fanouts.append(resync_job(connection.id, "settings_changed"))
+    await enqueue_many(session, fanouts)
     await session.flush()
     count = await repository.count_employees(session, connection_id=connection.id)
     return PutConnectionResult(ConnectionSummary(connection, count), False, None)
+
+
+def _stored(data: ConnectionIn) -> dict[str, object] | None:
+    if data.event_settings is None:
+        return None
+    return data.event_settings.model_dump(mode="json")
 
 
 async def delete_connection(session: AsyncSession, *, organization_id: str) -> None:
@@ -217,10 +239,25 @@ async def list_employees(session: AsyncSession, *, organization_id: str) -> list
     return await repository.list_employees(session, connection_id=connection.id)
 
 
+@dataclass(frozen=True)
+class PutEmployeeResult:
+    """The outcome of an employee PUT, and what decides whether to backfill its calendar."""
+
+    employee: Employee
+    created: bool
+    mailbox_changed: bool
+    had_error: bool  # the status showed an error before this PUT
+
+    @property
+    def needs_backfill(self) -> bool:
+        """A new or moved mapping, or one that failed before (fixed now, perhaps)."""
+        return self.created or self.mailbox_changed or self.had_error
+
+
 async def put_employee(
     session: AsyncSession, *, organization_id: str, employee_id: str, data: EmployeeIn
-) -> tuple[Employee, bool]:
-    """Map an employee to a mailbox; returns the employee and whether it was created."""
+) -> PutEmployeeResult:
+    """Map an employee to a mailbox."""
     connection = await get_connection(session, organization_id=organization_id)
     employee = await repository.get_employee(
         session, connection_id=connection.id, booking_resource_id=employee_id
@@ -238,8 +275,10 @@ async def put_employee(
             await repository.add_employee(session, employee)
         except IntegrityError as exc:
             raise ConcurrentChangeError() from exc
-        return employee, True
-    if employee.mailbox != data.mailbox:
+        return PutEmployeeResult(employee, True, False, False)
+    had_error = employee.last_error_code is not None
+    changed = employee.mailbox != data.mailbox
+    if changed:
         # The status described the old mailbox; the new one has not been synced yet.
         employee.mailbox = data.mailbox
         employee.last_success_at = None
@@ -247,13 +286,49 @@ async def put_employee(
         employee.last_error_code = None
         employee.last_error_message = None
         await session.flush()
-    return employee, False
+    return PutEmployeeResult(employee, False, changed, had_error)
 
 
-async def delete_employee(session: AsyncSession, *, organization_id: str, employee_id: str) -> None:
-    """Remove an employee's mapping; its sync history stays."""
+async def queue_employee_sync(
+    session: AsyncSession, *, employee: Employee, reason: Literal["backfill", "resync"]
+) -> bool:
+    """Queue the fan-out that syncs the appointments calbridge holds for the employee: a
+    `backfill` (new or moved mapping) or a forced `resync`; False when one was already waiting."""
+    job = resync_job(
+        employee.connection_id, reason, booking_resource_id=employee.booking_resource_id
+    )
+    queued = await enqueue_many(session, [job])
+    return queued[job.dedupe_key] is not None
+
+
+@dataclass(frozen=True)
+class DeletedEmployee:
+    """What a delete removed, and how many calbridge events it queued for removal."""
+
+    connection: Connection
+    booking_resource_id: str
+    mailbox: str
+    events: int
+
+
+async def delete_employee(
+    session: AsyncSession, *, organization_id: str, employee_id: str, remove_events: bool = False
+) -> DeletedEmployee:
+    """Remove an employee's mapping; its sync history stays. With `remove_events`, calbridge's
+    events in its mailbox are deleted in the background (the mapping rows say which)."""
+    connection = await get_connection(session, organization_id=organization_id)
     employee = await get_employee(session, organization_id=organization_id, employee_id=employee_id)
+    mailbox = employee.mailbox
     await repository.delete_employee(session, employee)
+    events = 0
+    if remove_events:
+        events = await repository.count_live_events(
+            session, connection_id=connection.id, booking_resource_id=employee_id
+        )
+    if events:
+        job = resync_job(connection.id, "removed", booking_resource_id=employee_id, mailbox=mailbox)
+        await enqueue_many(session, [job])
+    return DeletedEmployee(connection, employee_id, mailbox, events)
 
 
 async def record_mailbox_check(

@@ -8,6 +8,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from app.models import SyncRecord
+from app.sync.messages import Locale, has_message, message
 
 
 class SyncRecordOut(BaseModel):
@@ -48,7 +49,10 @@ class SyncRecordOut(BaseModel):
     action: str = Field(description="What was attempted, e.g. `create`, `update`, `delete`.")
     status: str = Field(description="Outcome, e.g. `succeeded`, `failed`, `skipped`.")
     code: str = Field(description="Stable outcome code.")
-    message: str = Field(description="Readable outcome, in the connection's language.")
+    message: str = Field(
+        description="Readable outcome: in the language `Accept-Language` asks for (`de` or "
+        "`en`), else in the connection's language."
+    )
     details: dict[str, Any] | None = Field(description="Structured details of the outcome.")
     duration_ms: int | None = Field(description="How long the attempt took.")
     graph_request_id: str | None = Field(
@@ -57,8 +61,14 @@ class SyncRecordOut(BaseModel):
     created_at: datetime
 
     @classmethod
-    def build(cls, record: SyncRecord, *, organization_id: str) -> SyncRecordOut:
-        """The response for a stored record."""
+    def build(
+        cls, record: SyncRecord, *, organization_id: str, locale: Locale | None = None
+    ) -> SyncRecordOut:
+        """The response for a stored record; with `locale`, its message rendered anew in that
+        language from the record's code and details (the stored text if the code is unknown)."""
+        text = record.message
+        if locale is not None and has_message(record.code):
+            text = message(record.code, locale, record.details or {})
         return cls(
             id=record.id,
             organization_id=organization_id,
@@ -69,7 +79,7 @@ class SyncRecordOut(BaseModel):
             action=record.action,
             status=record.status,
             code=record.code,
-            message=record.message,
+            message=text,
             details=record.details,
             duration_ms=record.duration_ms,
             graph_request_id=record.graph_request_id,

@@ -98,6 +98,52 @@ MESSAGES: Mapping[str, Mapping[Locale, str]] = {
         "de": "Termin im Kalender von {mailbox} ist bereits aktuell.",
         "en": "Appointment in the calendar of {mailbox} is already up to date.",
     },
+    "backfill_queued": {
+        "de": "Die bereits vorhandenen Termine von {employee} ({count}) werden in den Kalender "
+        "von {mailbox} übertragen.",
+        "en": "The existing appointments of {employee} ({count}) are being synced to the "
+        "calendar of {mailbox}.",
+    },
+    "resync_queued": {
+        "de": "Neu-Synchronisierung: die Termine von {employee} ({count}) werden im Kalender von "
+        "{mailbox} vollständig neu geschrieben.",
+        "en": "Resync: the appointments of {employee} ({count}) are being written again in full "
+        "to the calendar of {mailbox}.",
+    },
+    "removal_queued": {
+        "de": "Die von calbridge angelegten Termine von {employee} ({count}) werden aus dem "
+        "Kalender von {mailbox} entfernt.",
+        "en": "The events calbridge created for {employee} ({count}) are being removed from the "
+        "calendar of {mailbox}.",
+    },
+    "removal_none": {
+        "de": "Im Kalender von {mailbox} gibt es keine von calbridge angelegten Termine von "
+        "{employee}.",
+        "en": "The calendar of {mailbox} holds no events calbridge created for {employee}.",
+    },
+    "removal_blocked": {
+        "de": "Die von calbridge angelegten Termine von {employee} ({count}) können gerade nicht "
+        "aus dem Kalender von {mailbox} entfernt werden: {reason} Sobald die Verbindung neue "
+        "Zugangsdaten erhält, wird das Entfernen wiederholt; die fehlgeschlagenen Aufträge lassen "
+        "sich auch unter /api/v1/jobs erneut starten.",
+        "en": "The events calbridge created for {employee} ({count}) cannot be removed from the "
+        "calendar of {mailbox} right now: {reason} The removal is retried when the connection "
+        "gets new credentials; its failed jobs can also be retried under /api/v1/jobs.",
+    },
+    "resync_accepted": {
+        "de": "Die Termine von {employee} werden im Kalender von {mailbox} neu synchronisiert.",
+        "en": "The appointments of {employee} are being resynced to the calendar of {mailbox}.",
+    },
+    "resync_waiting": {
+        "de": "Eine Neu-Synchronisierung von {employee} wartet bereits auf ihre Ausführung.",
+        "en": "A resync of {employee} is already waiting to run.",
+    },
+    "settings_resync_queued": {
+        "de": "Die Einstellungen der Verbindung wurden geändert; die betroffenen Termine "
+        "({count}) werden angepasst.",
+        "en": "The connection's settings changed; the affected appointments ({count}) are being "
+        "updated.",
+    },
     "unmapped_employee": {
         "de": "Der Mitarbeiter {employee} ist keinem Postfach zugeordnet; der Termin wird für ihn "
         "nicht übertragen.",
@@ -117,6 +163,37 @@ def message(code: str, locale: str, params: Mapping[str, Any] | None = None) -> 
     texts = MESSAGES.get(code) or MESSAGES["graph_error"]
     lang: Locale = "en" if locale.lower().startswith("en") else "de"
     return texts[lang].format_map(_Blank(params or {}))
+
+
+def has_message(code: str) -> bool:
+    """Whether `code` is one of this module's codes (so its message can be rendered anew)."""
+    return code in MESSAGES
+
+
+def preferred_locale(accept_language: str | None) -> Locale | None:
+    """The best of calbridge's languages for an `Accept-Language` header (RFC 9110 §12.5.4:
+    ranges with q-values, `*` for any); None when the header names none of them."""
+    best: tuple[float, int, Locale] | None = None
+    for position, item in enumerate((accept_language or "").split(",")[:32]):
+        tag, _, params = item.strip().partition(";")
+        quality = 1.0
+        for param in params.split(";"):
+            name, _, value = param.strip().partition("=")
+            if name.strip().lower() == "q":
+                try:
+                    quality = float(value)
+                except ValueError:
+                    quality = 0.0
+        primary = tag.strip().lower().split("-")[0]
+        locale: Locale | None = (
+            "de" if primary in ("de", "*") else "en" if primary == "en" else None
+        )
+        if locale is None or not 0 < quality <= 1:
+            continue
+        # Higher quality wins; among equals, the earlier range.
+        if best is None or (quality, -position) > (best[0], best[1]):
+            best = (quality, -position, locale)
+    return None if best is None else best[2]
 
 
 def error_code(

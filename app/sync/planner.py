@@ -107,12 +107,15 @@ def plan(
     mappings: Sequence[MappingState],
     settings: TranslationSettings,
     canceled: bool | None = None,
+    force: bool = False,
 ) -> list[Action]:
     """The actions that make Outlook match `appointment`.
 
     `employees` maps the connection's booking resource ids to mailboxes; `mappings` are this
     appointment's stored rows (all mailboxes, tombstones included); `canceled` overrides the
-    payload's flag. Raises InvalidAppointment for a payload that cannot be planned (no id; no
+    payload's flag. `force` (a resync) sends every field of an existing event, not only the changed
+    ones, so edits made in Outlook are overwritten and a deleted event comes back (the PATCH's 404
+    re-creates it). Raises InvalidAppointment for a payload that cannot be planned (no id; no
     bookingResourceList while not canceled; bad times when an event must be written).
 
     Executor contract (DESIGN.md "Exactly one Outlook event per appointment and mailbox"):
@@ -144,7 +147,7 @@ def plan(
         # A payload without the list is not "no employees": deleting every event on it would
         # turn one malformed delivery into data loss.
         raise InvalidAppointment("the appointment has no bookingResourceList")
-    listed = _listed_employees(resources)
+    listed = listed_employees(resources)
     deleting = canceled and settings.on_cancel == "delete"
 
     rows: dict[str, list[MappingState]] = {}
@@ -193,7 +196,9 @@ def plan(
             actions.append(fresh)
             continue
         stored = current.field_hashes
-        changed = tuple(name for name, h in body.field_hashes().items() if stored.get(name) != h)
+        changed = tuple(
+            name for name, h in body.field_hashes().items() if force or stored.get(name) != h
+        )
         if changed:
             actions.append(Update(target, resource, current.graph_event_id, body, changed, fresh))
         else:
@@ -201,7 +206,7 @@ def plan(
     return actions
 
 
-def _listed_employees(resources: Any) -> list[str]:
+def listed_employees(resources: Any) -> list[str]:
     """The appointment's employee ids, in order, once each (rooms and other resources aside)."""
     listed: list[str] = []
     for item in resources if isinstance(resources, list) else []:

@@ -3,10 +3,12 @@ outcome (mapping row, sync record, employee status). Callers own the (short) tra
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from pydantic import ValidationError
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -14,8 +16,30 @@ from app.graph.schemas import Event
 from app.models import Appointment, Connection, Employee, EventMapping, SyncRecord
 from app.models.base import utcnow
 from app.sync.planner import MappingState
+from app.sync.translate import TranslationSettings
+
+log = logging.getLogger(__name__)
 
 UNMAPPED_CODE = "unmapped_employee"
+
+
+def translation_settings(connection: Connection) -> TranslationSettings:
+    """How the connection's events look: its event settings in its language.
+
+    Settings are validated when the admin sets them; a stored document this version cannot read
+    (written by a newer one, say) falls back to the defaults instead of stopping the sync.
+    """
+    stored = dict(connection.event_settings or {})
+    locale = connection.locale if connection.locale in ("de", "en") else "de"
+    try:
+        return TranslationSettings.model_validate({**stored, "locale": locale})
+    except ValidationError as exc:
+        log.warning(
+            "connection %s: stored event settings unreadable, using the defaults: %s",
+            connection.organization_id,
+            exc.errors(include_input=False),
+        )
+        return TranslationSettings.model_validate({"locale": locale})
 
 
 @dataclass(frozen=True)

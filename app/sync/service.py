@@ -24,7 +24,7 @@ from app.sync.graph_clients import GraphClients
 from app.sync.messages import error_code, message
 from app.sync.planner import Action, Create, Delete, Skip, Update, plan
 from app.sync.retry import job_error
-from app.sync.translate import InvalidAppointment, TranslationSettings
+from app.sync.translate import InvalidAppointment
 
 log = logging.getLogger(__name__)
 
@@ -58,8 +58,10 @@ async def sync_appointment_impl(
     connection_id: int,
     appointment_id: str,
     job_id: int | None = None,
+    force: bool = False,
 ) -> None:
-    """Make every target mailbox match the appointment's latest snapshot.
+    """Make every target mailbox match the appointment's latest snapshot (`force`: write every
+    field of existing events again, see plan()).
 
     Raises the queue exception of a retryable Graph error (after every target was tried), or
     PermanentError when a target failed for good; the failure is in the sync history either way.
@@ -76,8 +78,9 @@ async def sync_appointment_impl(
             organization_id=connection.organization_id,
             employees=state.employees,
             mappings=state.mappings,
-            settings=TranslationSettings(),
+            settings=repo.translation_settings(connection),
             canceled=state.canceled,
+            force=force,
         )
     except InvalidAppointment as exc:
         params = {"error": str(exc)}

@@ -75,20 +75,60 @@ class InvalidAppointment(ValueError):
     """The payload cannot be translated (bad or missing times): a permanent error for the job."""
 
 
-class TranslationSettings(BaseModel):
-    """How a connection's appointments look in Outlook; validated when set, not when used."""
+class EventSettings(BaseModel):
+    """How a connection's appointments look in Outlook, as the admin sets them on the connection;
+    validated when set, not when used."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(
+        frozen=True,
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "subject_template": "{service}: {customer}",
+                    "include_customer_contact": False,
+                    "reminder_minutes": 30,
+                    "category": "bookingtime",
+                    "on_cancel": "delete",
+                }
+            ]
+        },
+    )
 
     subject_template: str = Field(
         default="{name} – {customer}",
-        description="Placeholders: " + ", ".join("{" + k + "}" for k in PLACEHOLDERS) + ".",
+        min_length=1,
+        max_length=SUBJECT_MAX,
+        description=(
+            "The event's subject. Placeholders: "
+            + "; ".join(f"`{{{key}}}` {text}" for key, text in PLACEHOLDERS.items())
+            + ". A placeholder the appointment lacks is dropped with the separator next to it; "
+            "write `{{` and `}}` for literal braces."
+        ),
     )
-    include_customer_contact: bool = True
-    reminder_minutes: int | None = Field(default=15, ge=0, le=40_320)
-    category: str | None = Field(default="bookingtime", max_length=CATEGORY_MAX)
-    on_cancel: Literal["delete", "mark"] = "delete"
-    locale: Locale = "de"
+    include_customer_contact: bool = Field(
+        default=True,
+        description="Put the customer's email address and phone number in the event's body.",
+    )
+    reminder_minutes: int | None = Field(
+        default=15,
+        ge=0,
+        le=40_320,
+        description="Outlook reminder this many minutes before the start; `null`: no reminder.",
+    )
+    category: str | None = Field(
+        default="bookingtime",
+        min_length=1,
+        max_length=CATEGORY_MAX,
+        description="Outlook category of every event calbridge writes; `null`: none.",
+    )
+    on_cancel: Literal["delete", "mark"] = Field(
+        default="delete",
+        description=(
+            "A cancelled appointment's event: `delete` it, or `mark` it (subject prefixed "
+            "“Abgesagt:”/“Canceled:”, shown as free, no reminder)."
+        ),
+    )
 
     @field_validator("subject_template")
     @classmethod
@@ -109,6 +149,12 @@ class TranslationSettings(BaseModel):
             if conversion or spec:
                 raise ValueError(f"subject_template: {{{field}}} takes no conversion or format")
         return template
+
+
+class TranslationSettings(EventSettings):
+    """A connection's EventSettings with the language of the labels it writes (its `locale`)."""
+
+    locale: Locale = "de"
 
 
 # --- the translated event ----------------------------------------------------------------------
@@ -228,6 +274,15 @@ def translate(
         categories=(_cap(_line(settings.category), CATEGORY_MAX),) if settings.category else (),
         reminder_minutes=None if canceled else settings.reminder_minutes,
     )
+
+
+def appointment_end(appointment: Mapping[str, Any]) -> datetime | None:
+    """When the appointment ends (aware), or None when its payload has no usable end time."""
+    zone = _str(appointment.get("timeZone")) or None
+    try:
+        return _instant(appointment.get("end"), zone, "end")
+    except InvalidAppointment:
+        return None
 
 
 def render_subject(template: str, appointment: Mapping[str, Any]) -> str:

@@ -34,6 +34,7 @@ OUT_FIELDS = {
     "client_id",
     "client_secret_expires_at",
     "locale",
+    "event_settings",
     "webhook_url",
     "employee_count",
     "created_at",

@@ -52,9 +52,11 @@ async def test_create_update_get_list_delete(
     )
     assert created.status_code == 201, created.text
     body = created.json()
-    assert set(body) == OUT_FIELDS | {"mailbox_check"}
+    assert set(body) == OUT_FIELDS | {"mailbox_check", "backfill_queued"}
     # Microsoft's endpoints are unreachable from the tests: the check is deferred.
     assert body.pop("mailbox_check")["code"] == "check_pending"
+    # A new mapping syncs what calbridge already holds (here: nothing) in the background.
+    assert body.pop("backfill_queued") is True
     assert body["organization_id"] == ORG
     assert body["employee_id"] == EMPLOYEE
     assert body["mailbox"] == "max.mustermann@contoso.com"

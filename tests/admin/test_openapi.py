@@ -15,6 +15,7 @@ EXPECTED = {
     ("/api/v1/connections/{organization_id}/employees/{employee_id}", "put"),
     ("/api/v1/connections/{organization_id}/employees/{employee_id}", "get"),
     ("/api/v1/connections/{organization_id}/employees/{employee_id}", "delete"),
+    ("/api/v1/connections/{organization_id}/employees/{employee_id}/resync", "post"),
     ("/api/v1/sync-history", "get"),
 }
 
@@ -51,7 +52,7 @@ async def test_admin_operations_are_documented(client: httpx.AsyncClient) -> Non
     put = operations[("/api/v1/connections/{organization_id}", "put")]
     assert {"200", "201", "409", "422"} <= set(put["responses"])
     examples = put["requestBody"]["content"]["application/json"]["examples"]
-    assert {"create", "authority_url", "rotate_secret"} <= set(examples)
+    assert {"create", "authority_url", "rotate_secret", "event_settings"} <= set(examples)
     parameter = put["parameters"][0]
     assert parameter["name"] == "organization_id"
     assert parameter["schema"]["pattern"] == "^[A-Za-z0-9_-]+$"
@@ -59,8 +60,21 @@ async def test_admin_operations_are_documented(client: httpx.AsyncClient) -> Non
 
     history = operations[("/api/v1/sync-history", "get")]
     names = {parameter["name"] for parameter in history["parameters"]}
-    assert names == {"organization_id", "employee_id", "status", "limit", "cursor"}
+    assert names == {
+        "organization_id",
+        "employee_id",
+        "status",
+        "limit",
+        "cursor",
+        "accept-language",
+    }
     assert "400" in history["responses"]
+
+    employee = "/api/v1/connections/{organization_id}/employees/{employee_id}"
+    delete = operations[(employee, "delete")]
+    assert {"200", "202", "204"} <= set(delete["responses"])
+    assert [p["name"] for p in delete["parameters"]][-1] == "remove_events"
+    assert {"202", "404"} <= set(operations[(employee + "/resync", "post")]["responses"])
 
 
 async def test_schemas_have_examples_and_no_readable_secrets(client: httpx.AsyncClient) -> None:

@@ -277,3 +277,21 @@ def test_deleting_needs_no_translation() -> None:
     # A broken payload must not keep a canceled appointment's event alive.
     payload = appointment("canceled", start="garbage")
     assert [type(a) for a in run(payload, [written(appointment())])] == [Delete]
+
+
+def test_force_sends_every_field_of_an_unchanged_event() -> None:
+    payload = appointment()
+    row = written(payload)
+    (plain,) = run(payload, [row])
+    assert isinstance(plain, Skip)
+    (forced,) = plan(
+        payload,
+        organization_id=ORG,
+        employees={MAX: "max@firma.de"},
+        mappings=[row],
+        settings=DEFAULT,
+        force=True,
+    )
+    assert isinstance(forced, Update)
+    assert set(forced.changed) == set(translate(payload, DEFAULT).to_graph())
+    assert forced.recreate.generation == 2  # a deleted event comes back as a new generation

@@ -1,0 +1,62 @@
+"""The sync job kinds and how to build their jobs (no handlers here: see app.sync.tasks).
+
+- `sync.appointment`: one appointment in all its mailboxes; what the intake enqueues.
+- `sync.resync`: the fan-out to the `sync.appointment` jobs of one employee or of a whole
+  connection (backfill after a mapping, an admin's resync, removal, changed settings).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from app.queue.repository import NewJob
+
+SYNC_APPOINTMENT = "sync.appointment"
+RESYNC = "sync.resync"
+
+#: Why a fan-out runs; it decides which appointments it selects (app.sync.resync).
+ResyncReason = Literal["backfill", "resync", "removed", "settings_changed"]
+
+
+def sync_job(connection_id: int, appointment_id: str, *, force: bool = False) -> NewJob:
+    """The `sync.appointment` job of one appointment.
+
+    One pending job per appointment (a burst of deliveries costs one run) and one running at a
+    time, in order. A forced run has its own dedupe key, so a pending plain one cannot swallow
+    it, and the same serial key, so it runs after that one.
+    """
+    key = f"{connection_id}:{appointment_id}"
+    args: dict[str, object] = {"connection_id": connection_id, "appointment_id": appointment_id}
+    if force:
+        args["force"] = True
+    return NewJob(
+        kind=SYNC_APPOINTMENT,
+        args=args,
+        dedupe_key=f"{SYNC_APPOINTMENT}:{key}" + (":force" if force else ""),
+        serial_key=f"appointment:{key}",
+    )
+
+
+def resync_job(
+    connection_id: int,
+    reason: ResyncReason,
+    *,
+    booking_resource_id: str | None = None,
+    mailbox: str | None = None,
+) -> NewJob:
+    """The fan-out for one employee, or (None) for every employee of the connection; `mailbox`
+    names the employee's mailbox in the history when the mapping is already gone (removal)."""
+    scope = booking_resource_id or "*"
+    return NewJob(
+        kind=RESYNC,
+        args={
+            "connection_id": connection_id,
+            "booking_resource_id": booking_resource_id,
+            "reason": reason,
+            "mailbox": mailbox,
+        },
+        dedupe_key=f"{RESYNC}:{connection_id}:{scope}:{reason}",
+        # After every fan-out of the same scope queued before it: a removal never overtakes a
+        # backfill of the same employee.
+        serial_key=f"{RESYNC}:{connection_id}:{scope}",
+    )

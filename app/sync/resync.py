@@ -1,0 +1,167 @@
+"""`sync.resync`: turn "sync this employee (or connection) again" into one `sync.appointment` job
+per appointment, each with the serial key of its appointment, so a fan-out never races the
+intake's jobs of the same appointment.
+
+Which appointments, by reason:
+- `backfill` (an employee was mapped, or moved to another mailbox): those that list the employee
+  and end after `now - PAST`, plus every one with a live calbridge event of the employee (they
+  move along with a changed mailbox). Cancelled ones only if they still have an event.
+- `resync` (the admin's button): the same, each run forced (every field written again, a
+  deleted event re-created), so drift made in Outlook is repaired.
+- `removed` (employee deleted with `remove_events`): every one with a live event of the
+  employee; the employee is no longer mapped, so plan() deletes those events.
+- `settings_changed` (the connection's event settings or language): every one with a live
+  event that ends after `now - PAST`; only fields whose content changed are sent.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.db import Database
+from app.models import Appointment, Connection, Employee, EventMapping, SyncRecord
+from app.queue.repository import enqueue_many
+from app.sync.jobs import ResyncReason, sync_job
+from app.sync.messages import message
+from app.sync.planner import listed_employees
+from app.sync.translate import appointment_end
+
+log = logging.getLogger(__name__)
+
+#: How far back a backfill or resync reaches: the day that just ended is still worth showing.
+PAST = timedelta(days=1)
+
+RESYNC_CODES: dict[ResyncReason, str] = {
+    "backfill": "backfill_queued",
+    "resync": "resync_queued",
+    "removed": "removal_queued",
+    "settings_changed": "settings_resync_queued",
+}
+
+
+async def resync_impl(
+    database: Database,
+    *,
+    connection_id: int,
+    booking_resource_id: str | None,
+    reason: ResyncReason,
+    now: datetime,
+    job_id: int | None = None,
+    mailbox: str | None = None,
+) -> list[str]:
+    """Enqueue the selected appointments' jobs and record the fan-out in the history, in one
+    transaction; returns the appointment ids (a vanished connection selects none)."""
+    async with database.session_scope() as session:
+        connection = await session.get(Connection, connection_id)
+        if connection is None:
+            return []
+        selected = await select_appointments(
+            session,
+            connection_id=connection_id,
+            booking_resource_id=booking_resource_id,
+            reason=reason,
+            since=now - PAST,
+        )
+        force = reason == "resync"
+        await enqueue_many(session, [sync_job(connection_id, a, force=force) for a in selected])
+        if booking_resource_id is not None:
+            mailbox = (
+                await session.scalar(
+                    select(Employee.mailbox).where(
+                        Employee.connection_id == connection_id,
+                        Employee.booking_resource_id == booking_resource_id,
+                    )
+                )
+                or mailbox
+            )
+        code = RESYNC_CODES[reason]
+        params: dict[str, Any] = {
+            "count": len(selected),
+            "employee": booking_resource_id or "*",
+            "mailbox": mailbox or "?",
+            "reason": reason,
+        }
+        session.add(
+            SyncRecord(
+                connection_id=connection_id,
+                appointment_id=None,
+                booking_resource_id=booking_resource_id,
+                mailbox=mailbox,
+                job_id=job_id,
+                action=reason,
+                status="queued",
+                code=code,
+                message=message(code, connection.locale, params),
+                details=params,
+                duration_ms=None,
+                graph_request_id=None,
+            )
+        )
+    log.info(
+        "sync.resync %s of connection %s, employee %s: %d appointments",
+        reason,
+        connection_id,
+        booking_resource_id or "*",
+        len(selected),
+    )
+    return selected
+
+
+async def select_appointments(
+    session: AsyncSession,
+    *,
+    connection_id: int,
+    booking_resource_id: str | None,
+    reason: ResyncReason,
+    since: datetime,
+) -> list[str]:
+    """The appointment ids a fan-out of `reason` enqueues, sorted (see the module docstring)."""
+    live = select(EventMapping.appointment_id).where(
+        EventMapping.connection_id == connection_id, EventMapping.deleted.is_(False)
+    )
+    if booking_resource_id is not None:
+        live = live.where(EventMapping.booking_resource_id == booking_resource_id)
+    with_events = set(await session.scalars(live.distinct()))
+    if reason == "removed":
+        return sorted(with_events)
+
+    snapshots = await session.execute(
+        select(Appointment.appointment_id, Appointment.payload, Appointment.canceled).where(
+            Appointment.connection_id == connection_id
+        )
+    )
+    selected: set[str] = set()
+    for appointment_id, payload, canceled in snapshots:
+        has_events = appointment_id in with_events
+        if reason == "settings_changed":
+            if has_events and _ends_after(payload, since):
+                selected.add(appointment_id)
+            continue
+        if has_events:
+            selected.add(appointment_id)
+        elif (
+            not canceled
+            and payload.get("canceled") is not True
+            and _lists(payload, booking_resource_id)
+            and _ends_after(payload, since)
+        ):
+            selected.add(appointment_id)
+    return sorted(selected)
+
+
+def _lists(payload: dict[str, Any], booking_resource_id: str | None) -> bool:
+    employees: Iterable[str] = listed_employees(payload.get("bookingResourceList"))
+    if booking_resource_id is None:
+        return any(True for _ in employees)
+    return booking_resource_id in employees
+
+
+def _ends_after(payload: dict[str, Any], since: datetime) -> bool:
+    end = appointment_end(payload)
+    return end is not None and end >= since
