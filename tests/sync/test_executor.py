@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -14,6 +15,7 @@ from app.config import Settings
 from app.crypto import SecretBox
 from app.db import Database
 from app.graph.client import TAG_PROPERTY_ID
+from app.graph.errors import GraphError
 from app.models import Appointment, Connection, Employee, EventMapping, SyncRecord
 from app.queue.errors import PermanentError, RetryAfter
 from app.sandbox import SandboxServer, ThrottleLimits
@@ -315,3 +317,78 @@ async def test_throttled_mailbox_retries_after_the_others(world: World) -> None:
 async def test_missing_snapshot_ends_quietly(world: World) -> None:
     await world.sync()
     assert await world.rows(SyncRecord) == []
+
+
+async def _break(world: World, how: str) -> None:
+    """Make Microsoft refuse the connection in one of the ways an admin meets."""
+    control = world.sandbox.control
+    async with world.database.session_scope() as session:
+        connection = await session.get(Connection, world.connection_id)
+        assert connection is not None
+        if how == "secret_invalid":
+            connection.client_secret_encrypted = world.secret_box.encrypt("not-the-secret")
+        elif how == "secret_expired":
+            past = datetime.now(UTC) - timedelta(days=1)
+            expired = control.add_secret(connection.client_id, expires_at=past)
+            connection.client_secret_encrypted = world.secret_box.encrypt(expired)
+        elif how == "tenant_not_found":
+            connection.tenant = str(uuid.uuid4())
+        elif how == "app_not_in_tenant":
+            connection.client_id = str(uuid.uuid4())
+        elif how == "consent_missing":
+            control.set_consent(connection.client_id, False)
+        elif how == "access_policy_blocked":
+            control.block(connection.client_id, MAX_MAILBOX)
+        else:
+            raise AssertionError(how)
+
+
+# The code, and a phrase of its German message that tells the admin what to do.
+PERMANENT_FAILURES = {
+    "secret_invalid": "den Wert (nicht die ID) eines gültigen Schlüssels",
+    "secret_expired": "einen neuen Schlüssel erstellen",
+    "tenant_not_found": "Mandanten-ID (Verzeichnis-ID) in der Verbindung prüfen",
+    "app_not_in_tenant": "Anwendungs-ID (Client-ID) prüfen",
+    "consent_missing": "Calendars.ReadWrite",
+    "access_policy_blocked": "Anwendungszugriffsrichtlinie",
+}
+
+
+@pytest.mark.parametrize("code", sorted(PERMANENT_FAILURES))
+async def test_permanent_failures_fail_the_job_and_tell_the_admin(world: World, code: str) -> None:
+    await world.store(appointment())
+    await _break(world, code)
+    with pytest.raises(PermanentError):
+        await world.sync()
+    assert world.events(MAX_MAILBOX) == []
+    [record] = await world.rows(SyncRecord)
+    assert (record.code, record.status, record.mailbox) == (code, "error", MAX_MAILBOX)
+    assert PERMANENT_FAILURES[code] in record.message
+    [employee] = await world.rows(Employee)
+    assert employee.last_error_code == code
+    assert employee.last_error_message == record.message
+    assert employee.last_success_at is None
+
+
+async def test_graph_unavailable_retries_and_success_clears_the_error(world: World) -> None:
+    await world.store(appointment())
+    async with world.database.session_scope() as session:
+        [employee] = list(await session.scalars(select(Employee)))
+        employee.last_error_code, employee.last_error_message = "mailbox_invalid", "old"
+    world.sandbox.control.faults.add("503", count=20, mailbox=MAX_MAILBOX)
+    # Retryable: the queue backs off (a GraphError) or waits for Graph's Retry-After.
+    with pytest.raises((GraphError, RetryAfter)):
+        await world.sync()
+    [record] = await world.rows(SyncRecord)
+    assert (record.code, record.status) == ("graph_unavailable", "retrying")
+    assert record.message == (
+        "Microsoft Graph ist vorübergehend nicht erreichbar; neuer Versuch folgt."
+    )
+
+    world.sandbox.control.faults.clear()
+    await world.sync()
+    assert len(world.events(MAX_MAILBOX)) == 1
+    [employee] = await world.rows(Employee)
+    assert employee.last_success_at is not None
+    assert (employee.last_error_code, employee.last_error_message) == (None, None)
+    assert [r.code for r in await world.rows(SyncRecord)] == ["graph_unavailable", "created"]
