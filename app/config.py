@@ -45,6 +45,32 @@ class RetentionSettings(BaseModel):
     prune_interval_seconds: float = Field(default=3600.0, gt=0)
 
 
+class OutlookSettings(BaseModel):
+    """Outlook → calbridge: subscriptions, delta sync and busy blocks
+    (`CALBRIDGE_OUTLOOK__HORIZON_DAYS=180` and so on)."""
+
+    horizon_days: int = Field(
+        default=180, ge=1, le=1825, description="how far ahead the calendarView delta looks"
+    )
+    safety_delta_seconds: float = Field(
+        default=900.0,
+        ge=60,
+        description="a delta runs per mailbox this often even without notifications",
+    )
+    subscription_minutes: int = Field(
+        default=10_080,
+        ge=45,
+        le=10_080,
+        description="lifetime asked for each subscription (Graph's maximum for events: 10,080)",
+    )
+    renew_before_minutes: int = Field(
+        default=4_320, ge=30, description="renew a subscription when less than this is left"
+    )
+    upkeep_interval_seconds: float = Field(
+        default=3600.0, ge=60, description="how often subscriptions are checked and renewed"
+    )
+
+
 class Settings(BaseSettings):
     """All configuration of calbridge. Names are fixed: see DESIGN.md."""
 
@@ -69,6 +95,7 @@ class Settings(BaseSettings):
 
     worker: WorkerSettings = WorkerSettings()
     retention: RetentionSettings = RetentionSettings()
+    outlook: OutlookSettings = OutlookSettings()
 
     @field_validator("public_url", "graph_url", "authority_host")
     @classmethod

@@ -214,6 +214,8 @@ _CONNECTION_EXAMPLE: dict[str, JsonValue] = {
         "reminder_minutes": 15,
         "category": "bookingtime",
         "on_cancel": "delete",
+        "outlook_changes": "restore",
+        "busy_subjects": False,
     },
     "webhook_url": f"/webhooks/bookingtime/{ORGANIZATION_ID_EXAMPLE}",
     "employee_count": 3,

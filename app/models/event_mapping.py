@@ -5,7 +5,16 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import BigInteger, Boolean, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    ForeignKey,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    false,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.models.base import Base, BigIntPK, JSONDoc, UTCDateTime, utcnow
@@ -40,5 +49,8 @@ class EventMapping(Base):
     field_hashes: Mapped[dict[str, str]] = mapped_column(JSONDoc, default=dict)
     # A tombstone: the event is gone, the row stays so its generation is never reused.
     deleted: Mapped[bool] = mapped_column(Boolean, default=False)
+    # A person changed the event in Outlook and the connection's policy is `keep`: calbridge
+    # no longer updates it (it still deletes it when the appointment is cancelled).
+    detached: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)

@@ -129,6 +129,21 @@ class EventSettings(BaseModel):
             "“Abgesagt:”/“Canceled:”, shown as free, no reminder)."
         ),
     )
+    outlook_changes: Literal["restore", "keep", "report"] = Field(
+        default="restore",
+        description=(
+            "When a person edits or deletes one of calbridge's events in Outlook: `restore` it "
+            "(bookingtime is the source of truth), `keep` Outlook's version (calbridge stops "
+            "updating that event), or only `report` it in the sync history."
+        ),
+    )
+    busy_subjects: bool = Field(
+        default=False,
+        description=(
+            "Store the subjects of other Outlook events with their busy blocks (and show them "
+            "in the busy API); off, only their times are kept."
+        ),
+    )
 
     @field_validator("subject_template")
     @classmethod

@@ -337,6 +337,8 @@ async def test_changed_event_settings_update_existing_events(world: World) -> No
         "reminder_minutes": 15,
         "category": "bookingtime",
         "on_cancel": "delete",
+        "outlook_changes": "restore",
+        "busy_subjects": False,
     }
     await world.employ(MAX_ID, MAX)
     await world.deliver(booked("edOne000000000000000000000000001", "One", MAX_ID))
