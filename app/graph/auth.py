@@ -204,11 +204,20 @@ class TokenProvider:
             raise Transient(f"token endpoint failed: {exc}", code="token_endpoint_error") from exc
         if "access_token" in result:
             return result
-        if result.get("error") in _TRANSIENT_OAUTH_ERRORS:
+        error = result.get("error")
+        if error is not None and not isinstance(error, str):
+            # Not Entra's OAuth error body but some other JSON (a gateway's, or Graph's
+            # `{"error": {...}}` envelope, as on a 429): nothing in it says the credentials are
+            # wrong, so it is retried rather than reported as an authentication failure. The
+            # MSAL app is dropped: its telemetry keeps that `error` and would fail every later
+            # request joining it as text (TypeError), leaving the connection without tokens.
+            self._app = None
             raise Transient(
-                str(result.get("error_description") or result["error"]),
-                code=str(result["error"]),
+                f"token endpoint answered an unexpected error body: {error!r:.300}",
+                code="token_endpoint_error",
             )
+        if error in _TRANSIENT_OAUTH_ERRORS:
+            raise Transient(str(result.get("error_description") or error), code=str(error))
         raise error_from_token_result(result)
 
     def _build_app(self) -> msal.ConfidentialClientApplication:

@@ -115,7 +115,15 @@ async def sync_appointment_impl(
     per_employee: dict[str, list[Action]] = {}
     for action in actions:
         per_employee.setdefault(action.booking_resource_id, []).append(action)
-    await asyncio.gather(*(_run_employee(run, own) for own in per_employee.values()))
+    outcomes = await asyncio.gather(
+        *(_run_employee(run, own) for own in per_employee.values()), return_exceptions=True
+    )
+    # Raised only once every employee's actions have ended: a plain gather would let the others
+    # run on after the first unexpected error (a database error, say), their Graph writes racing
+    # the job's next attempt.
+    for outcome in outcomes:
+        if isinstance(outcome, BaseException):
+            raise outcome
 
     if run.retry:
         throttled = [e for e in run.retry if isinstance(e, Throttled)]
