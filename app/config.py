@@ -4,11 +4,31 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_DATABASE_URL = "sqlite:///./calbridge.db"
+# Graph only calls https endpoints; plain http is allowed where only the sandbox can call.
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1", "localhost"})
+
+
+def public_url_problem(value: str) -> str | None:
+    """Why `value` cannot be calbridge's public base URL (Graph's callback), or None."""
+    try:
+        parts = urlsplit(value)
+        host = (parts.hostname or "").lower()
+        parts.port  # noqa: B018 (raises ValueError on a bad port)
+    except ValueError as exc:
+        return f"{value!r} is not a URL ({exc})"
+    if parts.scheme not in ("https", "http") or not host:
+        return f"{value!r} is not an absolute http(s) URL"
+    if parts.scheme == "http" and host not in LOOPBACK_HOSTS:
+        return f"{value!r} must use https (Microsoft Graph calls only https endpoints)"
+    if parts.query or parts.fragment or parts.username or parts.password:
+        return f"{value!r} must not carry a query, fragment or credentials"
+    return None
 
 
 class WorkerSettings(BaseModel):
@@ -101,6 +121,17 @@ class Settings(BaseSettings):
     @classmethod
     def _strip_slash(cls, value: str | None) -> str | None:
         return value.rstrip("/") if value else value
+
+    @field_validator("public_url")
+    @classmethod
+    def _public_https(cls, value: str | None) -> str | None:
+        # An empty variable means "not set": subscriptions are then off with a status saying so.
+        if not value or not value.strip():
+            return None
+        problem = public_url_problem(value.strip())
+        if problem is not None:
+            raise ValueError(f"CALBRIDGE_PUBLIC_URL: {problem}")
+        return value.strip()
 
     @property
     def is_sqlite(self) -> bool:

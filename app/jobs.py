@@ -15,6 +15,9 @@ from app.connections.checks import CHECK_MAILBOX_JOB, check_mailbox_job
 from app.crypto import SecretBox
 from app.db import Database
 from app.models import InboxEvent
+from app.outlook import subscriptions
+from app.outlook.delta import sweep_mailboxes, sync_mailbox
+from app.outlook.jobs import MAILBOX_SWEEP, SYNC_MAILBOX
 from app.queue.registry import JobContext, JobRegistry
 from app.queue.repository import prune_done_jobs
 from app.sync.graph_clients import GraphClients
@@ -40,6 +43,21 @@ def build_registry(
     registry.register(RESYNC, resync)
     registry.register(
         CHECK_MAILBOX_JOB, partial(check_mailbox_job, graph=graph, secret_box=secret_box)
+    )
+    for kind, handler in (
+        (subscriptions.SUBSCRIPTION_ENSURE, subscriptions.ensure_subscription),
+        (subscriptions.SUBSCRIPTION_RENEW, subscriptions.renew_subscription),
+        (subscriptions.SUBSCRIPTION_DELETE, subscriptions.delete_subscription),
+    ):
+        registry.register(kind, partial(handler, graph=graph, secret_box=secret_box))
+    registry.register(
+        subscriptions.SUBSCRIPTION_UPKEEP,
+        partial(subscriptions.subscription_upkeep, graph=graph, secret_box=secret_box),
+        every_seconds=settings.outlook.upkeep_interval_seconds,
+    )
+    registry.register(SYNC_MAILBOX, partial(sync_mailbox, graph=graph, secret_box=secret_box))
+    registry.register(
+        MAILBOX_SWEEP, sweep_mailboxes, every_seconds=settings.outlook.safety_delta_seconds
     )
     return registry
 

@@ -18,6 +18,8 @@ from app.config import Settings, get_settings
 from app.crypto import SecretBox, load_secret_box
 from app.db import Database
 from app.health import router as health_router
+from app.outlook.notifications import build_notification_intake
+from app.outlook.notifications import router as graph_notifications_router
 from app.problems import install_problem_handlers
 from app.queue.registry import JobRegistry
 from app.sync.graph_clients import GraphClients
@@ -27,7 +29,8 @@ log = logging.getLogger(__name__)
 DESCRIPTION = """
 calbridge keeps Microsoft 365 (Outlook) calendars and bookingtime in step, push-driven.
 
-* **Webhooks**: bookingtime appointment events (Standard Webhooks signatures).
+* **Webhooks**: bookingtime appointment events (Standard Webhooks signatures); Microsoft Graph
+  change and lifecycle notifications (`/webhooks/graph/notifications`, `/webhooks/graph/lifecycle`).
 * **Admin API** under `/api/v1`: connections, employees, sync history, jobs.
   Send `Authorization: Bearer <token>` (`calbridge token create --name NAME`).
 * Errors are `application/problem+json` (RFC 9457) with a stable `code`.
@@ -53,6 +56,9 @@ def create_app(
         app.state.database = database or Database(settings.database_url)
         app.state.secret_box = secret_box or load_secret_box(settings)
         app.state.bookingtime_intake = build_intake(app.state.database)
+        app.state.graph_notifications = build_notification_intake(
+            app.state.database, app.state.secret_box
+        )
         app.state.graph = GraphClients(settings)
         worker_task: asyncio.Task[None] | None = None
         worker = None
@@ -76,6 +82,7 @@ def create_app(
                 with contextlib.suppress(asyncio.CancelledError):
                     await worker_task
             await app.state.bookingtime_intake.close()
+            await app.state.graph_notifications.close()
             await app.state.graph.aclose()
             if owned_database:
                 await app.state.database.dispose()
@@ -89,5 +96,6 @@ def create_app(
     install_problem_handlers(app)
     app.include_router(health_router)
     app.include_router(bookingtime_router)
+    app.include_router(graph_notifications_router)
     app.include_router(admin_router)
     return app

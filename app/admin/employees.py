@@ -6,8 +6,10 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Query, Request, Response, status
 from fastapi.responses import JSONResponse
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.admin.connections import DbSession, OrganizationId, get_graph, get_secret_box
+from app.config import Settings
 from app.connections import checks, service
 from app.connections.schemas import (
     EMPLOYEE_ID_EXAMPLE,
@@ -21,11 +23,44 @@ from app.connections.schemas import (
     ResyncOut,
 )
 from app.crypto import SecretBox
+from app.models import Employee
+from app.outlook import subscriptions
 from app.problems import problem_responses
 from app.sync.graph_clients import GraphClients
 from app.sync.messages import message
 
 router = APIRouter(prefix="/api/v1/connections/{organization_id}/employees", tags=["employees"])
+
+
+def get_settings(request: Request) -> Settings:
+    """FastAPI dependency: the app's settings."""
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+async def _out(
+    session: AsyncSession, settings: Settings, organization_id: str, employees: list[Employee]
+) -> list[EmployeeOut]:
+    """The employees with their mailboxes' subscription status."""
+    if not employees:
+        return []
+    connection = await service.get_connection(session, organization_id=organization_id)
+    status = await subscriptions.statuses(
+        session,
+        settings,
+        connection_id=connection.id,
+        mailboxes=[e.mailbox for e in employees],
+        locale=connection.locale,
+    )
+    return [
+        EmployeeOut.build(
+            e, organization_id=organization_id, subscription=status.get(e.mailbox.casefold())
+        )
+        for e in employees
+    ]
+
+
+AppSettings = Annotated[Settings, Depends(get_settings)]
 
 EmployeeId = Annotated[
     str,
@@ -45,10 +80,13 @@ EmployeeId = Annotated[
     description="The connection's employees with their sync status, ordered by employee id.",
     responses=problem_responses(404, 422),
 )
-async def list_employees(organization_id: OrganizationId, session: DbSession) -> list[EmployeeOut]:
+async def list_employees(
+    organization_id: OrganizationId, session: DbSession, settings: AppSettings
+) -> list[EmployeeOut]:
     employees = await service.list_employees(session, organization_id=organization_id)
+    out = await _out(session, settings, organization_id, employees)
     await session.commit()
-    return [EmployeeOut.build(e, organization_id=organization_id) for e in employees]
+    return out
 
 
 @router.put(
@@ -80,6 +118,7 @@ async def put_employee(
     session: DbSession,
     secret_box: Annotated[SecretBox, Depends(get_secret_box)],
     graph: Annotated[GraphClients, Depends(get_graph)],
+    settings: AppSettings,
 ) -> EmployeePutOut:
     put = await service.put_employee(
         session, organization_id=organization_id, employee_id=employee_id, data=body
@@ -104,10 +143,17 @@ async def put_employee(
     backfill = put.needs_backfill and result.ok is not False
     if backfill:
         await service.queue_employee_sync(session, employee=employee, reason="backfill")
+    subscribe = result.ok is not False and settings.public_url is not None
+    if result.ok is not False:
+        # A valid mapping gets its mailbox's change notifications (a no-op when it has them);
+        # without a public URL the job records why they are off.
+        await subscriptions.queue_ensure(
+            session, connection_id=connection.id, mailbox=employee.mailbox
+        )
+    (out,) = await _out(session, settings, organization_id, [employee])
     await session.commit()
-    if result.pending or backfill:
+    if result.pending or backfill or subscribe:
         request.app.state.wake_worker()
-    out = EmployeeOut.build(employee, organization_id=organization_id)
     check = MailboxCheckOut(ok=result.ok, code=result.code, message=result.message)
     return EmployeePutOut(**out.model_dump(), mailbox_check=check, backfill_queued=backfill)
 
@@ -118,13 +164,17 @@ async def put_employee(
     responses=problem_responses(404, 422),
 )
 async def get_employee(
-    organization_id: OrganizationId, employee_id: EmployeeId, session: DbSession
+    organization_id: OrganizationId,
+    employee_id: EmployeeId,
+    session: DbSession,
+    settings: AppSettings,
 ) -> EmployeeOut:
     employee = await service.get_employee(
         session, organization_id=organization_id, employee_id=employee_id
     )
+    (out,) = await _out(session, settings, organization_id, [employee])
     await session.commit()
-    return EmployeeOut.build(employee, organization_id=organization_id)
+    return out
 
 
 @router.delete(

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Depends
 
-from app.admin import connections, employees, history, jobs
+from app.admin import busy, connections, employees, history, jobs, subscriptions
 from app.admin.auth import require_admin
 from app.problems import problem_responses
 
@@ -15,3 +15,5 @@ router.include_router(connections.router)
 router.include_router(employees.router)
 router.include_router(history.router)
 router.include_router(jobs.router)
+router.include_router(subscriptions.router)
+router.include_router(busy.router)

@@ -326,6 +326,18 @@ class EmployeeIn(BaseModel):
         return normalize_mailbox(value)
 
 
+class SubscriptionStatus(BaseModel):
+    """The Graph change-notification subscription of the employee's mailbox."""
+
+    state: Literal["pending", "active", "failed", "disabled"] = Field(
+        description="`pending` (being set up), `active`, `failed` (see `message`), `disabled` "
+        "(no public URL configured)."
+    )
+    expires_at: datetime | None = Field(description="When Graph ends it unless renewed.")
+    last_notification_at: datetime | None = Field(description="Last change notification.")
+    message: str | None = Field(description="Readable reason when it is not active.")
+
+
 class EmployeeOut(BaseModel):
     """An employee's mailbox and sync status."""
 
@@ -345,6 +357,12 @@ class EmployeeOut(BaseModel):
                     ),
                     "created_at": "2026-11-25T16:39:00Z",
                     "updated_at": "2026-11-25T16:39:00Z",
+                    "subscription": {
+                        "state": "active",
+                        "expires_at": "2026-12-02T16:39:00Z",
+                        "last_notification_at": "2026-11-26T10:01:58Z",
+                        "message": None,
+                    },
                 }
             ]
         }
@@ -359,11 +377,22 @@ class EmployeeOut(BaseModel):
     last_error_message: str | None = Field(description="Readable message of the last error.")
     created_at: datetime
     updated_at: datetime
+    subscription: SubscriptionStatus | None = Field(
+        default=None,
+        description="Change notifications from Outlook for the mailbox (null: not known yet).",
+    )
 
     @classmethod
-    def build(cls, employee: Employee, *, organization_id: str) -> EmployeeOut:
+    def build(
+        cls,
+        employee: Employee,
+        *,
+        organization_id: str,
+        subscription: SubscriptionStatus | None = None,
+    ) -> EmployeeOut:
         """The response for a stored employee."""
         return cls(
+            subscription=subscription,
             organization_id=organization_id,
             employee_id=employee.booking_resource_id,
             mailbox=employee.mailbox,

@@ -19,6 +19,7 @@ from app.connections.tenant import GLOBAL_AUTHORITY_HOSTS, InvalidTenantError, n
 from app.crypto import SecretBox, SecretKeyError
 from app.models import Connection, Employee
 from app.models.base import utcnow
+from app.outlook import subscriptions
 from app.problems import ProblemError
 from app.queue.repository import enqueue, enqueue_many
 from app.sync.jobs import resync_job
@@ -280,12 +281,14 @@ async def put_employee(
     changed = employee.mailbox != data.mailbox
     if changed:
         # The status described the old mailbox; the new one has not been synced yet.
+        previous = employee.mailbox
         employee.mailbox = data.mailbox
         employee.last_success_at = None
         employee.last_error_at = None
         employee.last_error_code = None
         employee.last_error_message = None
         await session.flush()
+        await subscriptions.release_mailbox(session, connection_id=connection.id, mailbox=previous)
     return PutEmployeeResult(employee, False, changed, had_error)
 
 
@@ -320,6 +323,7 @@ async def delete_employee(
     employee = await get_employee(session, organization_id=organization_id, employee_id=employee_id)
     mailbox = employee.mailbox
     await repository.delete_employee(session, employee)
+    await subscriptions.release_mailbox(session, connection_id=connection.id, mailbox=mailbox)
     events = 0
     if remove_events:
         events = await repository.count_live_events(

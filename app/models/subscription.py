@@ -22,6 +22,8 @@ class Subscription(Base):
         BigInteger, ForeignKey("connection.id", ondelete="CASCADE"), index=True
     )
     mailbox: Mapped[str] = mapped_column(String(320))
+    # The mailbox owner's Entra object id: notifications name the mailbox by it, not by address.
+    graph_user_id: Mapped[str | None] = mapped_column(String(64))
     # Graph's id; None until Graph has answered the create.
     graph_subscription_id: Mapped[str | None] = mapped_column(String(128), unique=True)
     # A Fernet token (app.crypto) of the random clientState; never the plain value.

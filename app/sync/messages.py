@@ -144,6 +144,89 @@ MESSAGES: Mapping[str, Mapping[Locale, str]] = {
         "en": "The connection's settings changed; the affected appointments ({count}) are being "
         "updated.",
     },
+    "subscription_disabled": {
+        "de": "Änderungsbenachrichtigungen für {mailbox} sind ausgeschaltet: CALBRIDGE_PUBLIC_URL "
+        "ist nicht gesetzt, daher kann Microsoft Graph calbridge nicht erreichen. Änderungen in "
+        "Outlook werden nur durch den regelmäßigen Abgleich erkannt.",
+        "en": "Change notifications for {mailbox} are off: CALBRIDGE_PUBLIC_URL is not set, so "
+        "Microsoft Graph cannot reach calbridge. Changes in Outlook are only picked up by the "
+        "periodic sync.",
+    },
+    "subscription_url_invalid": {
+        "de": "Änderungsbenachrichtigungen für {mailbox} sind ausgeschaltet: CALBRIDGE_PUBLIC_URL "
+        "ist unbrauchbar ({reason}).",
+        "en": "Change notifications for {mailbox} are off: CALBRIDGE_PUBLIC_URL is unusable "
+        "({reason}).",
+    },
+    "subscription_created": {
+        "de": "Änderungsbenachrichtigungen für {mailbox} eingerichtet (gültig bis {expires_at}).",
+        "en": "Change notifications for {mailbox} set up (valid until {expires_at}).",
+    },
+    "subscription_renewed": {
+        "de": "Änderungsbenachrichtigungen für {mailbox} verlängert (gültig bis {expires_at}).",
+        "en": "Change notifications for {mailbox} renewed (valid until {expires_at}).",
+    },
+    "subscription_reauthorized": {
+        "de": "Änderungsbenachrichtigungen für {mailbox} erneut autorisiert.",
+        "en": "Change notifications for {mailbox} reauthorized.",
+    },
+    "subscription_gone": {
+        "de": "Das Abonnement für {mailbox} besteht bei Microsoft Graph nicht mehr; es wird neu "
+        "angelegt und der Kalender vollständig neu abgeglichen.",
+        "en": "The subscription for {mailbox} no longer exists in Microsoft Graph; it is being "
+        "recreated and the calendar fully resynced.",
+    },
+    "subscription_missed": {
+        "de": "Microsoft Graph meldet verpasste Benachrichtigungen für {mailbox}; der Kalender "
+        "wird vollständig neu abgeglichen.",
+        "en": "Microsoft Graph reports missed notifications for {mailbox}; the calendar is being "
+        "fully resynced.",
+    },
+    "subscription_deleted": {
+        "de": "Änderungsbenachrichtigungen für {mailbox} beendet.",
+        "en": "Change notifications for {mailbox} stopped.",
+    },
+    "subscription_failed": {
+        "de": "Änderungsbenachrichtigungen für {mailbox} konnten nicht eingerichtet werden: "
+        "{reason}",
+        "en": "Change notifications for {mailbox} could not be set up: {reason}",
+    },
+    "outlook_edited_restored": {
+        "de": "Der Termin im Kalender von {mailbox} wurde in Outlook geändert; calbridge stellt "
+        "ihn wieder her, denn bookingtime ist maßgeblich.",
+        "en": "The event in the calendar of {mailbox} was changed in Outlook; calbridge restores "
+        "it, as bookingtime is the source of truth.",
+    },
+    "outlook_deleted_restored": {
+        "de": "Der Termin im Kalender von {mailbox} wurde in Outlook gelöscht; calbridge legt ihn "
+        "wieder an, denn bookingtime ist maßgeblich.",
+        "en": "The event in the calendar of {mailbox} was deleted in Outlook; calbridge creates it "
+        "again, as bookingtime is the source of truth.",
+    },
+    "outlook_edited_kept": {
+        "de": "Der Termin im Kalender von {mailbox} wurde in Outlook geändert; die Änderung bleibt "
+        "und calbridge aktualisiert diesen Termin nicht mehr (nur eine Absage entfernt ihn).",
+        "en": "The event in the calendar of {mailbox} was changed in Outlook; the change stays and "
+        "calbridge no longer updates this event (only a cancellation removes it).",
+    },
+    "outlook_deleted_kept": {
+        "de": "Der Termin im Kalender von {mailbox} wurde in Outlook gelöscht; er bleibt gelöscht "
+        "und calbridge legt ihn nicht wieder an.",
+        "en": "The event in the calendar of {mailbox} was deleted in Outlook; it stays deleted and "
+        "calbridge does not create it again.",
+    },
+    "outlook_edited_reported": {
+        "de": "Der Termin im Kalender von {mailbox} wurde in Outlook geändert; laut Einstellung "
+        "der Verbindung wird das nur gemeldet.",
+        "en": "The event in the calendar of {mailbox} was changed in Outlook; as the connection "
+        "is set to, this is only reported.",
+    },
+    "outlook_deleted_reported": {
+        "de": "Der Termin im Kalender von {mailbox} wurde in Outlook gelöscht; laut Einstellung "
+        "der Verbindung wird das nur gemeldet.",
+        "en": "The event in the calendar of {mailbox} was deleted in Outlook; as the connection "
+        "is set to, this is only reported.",
+    },
     "unmapped_employee": {
         "de": "Der Mitarbeiter {employee} ist keinem Postfach zugeordnet; der Termin wird für ihn "
         "nicht übertragen.",

@@ -13,7 +13,7 @@ from app.graph.schemas import EventWrite
 from app.sync.keys import appointment_tag, transaction_id
 from app.sync.translate import EventBody, InvalidAppointment, TranslationSettings, translate
 
-SkipReason = Literal["unchanged", "unmapped", "canceled"]
+SkipReason = Literal["unchanged", "unmapped", "canceled", "detached"]
 DeleteReason = Literal["canceled", "removed", "unmapped", "mailbox_changed", "duplicate"]
 
 
@@ -23,7 +23,9 @@ class MappingState:
 
     `graph_event_id` None and not `deleted`: a create was started (row written first) and its
     outcome is unknown. `deleted`: a tombstone, kept so a generation is never reused.
-    `field_hashes`: `EventBody.field_hashes()` of the last successful write.
+    `field_hashes`: `EventBody.field_hashes()` of the last successful write. `detached`: a
+    person changed the event in Outlook and the policy kept their version: never updated (nor
+    re-created) again, still deleted when the appointment goes.
     """
 
     booking_resource_id: str
@@ -32,6 +34,7 @@ class MappingState:
     graph_event_id: str | None = None
     field_hashes: Mapping[str, str] = field(default_factory=dict)
     deleted: bool = False
+    detached: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -194,6 +197,9 @@ def plan(
         fresh = Create(target, resource, body, txid, tag, generation, lookup_first)
         if current is None or current.graph_event_id is None:
             actions.append(fresh)
+            continue
+        if current.detached:
+            actions.append(Skip(resource, target, "detached"))
             continue
         stored = current.field_hashes
         changed = tuple(

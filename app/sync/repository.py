@@ -92,6 +92,7 @@ async def load_state(
             graph_event_id=row.graph_event_id,
             field_hashes=dict(row.field_hashes or {}),
             deleted=row.deleted,
+            detached=row.detached,
         )
         for row in rows
     ]

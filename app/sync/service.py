@@ -267,7 +267,8 @@ async def _record(
 
 
 async def _skip(run: _Run, action: Skip) -> None:
-    if action.reason == "canceled":
+    # A detached event's history is the record of the Outlook change that detached it.
+    if action.reason in ("canceled", "detached"):
         return
     params: dict[str, Any]
     if action.reason == "unmapped":

@@ -17,6 +17,7 @@ BASE = f"/api/v1/connections/{ORG}/employees"
 EMPLOYEE = "brAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"
 URL = f"{BASE}/{EMPLOYEE}"
 OUT_FIELDS = {
+    "subscription",
     "organization_id",
     "employee_id",
     "mailbox",

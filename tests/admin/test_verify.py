@@ -228,7 +228,12 @@ async def test_employee_put_while_graph_faults_is_checked_in_the_background(
     # An unanswered check does not hold back the backfill: its jobs retry on their own.
     assert body["backfill_queued"] is True
     jobs = await raw_rows(world.database, "SELECT * FROM job ORDER BY id")
-    assert sorted(j["kind"] for j in jobs) == [CHECK_MAILBOX_JOB, "sync.resync"]
+    # A mapping not (yet) refused also gets its change-notification subscription set up.
+    assert sorted(j["kind"] for j in jobs) == [
+        CHECK_MAILBOX_JOB,
+        "subscription.ensure",
+        "sync.resync",
+    ]
     [job] = [j for j in jobs if j["kind"] == CHECK_MAILBOX_JOB]
 
     # The background job, still faulting: it raises, so the queue retries it.

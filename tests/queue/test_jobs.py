@@ -91,7 +91,7 @@ async def test_worker_schedules_and_runs_the_prune(
     )
     async with running(worker):
         await eventually(lambda: _states(database, ["pending"]))
-        [tick] = await jobs(database)
+        [tick] = await jobs(database, kind=PRUNE_KIND)
         assert (
             tick.kind == PRUNE_KIND
             and tick.dedupe_key == f"periodic:{PRUNE_KIND}:{int(tick.run_at.timestamp())}"
@@ -99,11 +99,11 @@ async def test_worker_schedules_and_runs_the_prune(
         clock.set(tick.run_at)
         worker.wake()
         await eventually(lambda: _states(database, ["done", "pending"]))
-    done, following = await jobs(database)
+    done, following = await jobs(database, kind=PRUNE_KIND)
     assert done.id == tick.id and done.state == "done"
     assert following.run_at == tick.run_at + timedelta(hours=1)
 
 
 async def _states(database: Database, states: list[str]) -> bool:
-    """The jobs' states, in id order, are these."""
-    return [j.state for j in await jobs(database)] == states
+    """The prune jobs' states, in id order, are these (the app has other periodic kinds)."""
+    return [j.state for j in await jobs(database, kind=PRUNE_KIND)] == states

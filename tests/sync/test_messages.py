@@ -34,7 +34,16 @@ def test_preferred_locale(header: str | None, expected: str | None) -> None:
 def test_every_code_has_both_languages_and_no_unfilled_placeholder(code: str) -> None:
     params = {
         key: f"<{key}>"
-        for key in ("mailbox", "tenant", "client_id", "error", "retry_after", "employee", "count")
+        for key in (
+            "mailbox",
+            "tenant",
+            "client_id",
+            "error",
+            "retry_after",
+            "employee",
+            "count",
+            "expires_at",
+        )
     }
     params["reason"] = "<reason>"
     german, english = message(code, "de", params), message(code, "en", params)

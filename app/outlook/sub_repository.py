@@ -1,0 +1,210 @@
+"""All SQL of Graph subscriptions: the `subscription` rows, the employees that keep a mailbox's
+subscription alive, its history records and the notification intake's batch write.
+Callers own the transactions."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.models import Connection, Employee, Subscription, SyncRecord
+from app.queue.repository import NewJob, enqueue_many
+
+
+def mailbox_key(mailbox: str) -> str:
+    return mailbox.strip().casefold()
+
+
+async def get(session: AsyncSession, *, connection_id: int, mailbox: str) -> Subscription | None:
+    return await session.scalar(
+        select(Subscription).where(
+            Subscription.connection_id == connection_id,
+            Subscription.mailbox == mailbox_key(mailbox),
+        )
+    )
+
+
+async def get_by_id(session: AsyncSession, subscription_id: int) -> Subscription | None:
+    return await session.get(Subscription, subscription_id)
+
+
+async def get_or_add(session: AsyncSession, *, connection_id: int, mailbox: str) -> Subscription:
+    row = await get(session, connection_id=connection_id, mailbox=mailbox)
+    if row is None:
+        row = Subscription(connection_id=connection_id, mailbox=mailbox_key(mailbox))
+        row.state = "pending"
+        session.add(row)
+        await session.flush()
+    return row
+
+
+async def mailbox_employees(
+    session: AsyncSession, *, connection_id: int, mailbox: str
+) -> list[str]:
+    """The booking-resource ids of the connection's employees mapped to the mailbox."""
+    rows = await session.scalars(
+        select(Employee.booking_resource_id)
+        .where(
+            Employee.connection_id == connection_id,
+            func.lower(Employee.mailbox) == mailbox_key(mailbox),
+        )
+        .order_by(Employee.booking_resource_id)
+    )
+    return list(rows)
+
+
+async def for_mailboxes(
+    session: AsyncSession, *, connection_id: int, mailboxes: Iterable[str]
+) -> dict[str, Subscription]:
+    """The connection's subscriptions of these mailboxes, by mailbox (lowercase)."""
+    keys = {mailbox_key(m) for m in mailboxes}
+    if not keys:
+        return {}
+    rows = await session.scalars(
+        select(Subscription).where(
+            Subscription.connection_id == connection_id, Subscription.mailbox.in_(keys)
+        )
+    )
+    return {row.mailbox: row for row in rows}
+
+
+async def connection(session: AsyncSession, connection_id: int) -> Connection | None:
+    return await session.get(Connection, connection_id)
+
+
+async def delete(session: AsyncSession, row: Subscription) -> None:
+    await session.delete(row)
+    await session.flush()
+
+
+async def add_records(
+    session: AsyncSession,
+    *,
+    connection_id: int,
+    mailbox: str,
+    employees: Sequence[str | None],
+    job_id: int | None,
+    status: str,
+    code: str,
+    message: str,
+    details: dict[str, Any] | None = None,
+    graph_request_id: str | None = None,
+) -> None:
+    """One sync-history row per employee of the mailbox (one without an employee if none), so
+    each employee's history shows what happened to its subscription."""
+    for employee in employees or [None]:
+        session.add(
+            SyncRecord(
+                connection_id=connection_id,
+                booking_resource_id=employee,
+                mailbox=mailbox,
+                appointment_id=None,
+                job_id=job_id,
+                action="subscription",
+                status=status,
+                code=code,
+                message=message,
+                details=details,
+                graph_request_id=graph_request_id,
+            )
+        )
+    await session.flush()
+
+
+@dataclass(frozen=True, slots=True)
+class KnownSubscription:
+    """What the notification endpoint needs of one subscription, kept in memory briefly."""
+
+    id: int
+    connection_id: int
+    mailbox: str
+    graph_user_id: str | None
+    tenant: str
+    client_state_encrypted: str | None
+
+
+async def find_by_graph_ids(
+    session: AsyncSession, graph_ids: Sequence[str]
+) -> dict[str, KnownSubscription]:
+    if not graph_ids:
+        return {}
+    rows = await session.execute(
+        select(
+            Subscription.graph_subscription_id,
+            Subscription.id,
+            Subscription.connection_id,
+            Subscription.mailbox,
+            Subscription.graph_user_id,
+            Connection.tenant,
+            Subscription.client_state_encrypted,
+        )
+        .join(Connection, Connection.id == Subscription.connection_id)
+        .where(Subscription.graph_subscription_id.in_(list(graph_ids)))
+    )
+    return {
+        str(graph_id): KnownSubscription(
+            id=row_id,
+            connection_id=connection_id,
+            mailbox=mailbox,
+            graph_user_id=user_id,
+            tenant=tenant,
+            client_state_encrypted=state,
+        )
+        for graph_id, row_id, connection_id, mailbox, user_id, tenant, state in rows.all()
+    }
+
+
+async def record_notifications(
+    session: AsyncSession,
+    *,
+    jobs: Sequence[NewJob],
+    touched: dict[int, datetime],
+    learned: dict[int, str],
+) -> set[str]:
+    """Enqueue the jobs (deduplicated per mailbox), stamp `last_notification_at` and store
+    owner ids seen for the first time; the dedupe keys of the jobs that were new."""
+    queued = await enqueue_many(session, jobs)
+    for row_id, user_id in learned.items():
+        await session.execute(
+            update(Subscription)
+            .where(Subscription.id == row_id, Subscription.graph_user_id.is_(None))
+            .values(graph_user_id=user_id)
+            .execution_options(synchronize_session=False)
+        )
+    if touched:
+        # One statement for the batch: the stamps of one batch lie milliseconds apart.
+        await session.execute(
+            update(Subscription)
+            .where(Subscription.id.in_(list(touched)))
+            .values(last_notification_at=max(touched.values()))
+            .execution_options(synchronize_session=False)
+        )
+    return {key for key, job_id in queued.items() if job_id is not None}
+
+
+async def list_page(
+    session: AsyncSession,
+    *,
+    organization_id: str | None,
+    before_id: int | None,
+    limit: int,
+) -> list[tuple[Subscription, str]]:
+    """Subscriptions with their organisation id, newest first (by id)."""
+    query = select(Subscription, Connection.organization_id).join(
+        Connection, Connection.id == Subscription.connection_id
+    )
+    if organization_id is not None:
+        query = query.where(Connection.organization_id == organization_id)
+    if before_id is not None:
+        query = query.where(Subscription.id < before_id)
+    rows = await session.execute(query.order_by(Subscription.id.desc()).limit(limit))
+    return [(row, org) for row, org in rows.all()]
+
+
+async def all_rows(session: AsyncSession) -> list[Subscription]:
+    return list(await session.scalars(select(Subscription).order_by(Subscription.id)))

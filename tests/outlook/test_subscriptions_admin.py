@@ -1,0 +1,150 @@
+"""The subscription admin API: list (filter, pages), create or recreate, renew, delete, with
+problem documents for every refusal."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+
+from app.db import Database
+from app.graph.errors import Transient
+from app.outlook.jobs import SUBSCRIPTION_ENSURE
+from app.outlook.subscriptions import SUBSCRIPTION_DELETE, SUBSCRIPTION_RENEW
+from app.queue.errors import RetryAfter
+from tests.outlook.subs_helpers import (
+    ERIKA,
+    ERIKA_MAILBOX,
+    MAX,
+    MAX_MAILBOX,
+    ORG,
+    World,
+    make_world,
+)
+
+
+@pytest.fixture
+async def world(db_url: str, database: Database) -> AsyncIterator[World]:
+    async with make_world(db_url, database) as built:
+        yield built
+
+
+def _problem(response: httpx.Response, status: int, code: str) -> dict[str, object]:
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+    body: dict[str, object] = response.json()
+    assert body["code"] == code
+    return body
+
+
+async def test_list_filter_and_pages(world: World) -> None:
+    await world.employ(ERIKA, ERIKA_MAILBOX)
+    await world.ensure()
+    await world.ensure(ERIKA_MAILBOX)
+    listed = await world.http.get("/api/v1/subscriptions")
+    assert listed.status_code == 200, listed.text
+    items = listed.json()["items"]
+    assert [i["mailbox"] for i in items] == [ERIKA_MAILBOX, MAX_MAILBOX]  # newest first
+    first = items[1]
+    assert first["organization_id"] == ORG and first["state"] == "active"
+    assert first["expires_at"] is not None and first["last_notification_at"] is None
+    assert "client_state" not in str(listed.json()) and "clientState" not in listed.text
+
+    page = await world.http.get("/api/v1/subscriptions", params={"limit": 1})
+    assert [i["mailbox"] for i in page.json()["items"]] == [ERIKA_MAILBOX]
+    cursor = page.json()["next_cursor"]
+    rest = await world.http.get("/api/v1/subscriptions", params={"limit": 1, "cursor": cursor})
+    assert [i["mailbox"] for i in rest.json()["items"]] == [MAX_MAILBOX]
+    assert rest.json()["next_cursor"] is None
+
+    mine = await world.http.get("/api/v1/subscriptions", params={"organization_id": ORG})
+    assert len(mine.json()["items"]) == 2
+    unknown = await world.http.get("/api/v1/subscriptions", params={"organization_id": "f6Nobody"})
+    _problem(unknown, 404, "connection_not_found")
+    _problem(
+        await world.http.get("/api/v1/subscriptions", params={"cursor": "garbage!"}),
+        400,
+        "invalid_cursor",
+    )
+    anonymous = await world.http.get("/api/v1/subscriptions", headers={"Authorization": ""})
+    assert anonymous.status_code == 401
+
+
+async def test_create_then_recreate(world: World) -> None:
+    url = f"/api/v1/connections/{ORG}/employees/{MAX}/subscription"
+    created = await world.http.post(url)
+    assert created.status_code == 202, created.text
+    assert created.json()["action"] == "create" and created.json()["queued"] is True
+    (job,) = await world.jobs(SUBSCRIPTION_ENSURE)
+    assert "recreate" not in job.args
+    await world.ensure()
+    await world.clear_jobs()
+
+    again = await world.http.post(url)
+    assert again.status_code == 202 and again.json()["action"] == "recreate"
+    (job,) = await world.jobs(SUBSCRIPTION_ENSURE)
+    assert job.args["recreate"] is True
+    assert (await world.http.post(url)).json()["queued"] is False  # already waiting
+
+    _problem(
+        await world.http.post(f"/api/v1/connections/{ORG}/employees/brNobody/subscription"),
+        404,
+        "employee_not_found",
+    )
+
+
+async def test_renew_and_delete(world: World) -> None:
+    await world.ensure()
+    row = await world.subscription()
+    assert row is not None
+    await world.clear_jobs()
+
+    renewed = await world.http.post(f"/api/v1/subscriptions/{row.id}/renew")
+    assert renewed.status_code == 202, renewed.text
+    (job,) = await world.jobs(SUBSCRIPTION_RENEW)
+    assert job.args == {"connection_id": world.connection_id, "mailbox": MAX_MAILBOX}
+    _problem(
+        await world.http.post("/api/v1/subscriptions/999999/renew"), 404, "subscription_not_found"
+    )
+
+    deleted = await world.http.delete(f"/api/v1/subscriptions/{row.id}")
+    assert deleted.status_code == 204
+    assert await world.subscription() is None
+    (job,) = await world.jobs(SUBSCRIPTION_DELETE)
+    assert job.args["graph_subscription_id"] == row.graph_subscription_id
+    _problem(
+        await world.http.delete(f"/api/v1/subscriptions/{row.id}"), 404, "subscription_not_found"
+    )
+
+
+async def test_renew_of_a_pending_subscription_is_refused(world: World) -> None:
+    world.control.faults.add("503", count=1, path=r"/v1\.0/subscriptions$")
+    with pytest.raises((Transient, RetryAfter)):
+        await world.ensure()
+    row = await world.subscription()
+    assert row is not None and row.state == "pending"
+    _problem(
+        await world.http.post(f"/api/v1/subscriptions/{row.id}/renew"),
+        409,
+        "subscription_not_active",
+    )
+
+
+async def test_without_public_url_creation_is_refused(db_url: str, database: Database) -> None:
+    async with make_world(db_url, database, public=False) as offline:
+        response = await offline.http.post(
+            f"/api/v1/connections/{ORG}/employees/{MAX}/subscription"
+        )
+        body = _problem(response, 409, "subscriptions_disabled")
+        assert "CALBRIDGE_PUBLIC_URL" in str(body["detail"])
+
+
+async def test_openapi_documents_the_endpoints(world: World) -> None:
+    schema = (await world.http.get("/openapi.json")).json()
+    paths = schema["paths"]
+    assert paths["/api/v1/subscriptions"]["get"]["summary"] == "List subscriptions"
+    assert "409" in paths["/api/v1/subscriptions/{subscription_id}/renew"]["post"]["responses"]
+    assert "/webhooks/graph/notifications" in paths and "/webhooks/graph/lifecycle" in paths
+    employee = schema["components"]["schemas"]["EmployeeOut"]["properties"]
+    assert "subscription" in employee
