@@ -8,15 +8,18 @@ import asyncio
 import json
 import logging
 import secrets
+import socket
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TextIO
 from zoneinfo import ZoneInfo
 
 import httpx
+import uvicorn
 from cryptography.fernet import Fernet
 from pydantic import SecretStr
 from standardwebhooks.webhooks import Webhook
@@ -35,6 +38,16 @@ EMPLOYEES = {
 }
 REAL_MAILBOXES = (f"max@{DOMAIN}", f"erika@{DOMAIN}", f"jonas@{DOMAIN}")
 MAX, ERIKA, JONAS = EMPLOYEES
+# The job kinds the demo waits for; periodic ones (prune, upkeep, sweep) are always pending.
+FLOW_KINDS = frozenset(
+    {
+        "sync.appointment",
+        "sync.resync",
+        "sync.mailbox",
+        "subscription.ensure",
+        "employee.check_mailbox",
+    }
+)
 
 
 class DemoError(RuntimeError):
@@ -108,15 +121,34 @@ class _Demo:
         self.say(f"sent signed webhook {event_type} for {appointment['name']!r}")
 
     async def settle(self) -> None:
-        """Wait (bounded) until no sync job is pending or running."""
+        """Wait (bounded) until no job of the flow is pending or running (periodic ticks
+        aside, which are always pending)."""
         deadline = time.monotonic() + JOB_TIMEOUT
         while True:
-            page = await self.call("GET", "/api/v1/jobs", params={"kind": "sync.appointment"})
-            busy = [job for job in page["items"] if job["state"] in ("pending", "running")]
+            busy = []
+            for state in ("pending", "running"):
+                page = await self.call("GET", "/api/v1/jobs", params={"state": state})
+                busy += [job for job in page["items"] if job["kind"] in FLOW_KINDS]
             if not busy:
                 return
             if time.monotonic() > deadline:
                 raise DemoError(f"sync jobs still unfinished after {JOB_TIMEOUT:.0f} s: {busy}")
+            await asyncio.sleep(0.05)
+
+    async def busy(
+        self, employee: str, start: datetime, end: datetime, *, want: int
+    ) -> list[dict[str, Any]]:
+        """The employee's busy intervals once there are `want` of them (bounded wait)."""
+        deadline = time.monotonic() + JOB_TIMEOUT
+        params = {"start": start.isoformat(), "end": end.isoformat()}
+        url = f"/api/v1/connections/{ORG}/employees/{employee}/busy"
+        while True:
+            page = await self.call("GET", url, params=params)
+            intervals: list[dict[str, Any]] = page["intervals"]
+            if len(intervals) == want and (want or page["synced_at"]):
+                return intervals
+            if time.monotonic() > deadline:
+                raise DemoError(f"busy intervals of {employee}: {intervals}, expected {want}")
             await asyncio.sleep(0.05)
 
     def calendars(self) -> None:
@@ -141,6 +173,48 @@ class _Demo:
                 f"  {at:%H:%M:%S}  {name:<17} {item['action']:<7} {item['status']:<9} "
                 f"{item['message']}"
             )
+
+
+def _span(block: dict[str, Any], zone: ZoneInfo) -> str:
+    start = datetime.fromisoformat(block["start"]).astimezone(zone)
+    end = datetime.fromisoformat(block["end"]).astimezone(zone)
+    return f"{start:%a %Y-%m-%d %H:%M}–{end:%H:%M}"
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+class _QuietServer(uvicorn.Server):
+    """uvicorn without its signal handlers: Ctrl+C stops the demo as a whole."""
+
+    @contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+@asynccontextmanager
+async def _serve(app: Any, port: int) -> AsyncIterator[str]:
+    """Serve `app` with uvicorn on a loopback port for the duration of the block."""
+
+    config = uvicorn.Config(
+        app, host="127.0.0.1", port=port, log_level="critical", access_log=False
+    )
+    server = _QuietServer(config)
+    task = asyncio.create_task(server.serve())
+    try:
+        while not server.started:
+            if task.done():
+                task.result()
+                raise DemoError("calbridge did not start")
+            await asyncio.sleep(0.01)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        await task
 
 
 def _local(value: dict[str, str], zone: ZoneInfo) -> datetime:
@@ -178,24 +252,40 @@ async def run_demo(out: TextIO) -> int:
                 _env_file=None,
             )
             await asyncio.to_thread(upgrade, database_url)
+            # A real server on loopback: Graph's notifications must reach it over HTTP.
+            port = _free_port()
+            settings = settings.model_copy(update={"public_url": f"http://127.0.0.1:{port}"})
             app = create_app(settings, run_worker=True)
             async with (
-                app.router.lifespan_context(app),
+                _serve(app, port) as base_url,
                 httpx.AsyncClient(
-                    transport=httpx.ASGITransport(app=app),
-                    base_url="http://calbridge.demo",
+                    base_url=base_url,
                     headers={"Authorization": f"Bearer {admin_token}"},
+                    timeout=JOB_TIMEOUT,
                 ) as client,
             ):
                 demo = _Demo(client, out, control.events)
                 demo.section("1. Sandbox")
                 demo.say(f"Graph + Entra sandbox at {sandbox.url}")
                 demo.say(f"tenant {tenant.id} ({DOMAIN}), mailboxes: {', '.join(REAL_MAILBOXES)}")
-                await _flow(demo, tenant.id, app_registration.client_id, client_secret)
+                demo.say(f"calbridge at {base_url} (Graph notifications come back there)")
+                await _flow(
+                    demo,
+                    tenant.id,
+                    app_registration.client_id,
+                    client_secret,
+                    control.outlook_create,
+                )
     return 0
 
 
-async def _flow(demo: _Demo, tenant_id: str, client_id: str, client_secret: str) -> None:
+async def _flow(
+    demo: _Demo,
+    tenant_id: str,
+    client_id: str,
+    client_secret: str,
+    outlook_create: Callable[[str, dict[str, Any]], str],
+) -> None:
     demo.section("2. Connection")
     created = await demo.call(
         "PUT",
@@ -247,7 +337,36 @@ async def _flow(demo: _Demo, tenant_id: str, client_id: str, client_secret: str)
     await demo.settle()
     demo.calendars()
 
-    demo.section("7. Sync history (oldest first)")
+    demo.section("7. Outlook → calbridge: a meeting made in Outlook blocks Max's time")
+    await demo.settle()
+    subscriptions = await demo.call("GET", "/api/v1/subscriptions")
+    for item in subscriptions["items"]:
+        demo.say(f"subscription on {item['mailbox']}: {item['state']}, renewed before it ends")
+    meeting_start = day + timedelta(days=7, hours=9)
+    outlook_create(
+        f"max@{DOMAIN}",
+        {
+            "subject": "Team meeting",
+            "start": {"dateTime": f"{meeting_start:%Y-%m-%dT%H:%M:%S}", "timeZone": TIME_ZONE},
+            "end": {
+                "dateTime": f"{meeting_start + timedelta(hours=1):%Y-%m-%dT%H:%M:%S}",
+                "timeZone": TIME_ZONE,
+            },
+            "showAs": "busy",
+        },
+    )
+    demo.say("a colleague puts 'Team meeting' into Max's Outlook calendar")
+    blocks = await demo.busy(MAX, day, day + timedelta(days=30), want=1)
+    for block in blocks:
+        demo.say(f"  busy for bookingtime: {_span(block, ZoneInfo(TIME_ZONE))} ({TIME_ZONE})")
+    erika = await demo.busy(ERIKA, day, day + timedelta(days=30), want=0)
+    demo.say(
+        "Erika's calendar holds calbridge's own 'Contract review': its change notification is "
+        f"recognised as an echo, so it is no busy block ({len(erika)} blocks) and nothing is "
+        "written back"
+    )
+
+    demo.section("8. Sync history (oldest first)")
     await demo.history()
     demo.say()
     demo.say("Done. The sandbox stops and the temporary database is removed on exit.")

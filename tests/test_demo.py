@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 
-def test_demo_shows_create_move_cancel_and_the_history(tmp_path: Path) -> None:
+def test_demo_shows_both_directions_and_the_history(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("CALBRIDGE_")}
     result = subprocess.run(
         [sys.executable, "-m", "app.cli", "demo"],
@@ -23,7 +23,8 @@ def test_demo_shows_create_move_cancel_and_the_history(tmp_path: Path) -> None:
     created = out.index("== 4. Appointments created")
     moved = out.index("== 5. Consultation moved")
     canceled = out.index("== 6. Consultation canceled")
-    history = out.index("== 7. Sync history")
+    outlook = out.index("== 7. Outlook → calbridge")
+    history = out.index("== 8. Sync history")
 
     def max_calendar(start: int, end: int) -> str:
         section = out[start:end]
@@ -34,8 +35,16 @@ def test_demo_shows_create_move_cancel_and_the_history(tmp_path: Path) -> None:
     after_move = max_calendar(moved, canceled)
     assert "14:30–15:30 (Europe/Berlin)  Consultation" in after_move
     assert "10:00–11:00" not in after_move
-    assert max_calendar(canceled, history).splitlines()[1:] == ["  (no events)"]
-    assert "Contract review" in out[canceled:history]  # the other mailbox is untouched
+    assert max_calendar(canceled, outlook).splitlines()[1:] == ["  (no events)"]
+    assert "Contract review" in out[canceled:outlook]  # the other mailbox is untouched
+
+    # A meeting made in Outlook reaches the busy API through a change notification; calbridge's
+    # own event in Erika's calendar is no busy block.
+    reverse = out[outlook:history]
+    assert "subscription on max@contoso.example: active" in reverse
+    assert "subscription on erika@contoso.example: active" in reverse
+    assert "busy for bookingtime:" in reverse and "09:00–10:00 (Europe/Berlin)" in reverse
+    assert "(0 blocks)" in reverse
 
     lines = out[history:].splitlines()
     [invalid] = [line for line in lines if "Jonas Beispiel" in line]

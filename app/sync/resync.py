@@ -80,6 +80,9 @@ async def resync_impl(
                 )
                 or mailbox
             )
+        if not selected and reason == "backfill":
+            # A new mapping with nothing to catch up on is not worth a line in the history.
+            return selected
         code = RESYNC_CODES[reason]
         params: dict[str, Any] = {
             "count": len(selected),
