@@ -43,10 +43,10 @@ MAX_VALIDATION_TOKEN = 1024
 # Pacing of one mailbox's delta runs. A first notification after a quiet spell runs after
 # SYNC_DEBOUNCE (what arrives meanwhile finds that job pending: one pending job per mailbox).
 # While notifications keep coming, each next run waits twice as long as the one before, up to
-# SYNC_MAX_INTERVAL: a storm costs a few runs (logarithmic in its length), a person's single
-# change is picked up within a second.
+# SYNC_MAX_INTERVAL: a storm costs a few runs, a person's single change is picked up within a
+# second, and during a storm no change waits much longer than the cap (the freshness promise).
 SYNC_DEBOUNCE = 0.5
-SYNC_MAX_INTERVAL = 10.0
+SYNC_MAX_INTERVAL = 3.0
 # A job this close to being due may be claimed by a worker whose clock runs ahead: write again.
 PENDING_MARGIN = 0.2
 # `last_notification_at` is written at most this often per subscription (seconds).

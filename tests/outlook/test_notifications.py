@@ -16,7 +16,7 @@ import pytest
 from app.crypto import SecretBox
 from app.db import Database
 from app.outlook.jobs import SUBSCRIPTION_ENSURE, SYNC_MAILBOX, mailbox_sync_job
-from app.outlook.notifications import MAX_VALIDATION_TOKEN, NotificationIntake
+from app.outlook.notifications import MAX_VALIDATION_TOKEN, SYNC_MAX_INTERVAL, NotificationIntake
 from app.outlook.subscriptions import SUBSCRIPTION_RENEW
 from tests.conftest import SECRET_KEY
 from tests.outlook.subs_helpers import (
@@ -225,6 +225,9 @@ def test_a_storm_is_paced_into_a_few_runs() -> None:
         runs.add(round((scheduled.run_at - start).total_seconds(), 2))
     assert len(runs) <= 6, sorted(runs)
     assert min(runs) == 0.5
+    # Never more than the cap between two runs, however long the storm.
+    gaps = [b - a for a, b in zip(sorted(runs), sorted(runs)[1:], strict=False)]
+    assert max(gaps) <= SYNC_MAX_INTERVAL
 
     now[0] = 100.0  # quiet for a minute: back to the short debounce
     at = start + timedelta(seconds=100)
