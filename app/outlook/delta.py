@@ -26,6 +26,7 @@ from app.graph.schemas import DeltaPage, Event, EventTime
 from app.models import Appointment, Connection, EventMapping
 from app.models.base import utcnow
 from app.outlook import busy_repository as repo
+from app.outlook import sub_repository as sub_repo
 from app.outlook.jobs import mailbox_sync_job
 from app.queue.registry import JobContext
 from app.queue.repository import enqueue_many
@@ -33,7 +34,7 @@ from app.sync import repository as sync_repo
 from app.sync.graph_clients import GraphClients
 from app.sync.jobs import sync_job
 from app.sync.keys import transaction_id
-from app.sync.messages import message
+from app.sync.messages import error_code, message
 from app.sync.planner import listed_employees
 from app.sync.retry import job_error
 from app.sync.timezones import load_zone
@@ -186,8 +187,51 @@ async def sync_mailbox_impl(
             run.outcome.resets += 1
             await _round(run, window, full=True)
     except GraphError as error:
+        if not error.retryable:
+            await _record_failure(database, connection, mailbox, error, job_id)
         raise job_error(error) from error
     return run.outcome
+
+
+async def _record_failure(
+    database: Database,
+    connection: Connection,
+    mailbox: str,
+    error: GraphError,
+    job_id: int | None,
+) -> None:
+    """A delta that failed for good (mailbox gone, consent withdrawn, secret invalid) shows in
+    the history and status of every employee of the mailbox, like a failed write does."""
+    code, params = error_code(
+        error, mailbox=mailbox, tenant=connection.tenant, client_id=connection.client_id
+    )
+    text = message(code, connection.locale, params)
+    now = utcnow()
+    async with database.session_scope() as session:
+        employees = await sub_repo.mailbox_employees(
+            session, connection_id=connection.id, mailbox=mailbox
+        )
+        await sub_repo.add_records(
+            session,
+            connection_id=connection.id,
+            mailbox=mailbox,
+            employees=employees,
+            job_id=job_id,
+            status="error",
+            code=code,
+            message=text,
+            details=params,
+            graph_request_id=error.request_id,
+        )
+        for employee in employees:
+            await sync_repo.set_employee_status(
+                session,
+                connection_id=connection.id,
+                booking_resource_id=employee,
+                now=now,
+                error_code=code,
+                error_message=text,
+            )
 
 
 async def _round(run: _Run, window: tuple[datetime, datetime], *, full: bool) -> None:

@@ -16,13 +16,14 @@ from app.config import Settings
 from app.crypto import SecretBox
 from app.db import Database
 from app.graph.client import TAG_PROPERTY_ID
+from app.graph.errors import GraphError
 from app.graph.schemas import DeltaPage, Event
 from app.jobs import build_registry
-from app.models import BusyBlock, CalendarSync, Connection, Employee, EventMapping
+from app.models import BusyBlock, CalendarSync, Connection, Employee, EventMapping, SyncRecord
 from app.outlook import delta
 from app.outlook.delta import block_of, delta_window, sweep_impl
 from app.outlook.jobs import MAILBOX_SWEEP, SYNC_MAILBOX
-from app.queue.errors import RetryAfter
+from app.queue.errors import PermanentError, RetryAfter
 from app.sync.graph_clients import GraphClients
 from app.sync.jobs import SYNC_APPOINTMENT
 from app.sync.repository import translation_settings
@@ -629,3 +630,30 @@ async def test_a_throttled_page_retries_after_graphs_delay_and_resumes(world: Wo
     assert await world.blocks() == []
     outcome = await world.delta(page_size=2)
     assert outcome.pages == 2 and len(await world.blocks()) == 3
+
+
+async def test_a_delta_that_fails_for_good_tells_the_admin(world: World) -> None:
+    async with world.database.session() as session:
+        connection = await session.get(Connection, world.connection_id)
+        assert connection is not None
+        client_id = connection.client_id
+    world.control.block(client_id, MAX_MAILBOX)
+    with pytest.raises(PermanentError):
+        await world.delta()
+    [record] = await world.rows(SyncRecord)
+    assert (record.code, record.status, record.mailbox) == (
+        "access_policy_blocked",
+        "error",
+        MAX_MAILBOX,
+    )
+    assert record.booking_resource_id == MAX
+    [employee] = await world.rows(Employee)
+    assert employee.last_error_code == "access_policy_blocked"
+    assert employee.last_error_message == record.message
+
+    # Transient trouble is the queue's business: retried, not reported.
+    world.control.block(client_id, MAX_MAILBOX, blocked=False)
+    world.control.faults.add("503", count=20, path=r"/delta")
+    with pytest.raises((GraphError, RetryAfter)):
+        await world.delta()
+    assert len(await world.rows(SyncRecord)) == 1
