@@ -97,19 +97,17 @@ async def mappings_by_event_id(
     return {row.graph_event_id: row for row in rows if row.graph_event_id is not None}
 
 
-async def pending_creates(
+async def mailbox_mappings(
     session: AsyncSession, connection_id: int, mailbox: str
 ) -> list[EventMapping]:
-    """Rows of creates whose outcome is unknown (no event id yet) in the mailbox."""
+    """Every mapping row of the mailbox, tombstones included."""
     rows = await session.scalars(
         select(EventMapping).where(
             EventMapping.connection_id == connection_id,
-            EventMapping.graph_event_id.is_(None),
-            EventMapping.deleted.is_(False),
+            func.lower(EventMapping.mailbox) == mailbox_key(mailbox),
         )
     )
-    key = mailbox_key(mailbox)
-    return [row for row in rows if mailbox_key(row.mailbox) == key]
+    return list(rows)
 
 
 async def live_rows(session: AsyncSession, connection_id: int, mailbox: str) -> list[EventMapping]:

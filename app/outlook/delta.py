@@ -20,7 +20,7 @@ from tzlocal.windows_tz import win_tz
 from app.config import Settings
 from app.crypto import SecretBox
 from app.db import Database
-from app.graph.client import TAG_PROPERTY_ID, GraphClient
+from app.graph.client import GraphClient
 from app.graph.errors import GraphError, ItemNotFound, SyncStateNotFound
 from app.graph.schemas import DeltaPage, Event, EventTime
 from app.models import Appointment, Connection, EventMapping
@@ -67,6 +67,7 @@ class DeltaOutcome:
     blocks_removed: int = 0
     echoes: int = 0
     conflicts: int = 0
+    strays_removed: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +89,8 @@ class _PagePlan:
     unblock: set[str] = field(default_factory=set)
     conflicts: list[Conflict] = field(default_factory=list)
     echoes: int = 0
+    # calbridge's events no mapping row accounts for: (event id, appointment id, employee).
+    strays: list[tuple[str, str, str]] = field(default_factory=list)
 
 
 @dataclass
@@ -264,6 +267,7 @@ async def _round(run: _Run, window: tuple[datetime, datetime], *, full: bool) ->
             plan.conflicts += await _missing_own(run, window, run.seen_own)
         async with run.database.session_scope() as session:
             await _apply(run, session, plan)
+        await _remove_strays(run, plan.strays)
         if run.after_commit is not None:
             await run.after_commit(page)
         async with run.database.session_scope() as session:
@@ -288,15 +292,21 @@ async def _plan_page(run: _Run, page: DeltaPage) -> _PagePlan:
     ids = {event.id for event in page.events} | {removed.id for removed in page.removed}
     async with run.database.session_scope() as session:
         rows = await repo.mappings_by_event_id(session, connection_id, ids)
-        intents = await repo.pending_creates(session, connection_id, run.mailbox)
+        mailbox_rows = (
+            await repo.mailbox_mappings(session, connection_id, run.mailbox)
+            if any(e.transaction_id and e.id not in rows for e in page.events)
+            else []
+        )
         snapshots = await repo.snapshots(
             session, connection_id, {r.appointment_id for r in rows.values()}
         )
         employees = await repo.employees(session, connection_id) if rows else {}
     org = run.connection.organization_id
-    pending_txids = {
-        transaction_id(org, row.appointment_id, row.booking_resource_id, row.generation)
-        for row in intents
+    # Every create calbridge made in this mailbox, by transactionId (rows only when the page
+    # has an event no row knows by id).
+    own_txids = {
+        transaction_id(org, row.appointment_id, row.booking_resource_id, row.generation): row
+        for row in mailbox_rows
     }
 
     plan = _PagePlan()
@@ -312,10 +322,15 @@ async def _plan_page(run: _Run, page: DeltaPage) -> _PagePlan:
                 plan.echoes += 1
             else:
                 plan.conflicts.append(conflict)
-        elif _ours_in_flight(event, pending_txids):
-            # Our create whose id the executor has not stored yet.
+        elif (owner := own_txids.get(event.transaction_id or "")) is not None:
+            # One of calbridge's creates, though no row knows this id (delta shows no tags).
             plan.unblock.add(event.id)
-            plan.echoes += 1
+            if owner.graph_event_id is None and not owner.deleted:
+                plan.echoes += 1  # in flight: the executor stores the id, or its retry adopts it
+            else:
+                # Carried out after calbridge gave up on it and moved on (cancelled, created
+                # again): a stray that would break "one event per appointment and mailbox".
+                plan.strays.append((event.id, owner.appointment_id, owner.booking_resource_id))
         else:
             others.append(event)
 
@@ -354,14 +369,30 @@ async def _apply(run: _Run, session: AsyncSession, plan: _PagePlan) -> None:
     run.outcome.conflicts += len(plan.conflicts)
 
 
-def _ours_in_flight(event: Event, txids: set[str]) -> bool:
-    if event.transaction_id is not None and event.transaction_id in txids:
-        return True
-    for prop in event.single_value_extended_properties or []:
-        if str(prop.get("id", "")).casefold() == TAG_PROPERTY_ID.casefold():
-            # Only calbridge writes this property: a tagged event is ours even without a row.
-            return True
-    return False
+async def _remove_strays(run: _Run, strays: Sequence[tuple[str, str, str]]) -> None:
+    """Delete calbridge's stray events (after the page is committed, outside any transaction)
+    and record each, so exactly one event per appointment and mailbox holds in the end."""
+    for event_id, appointment_id, resource in strays:
+        try:
+            result = await run.client.delete_event(run.mailbox, event_id)
+            request_id = result.request_id
+        except ItemNotFound as gone:
+            request_id = gone.request_id
+        params = {"mailbox": run.mailbox, "event_id": event_id}
+        async with run.database.session_scope() as session:
+            await sync_repo.add_record(
+                session,
+                sync_repo.Target(run.connection.id, appointment_id, resource, run.mailbox),
+                job_id=run.job_id,
+                action="delete",
+                status="success",
+                code="stray_removed",
+                message=message("stray_removed", run.connection.locale, params),
+                details=params,
+                duration_ms=None,
+                graph_request_id=request_id,
+            )
+        run.outcome.strays_removed += 1
 
 
 def _judge(

@@ -36,6 +36,20 @@ MESSAGES: Mapping[str, Mapping[Locale, str]] = {
         "en": "The app registration's client secret has expired. Create a new secret in Entra "
         "and enter it in the connection.",
     },
+    "secret_expiring": {
+        "de": "Der geheime Clientschlüssel der App-Registrierung läuft in höchstens {days} Tagen "
+        "ab ({expires_at}); danach stoppt die Synchronisierung. Bitte in Entra einen neuen "
+        "Schlüssel erstellen und in der Verbindung hinterlegen.",
+        "en": "The app registration's client secret expires within {days} days ({expires_at}); "
+        "then synchronisation stops. Create a new secret in Entra and enter it in the connection.",
+    },
+    "secret_expiring_soon": {
+        "de": "Der geheime Clientschlüssel der App-Registrierung läuft innerhalb von 24 Stunden "
+        "ab ({expires_at}); danach stoppt die Synchronisierung. Bitte sofort in Entra einen neuen "
+        "Schlüssel erstellen und in der Verbindung hinterlegen.",
+        "en": "The app registration's client secret expires within 24 hours ({expires_at}); then "
+        "synchronisation stops. Create a new secret in Entra and enter it in the connection now.",
+    },
     "tenant_not_found": {
         "de": "Der Mandant {tenant} wurde nicht gefunden. Bitte die Mandanten-ID (Verzeichnis-ID) "
         "in der Verbindung prüfen.",
@@ -190,6 +204,13 @@ MESSAGES: Mapping[str, Mapping[Locale, str]] = {
         "de": "Änderungsbenachrichtigungen für {mailbox} konnten nicht eingerichtet werden: "
         "{reason}",
         "en": "Change notifications for {mailbox} could not be set up: {reason}",
+    },
+    "stray_removed": {
+        "de": "Ein überzähliger calbridge-Termin im Kalender von {mailbox} wurde entfernt: Outlook "
+        "hatte ihn erst angelegt, als calbridge schon weitergearbeitet hatte (z. B. nach einer "
+        "Absage).",
+        "en": "A surplus calbridge event in the calendar of {mailbox} was removed: Outlook created "
+        "it only after calbridge had moved on (after a cancellation, say).",
     },
     "outlook_edited_restored": {
         "de": "Der Termin im Kalender von {mailbox} wurde in Outlook geändert; calbridge stellt "

@@ -15,7 +15,6 @@ from sqlalchemy import select
 from app.config import Settings
 from app.crypto import SecretBox
 from app.db import Database
-from app.graph.client import TAG_PROPERTY_ID
 from app.graph.errors import GraphError
 from app.graph.schemas import DeltaPage, Event
 from app.jobs import build_registry
@@ -26,9 +25,12 @@ from app.outlook.jobs import MAILBOX_SWEEP, SYNC_MAILBOX
 from app.queue.errors import PermanentError, RetryAfter
 from app.sync.graph_clients import GraphClients
 from app.sync.jobs import SYNC_APPOINTMENT
+from app.sync.keys import appointment_tag, transaction_id
 from app.sync.repository import translation_settings
+from app.sync.translate import translate
 from tests.conftest import SECRET_KEY
 from tests.outlook.delta_helpers import (
+    APPOINTMENT,
     MAX_MAILBOX,
     NOW,
     World,
@@ -597,23 +599,70 @@ async def test_a_full_round_notices_own_events_deleted_while_no_delta_ran(world:
     assert (await world.delta(full=True)).conflicts == 0
 
 
-def test_a_tagged_or_transaction_matched_event_is_ours_before_its_row_knows_it() -> None:
-    times = {
-        "start": {"dateTime": "2025-06-03T09:00:00", "timeZone": "UTC"},
-        "end": {"dateTime": "2025-06-03T10:00:00", "timeZone": "UTC"},
-    }
-    tagged = Event.model_validate(
-        {
-            "id": "x",
-            "singleValueExtendedProperties": [{"id": TAG_PROPERTY_ID, "value": "any"}],
-            **times,
-        }
+async def test_a_create_carried_out_after_the_cancellation_is_removed(world: World) -> None:
+    """A create times out at calbridge, the appointment is cancelled (its lookup finds nothing
+    yet, the row becomes a tombstone), then Graph carries the create out: the next delta run
+    knows it by its transactionId and removes it."""
+    await world.store()
+    await world.sync()
+    [first] = world.events()
+    await world.store(appointment(canceled=True))
+    await world.sync()
+    assert world.events() == []
+    assert (await world.delta()).strays_removed == 0
+
+    async with world.database.session() as session:
+        connection = await session.get(Connection, world.connection_id)
+        assert connection is not None
+    client = world.graph.client_for(connection, world.secret_box)
+    late = await client.create_event(
+        MAX_MAILBOX,
+        translate(appointment(), translation_settings(connection)).to_graph(),
+        transaction_id=transaction_id(ORG, APPOINTMENT, MAX, 1),
+        tag=appointment_tag(ORG, APPOINTMENT, MAX),
     )
-    created = Event.model_validate({"id": "y", "transactionId": "tx-1", **times})
-    foreign = Event.model_validate({"id": "z", "transactionId": "tx-2", **times})
-    assert delta._ours_in_flight(tagged, set())
-    assert delta._ours_in_flight(created, {"tx-1"})
-    assert not delta._ours_in_flight(foreign, {"tx-1"})
+    assert late.value.id != first["id"]
+    writes = world.write_count()
+    outcome = await world.delta()
+    assert outcome.strays_removed == 1 and outcome.conflicts == 0
+    assert world.events() == []
+    assert world.write_count() == writes + 1  # the one DELETE
+    assert await world.blocks() == []
+    [record] = await world.records("stray_")
+    assert record.details == {"mailbox": MAX_MAILBOX, "event_id": late.value.id}
+    assert (record.booking_resource_id, record.appointment_id) == (MAX, APPOINTMENT)
+    assert (await world.delta()).strays_removed == 0
+
+
+async def test_a_create_in_flight_is_left_alone(world: World) -> None:
+    """The row of a create of unknown outcome (no id yet): its event is the executor's to adopt,
+    neither a stray nor a busy block."""
+    await world.store()
+    async with world.database.session_scope() as session:
+        session.add(
+            EventMapping(
+                connection_id=world.connection_id,
+                appointment_id=APPOINTMENT,
+                booking_resource_id=MAX,
+                mailbox=MAX_MAILBOX,
+                generation=1,
+                field_hashes={},
+                deleted=False,
+            )
+        )
+        connection = await session.get(Connection, world.connection_id)
+        assert connection is not None
+    client = world.graph.client_for(connection, world.secret_box)
+    await client.create_event(
+        MAX_MAILBOX,
+        translate(appointment(), translation_settings(connection)).to_graph(),
+        transaction_id=transaction_id(ORG, APPOINTMENT, MAX, 1),
+        tag=appointment_tag(ORG, APPOINTMENT, MAX),
+    )
+    outcome = await world.delta()
+    assert outcome.strays_removed == 0 and outcome.echoes == 1
+    assert len(world.events()) == 1
+    assert await world.blocks() == []
 
 
 async def test_a_throttled_page_retries_after_graphs_delay_and_resumes(world: World) -> None:
