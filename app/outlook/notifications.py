@@ -24,7 +24,6 @@ from fastapi.responses import PlainTextResponse, Response
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.requests import ClientDisconnect
 
-from app.bookingtime.router import RawRequestRoute
 from app.config import Settings
 from app.crypto import SecretBox, SecretKeyError
 from app.db import Database
@@ -35,6 +34,7 @@ from app.outlook.jobs import SYNC_MAILBOX, mailbox_sync_job, subscription_job
 from app.outlook.subscriptions import LIFECYCLE_PATH, NOTIFICATION_PATH, renew_job
 from app.problems import ProblemError, problem_responses
 from app.queue.repository import NewJob
+from app.routing import RawRequestRoute
 
 log = logging.getLogger(__name__)
 
