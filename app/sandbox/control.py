@@ -7,9 +7,9 @@ import secrets
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Request
+from fastapi import APIRouter, HTTPException, Query, Request
 from pydantic import BaseModel
 
 from app.sandbox.clock import Clock
@@ -41,6 +41,7 @@ from app.sandbox.subscription_store import (
     Subscription,
 )
 from app.sandbox.throttle import Throttle
+from app.sandbox.write_log import WritePage
 
 SECRET_LIFETIME = timedelta(days=730)
 
@@ -240,6 +241,15 @@ class Control:
             event = self._event(mailbox, event_id)
             del mailbox.events[event.immutable_id]
             state.record_change("deleted", mailbox.user_id, event.immutable_id)
+
+    # Write log ---------------------------------------------------------------------------------
+    def writes(self, *, after: int = 0, limit: int | None = None) -> WritePage:
+        """Event creates, updates and deletes logged after sequence `after`, oldest first, each
+        with its server time and the transactionId and extended properties of the event."""
+        return self._runtime.writes.page(after=after, limit=limit)
+
+    def clear_writes(self) -> None:
+        self._runtime.writes.clear()
 
     # Subscriptions and delivery -----------------------------------------------------------
     @property
@@ -479,6 +489,25 @@ async def http_clock(request: Request) -> dict[str, str]:
 async def http_stats(request: Request) -> dict[str, Any]:
     control = _control(request)
     return {"token_requests": control.token_requests, "throttled": control.throttle.rejected}
+
+
+@router.get("/writes")
+async def http_writes(
+    request: Request,
+    after: Annotated[int, Query(ge=0)] = 0,
+    limit: Annotated[int | None, Query(ge=1)] = None,
+) -> dict[str, Any]:
+    page = _control(request).writes(after=after, limit=limit)
+    return {
+        "writes": [write.as_json() for write in page.writes],
+        "last_sequence": page.last_sequence,
+        "dropped": page.dropped,
+    }
+
+
+@router.delete("/writes", status_code=204)
+async def http_clear_writes(request: Request) -> None:
+    _control(request).clear_writes()
 
 
 @router.get("/mailboxes/{user_ref}/events")

@@ -9,6 +9,7 @@ from app.sandbox.faults import Faults
 from app.sandbox.state import SandboxState
 from app.sandbox.subscription_store import SubscriptionStore
 from app.sandbox.throttle import Throttle
+from app.sandbox.write_log import WriteLog
 
 
 @dataclass
@@ -18,3 +19,7 @@ class Runtime:
     throttle: Throttle = field(default_factory=Throttle)
     delta: DeltaStore = field(default_factory=DeltaStore)
     subscriptions: SubscriptionStore = field(default_factory=SubscriptionStore)
+    writes: WriteLog = field(default_factory=WriteLog)
+
+    def __post_init__(self) -> None:
+        self.writes.attach(self.state)
