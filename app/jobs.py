@@ -12,6 +12,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.config import Settings
 from app.connections.checks import CHECK_MAILBOX_JOB, check_mailbox_job
+from app.connections.secrets import (
+    SECRET_EXPIRY_INTERVAL_SECONDS,
+    SECRET_EXPIRY_JOB,
+    check_secret_expiry,
+)
 from app.crypto import SecretBox
 from app.db import Database
 from app.models import InboxEvent
@@ -54,6 +59,9 @@ def build_registry(
         subscriptions.SUBSCRIPTION_UPKEEP,
         partial(subscriptions.subscription_upkeep, graph=graph, secret_box=secret_box),
         every_seconds=settings.outlook.upkeep_interval_seconds,
+    )
+    registry.register(
+        SECRET_EXPIRY_JOB, check_secret_expiry, every_seconds=SECRET_EXPIRY_INTERVAL_SECONDS
     )
     registry.register(SYNC_MAILBOX, partial(sync_mailbox, graph=graph, secret_box=secret_box))
     registry.register(

@@ -1,20 +1,27 @@
-"""Bearer-token authentication for the admin API.
+"""Bearer-token authentication and authorization for the admin API.
 
 Tokens are random strings shown once at creation and stored as SHA-256 hashes (they carry enough
-entropy that a slow hash adds nothing). `CALBRIDGE_ADMIN_TOKEN` is accepted as a bootstrap token.
+entropy that a slow hash adds nothing). `CALBRIDGE_ADMIN_TOKEN` is accepted as a bootstrap token
+with the `admin` role. A `read` token may only use safe methods (GET, HEAD, OPTIONS): the rule is
+keyed on the method in `require_admin`, the one dependency every admin router carries, so a new
+write route cannot forget it. Failed authentications are rate-limited per client address.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import math
 import secrets
+import time
+from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.config import Settings
@@ -25,6 +32,11 @@ from app.problems import ProblemError
 
 TOKEN_PREFIX = "cbt_"  # noqa: S105 (a prefix, not a secret)
 ROLES = ("read", "admin")
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+# Ten wrong tokens a minute is far more than a mistyped token costs, far too few to guess one.
+MAX_FAILURES = 10
+FAILURE_WINDOW_SECONDS = 60.0
 
 _bearer = HTTPBearer(auto_error=False, description="an admin token: `Authorization: Bearer …`")
 
@@ -35,6 +47,64 @@ class Principal:
 
     name: str
     role: str
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role == "admin"
+
+
+class RevokedTokenNotFoundError(LookupError):
+    """No live token has that name or id."""
+
+
+class AuthFailureLimiter:
+    """Failed authentications per client address in a sliding window, in this process's memory.
+
+    Per process on purpose: it slows guessing down without a database write per failure, and
+    with N API replicas an attacker gets at most N times the budget, still hopeless against a
+    256-bit token. Successful authentications neither count nor reset the window.
+    """
+
+    def __init__(
+        self,
+        *,
+        max_failures: int = MAX_FAILURES,
+        window_seconds: float = FAILURE_WINDOW_SECONDS,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.max_failures = max_failures
+        self.window_seconds = window_seconds
+        self._clock = clock
+        self._failures: dict[str, deque[float]] = {}
+
+    def _recent(self, address: str) -> deque[float] | None:
+        stamps = self._failures.get(address)
+        if stamps is None:
+            return None
+        horizon = self._clock() - self.window_seconds
+        while stamps and stamps[0] <= horizon:
+            stamps.popleft()
+        if not stamps:
+            del self._failures[address]
+            return None
+        return stamps
+
+    def retry_after(self, address: str) -> int | None:
+        """Seconds until `address` may try again, or None when it is not blocked."""
+        stamps = self._recent(address)
+        if stamps is None or len(stamps) < self.max_failures:
+            return None
+        # Blocked until enough of the window's failures age out to fall below the limit.
+        release = stamps[-self.max_failures] + self.window_seconds
+        return max(1, math.ceil(release - self._clock()))
+
+    def failed(self, address: str) -> None:
+        """Count one failed authentication of `address`."""
+        self._recent(address)
+        if len(self._failures) > 100_000:
+            # A flood from many addresses must not grow memory without bound.
+            self._failures.clear()
+        self._failures.setdefault(address, deque()).append(self._clock())
 
 
 def hash_token(token: str) -> str:
@@ -55,6 +125,32 @@ async def create_token(session: AsyncSession, *, name: str, role: str = "admin")
     return token
 
 
+async def list_tokens(session: AsyncSession, *, include_revoked: bool = False) -> list[AdminToken]:
+    """Stored tokens (live ones unless `include_revoked`), oldest first."""
+    query = select(AdminToken).order_by(AdminToken.id)
+    if not include_revoked:
+        query = query.where(AdminToken.revoked_at.is_(None))
+    return list(await session.scalars(query))
+
+
+async def revoke_token(session: AsyncSession, *, name_or_id: str) -> list[AdminToken]:
+    """Revoke the live tokens named `name_or_id` (or with that id); RevokedTokenNotFoundError
+    when there is none."""
+    match = AdminToken.name == name_or_id
+    if name_or_id.isdigit():
+        match = or_(match, AdminToken.id == int(name_or_id))
+    rows = list(
+        await session.scalars(select(AdminToken).where(match, AdminToken.revoked_at.is_(None)))
+    )
+    if not rows:
+        raise RevokedTokenNotFoundError(name_or_id)
+    now = utcnow()
+    for row in rows:
+        row.revoked_at = now
+    await session.flush()
+    return rows
+
+
 def _unauthorized(detail: str) -> ProblemError:
     return ProblemError(
         401,
@@ -65,12 +161,23 @@ def _unauthorized(detail: str) -> ProblemError:
     )
 
 
-async def require_admin(
-    request: Request,
-    session: Annotated[AsyncSession, Depends(get_session)],
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+def _limiter(request: Request) -> AuthFailureLimiter:
+    limiter: AuthFailureLimiter | None = getattr(request.app.state, "auth_failure_limiter", None)
+    if limiter is None:
+        limiter = request.app.state.auth_failure_limiter = AuthFailureLimiter()
+    return limiter
+
+
+def _client_address(request: Request) -> str:
+    # The peer address, not X-Forwarded-For: a header anyone can set would let an attacker pick
+    # a fresh address per guess. Behind a proxy, have it pass the peer through (uvicorn
+    # --proxy-headers with --forwarded-allow-ips).
+    return request.client.host if request.client is not None else "unknown"
+
+
+async def _authenticate(
+    request: Request, session: AsyncSession, credentials: HTTPAuthorizationCredentials | None
 ) -> Principal:
-    """FastAPI dependency: the caller's principal, or a 401 problem."""
     if credentials is None or credentials.scheme.lower() != "bearer" or not credentials.credentials:
         raise _unauthorized("send an admin token as `Authorization: Bearer <token>`")
     token = credentials.credentials
@@ -88,6 +195,42 @@ async def require_admin(
         raise _unauthorized("the admin token is unknown or revoked")
     row.last_used_at = utcnow()
     return Principal(name=row.name, role=row.role)
+
+
+async def require_admin(
+    request: Request,
+    session: Annotated[AsyncSession, Depends(get_session)],
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> Principal:
+    """FastAPI dependency: the caller's principal; a 401 problem without a valid token, 429 after
+    too many failures from the address, 403 when a `read` token uses anything but a safe method."""
+    limiter = _limiter(request)
+    address = _client_address(request)
+    wait = limiter.retry_after(address)
+    if wait is not None:
+        raise ProblemError(
+            429,
+            "too_many_requests",
+            "Too many failed authentications",
+            f"too many failed authentications from this address; retry in {wait} s",
+            headers={"Retry-After": str(wait)},
+        )
+    try:
+        principal = await _authenticate(request, session, credentials)
+    except ProblemError:
+        if credentials is not None and credentials.credentials:
+            # Only a presented token is a guess; a request without one reveals nothing.
+            limiter.failed(address)
+        raise
+    if request.method not in SAFE_METHODS and not principal.is_admin:
+        raise ProblemError(
+            403,
+            "forbidden",
+            "Not allowed for this token",
+            f"the token {principal.name!r} has the role {principal.role!r}, which may only read; "
+            f"{request.method} needs a token with the role 'admin'",
+        )
+    return principal
 
 
 AdminPrincipal = Annotated[Principal, Depends(require_admin)]

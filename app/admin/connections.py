@@ -8,7 +8,7 @@ from fastapi import APIRouter, Body, Depends, Header, Path, Request, Response, s
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.config import Settings
-from app.connections import checks, service
+from app.connections import checks, secrets, service
 from app.connections.schemas import (
     ID_MAX_LENGTH,
     ID_PATTERN,
@@ -136,13 +136,20 @@ async def list_connections(session: DbSession) -> list[ConnectionOut]:
         "employees' calendars (application permission `Calendars.ReadWrite`, admin consent). "
         "Answers `201` when the connection is new, `200` when it was updated. Secrets are "
         "stored encrypted and never returned, except a webhook secret calbridge generates: "
-        "that one is in this response only."
+        "that one is in this response only.\n\n"
+        "A new `client_secret` for an existing connection is first tried against Microsoft "
+        "Entra (a token is acquired with it) and stored only if that works, so the rotation "
+        "never interrupts sync. If Entra refuses it: `422` `client_secret_rejected` with "
+        "`reason` (e.g. `secret_invalid`, `secret_expired`), `aadsts_code` and a readable "
+        "`detail`, and the old secret stays. If Entra cannot be reached: `503` "
+        "`entra_unavailable` with `Retry-After`, and nothing is changed. Creating a "
+        "connection is not checked this way (see the verify endpoint)."
     ),
     status_code=status.HTTP_200_OK,
     responses={
         200: {"description": "Updated"},
         201: {"model": ConnectionPutOut, "description": "Created"},
-        **problem_responses(409, 422),
+        **problem_responses(409, 422, 503),
     },
 )
 async def put_connection(
@@ -152,7 +159,27 @@ async def put_connection(
     session: DbSession,
     secret_box: Annotated[SecretBox, Depends(get_secret_box)],
     authority_hosts: Annotated[tuple[str, ...], Depends(get_authority_hosts)],
+    graph: Annotated[GraphClients, Depends(get_graph)],
+    accept_language: Annotated[str | None, Header()] = None,
 ) -> ConnectionPutOut:
+    rotation = await service.rotated_client_secret(
+        session,
+        secret_box=secret_box,
+        organization_id=organization_id,
+        data=body,
+        authority_hosts=authority_hosts,
+    )
+    if rotation is not None:
+        locale = request_locale(accept_language, body.locale or rotation.connection.locale)
+        # No transaction stays open while Entra is asked; the PUT below reads afresh.
+        await session.commit()
+        await secrets.verify_new_secret(
+            graph,
+            tenant=rotation.tenant,
+            client_id=rotation.client_id,
+            client_secret=rotation.client_secret,
+            locale=locale,
+        )
     result = await service.put_connection(
         session,
         secret_box=secret_box,
@@ -226,6 +253,13 @@ async def verify_connection(
         locale=request_locale(accept_language, connection.locale),
         mailbox=body.mailbox if body is not None else None,
     )
+    token = results[0]
+    if token.code in secrets.REJECTION_CODES:
+        await secrets.mark_rejected(session, connection_id=connection.id, code=token.code)
+        await session.commit()
+    elif token.ok and connection.client_secret_rejected_at is not None:
+        await secrets.clear_rejected(session, connection_id=connection.id)
+        await session.commit()
     return VerifyOut(
         ok=all(r.ok for r in results),
         checks=[CheckOut(name=r.name, ok=r.ok, code=r.code, message=r.message) for r in results],

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, Path, Query
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.admin.auth import require_admin
+from app.admin.auth import AdminPrincipal, require_admin
 from app.admin.pagination import Cursor, Limit, Page, decode_cursor, encode_cursor
 from app.db import get_session
 from app.models.base import utcnow
@@ -46,7 +46,9 @@ class JobOut(BaseModel):
 
     id: int
     kind: str = Field(description="dotted job kind, e.g. `sync.appointment`")
-    args: dict[str, Any]
+    args: dict[str, Any] | None = Field(
+        description="the job's arguments; null for a `read` token (they are payload)"
+    )
     state: JobState
     run_at: datetime = Field(description="not started before this time")
     attempts: int = Field(description="runs started so far")
@@ -54,7 +56,9 @@ class JobOut(BaseModel):
     dedupe_key: str | None = Field(description="at most one pending job per key")
     serial_key: str | None = Field(description="at most one running job per key")
     mailbox: str | None = Field(description="the Graph mailbox the job writes to")
-    last_error: str | None
+    last_error: str | None = Field(
+        description="the last run's error; null when none, and always for a `read` token"
+    )
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
@@ -107,11 +111,16 @@ _RETRY_PROBLEMS = _with_examples(
 @router.get(
     "",
     summary="List jobs, newest first",
-    description="Filter by `state` and `kind`; page with `cursor` (the previous `next_cursor`).",
+    description=(
+        "Filter by `state` and `kind`; page with `cursor` (the previous `next_cursor`). For a "
+        "token with the role `read`, `args` and `last_error` are null: they can hold payload "
+        "(appointment ids, mailboxes, Graph error texts) that only `admin` may see."
+    ),
     responses=problem_responses(400, 401, 422),
 )
 async def get_jobs(
     session: Annotated[AsyncSession, Depends(get_session)],
+    principal: AdminPrincipal,
     state: Annotated[JobState | None, Query(description="only jobs in this state")] = None,
     kind: Annotated[str | None, Query(max_length=64, description="only jobs of this kind")] = None,
     limit: Limit = 50,
@@ -123,7 +132,10 @@ async def get_jobs(
     await session.commit()  # the token's last use
     page = jobs[:limit]
     next_cursor = encode_cursor(page[-1].id) if len(jobs) > limit else None
-    return Page[JobOut](items=[JobOut.model_validate(job) for job in page], next_cursor=next_cursor)
+    items = [JobOut.model_validate(job) for job in page]
+    if not principal.is_admin:
+        items = [item.model_copy(update={"args": None, "last_error": None}) for item in items]
+    return Page[JobOut](items=items, next_cursor=next_cursor)
 
 
 @router.post(

@@ -20,6 +20,7 @@ from pydantic import (
     field_validator,
 )
 
+from app.connections.secrets import secret_status
 from app.models import Connection, Employee
 from app.sync.repository import translation_settings
 from app.sync.translate import EventSettings
@@ -207,6 +208,8 @@ _CONNECTION_EXAMPLE: dict[str, JsonValue] = {
     "tenant": "contoso.onmicrosoft.com",
     "client_id": "6731de76-14a6-49ae-97bc-6eba6914391e",
     "client_secret_expires_at": "2027-05-31T00:00:00Z",
+    "secret_state": "ok",
+    "secret_days_left": 186,
     "locale": "de",
     "event_settings": {
         "subject_template": "{name} – {customer}",
@@ -241,6 +244,17 @@ class ConnectionOut(BaseModel):
     client_secret_expires_at: datetime | None = Field(
         description="When the client secret expires (UTC), if known."
     )
+    secret_state: Literal["ok", "expiring", "expired", "rejected"] = Field(
+        description=(
+            "The client secret's state: `ok`; `expiring` (expires within 30 days); `expired` "
+            "(its date has passed); `rejected` (Microsoft Entra refused it in a sync or a verify, "
+            "whatever its date says; cleared by a new secret or a successful sync or verify). "
+            "Warnings 30, 14, 7 and 1 days before expiry are in the sync history."
+        )
+    )
+    secret_days_left: int | None = Field(
+        description="Whole days until the client secret expires (0 once expired; null: no date)."
+    )
     locale: str = Field(description="Language of texts calbridge writes.")
     event_settings: EventSettings = Field(
         description="How appointments look in Outlook (the defaults where none were set)."
@@ -258,11 +272,14 @@ class ConnectionOut(BaseModel):
     @classmethod
     def build(cls, connection: Connection, *, employee_count: int) -> Self:
         """The response for a stored connection."""
+        secret = secret_status(connection)
         return cls(
             organization_id=connection.organization_id,
             tenant=connection.tenant,
             client_id=connection.client_id,
             client_secret_expires_at=connection.client_secret_expires_at,
+            secret_state=secret.state,
+            secret_days_left=secret.days_left,
             locale=connection.locale,
             event_settings=event_settings_of(connection),
             webhook_url=webhook_path(connection.organization_id),

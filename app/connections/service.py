@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.connections import repository
 from app.connections.checks import CHECK_MAILBOX_JOB, CheckResult, apply_to_employee
 from app.connections.schemas import ConnectionIn, EmployeeIn, event_settings_of
+from app.connections.secrets import reset_for_new_secret
 from app.connections.tenant import GLOBAL_AUTHORITY_HOSTS, InvalidTenantError, normalize_tenant
 from app.crypto import SecretBox, SecretKeyError
 from app.models import Connection, Employee
@@ -181,11 +182,17 @@ async def put_connection(
     ):
         connection.client_secret_encrypted = secret_box.encrypt(client_secret)
         new_client_secret = True
+    expiry_before = connection.client_secret_expires_at
     if "client_secret_expires_at" in data.model_fields_set:
         connection.client_secret_expires_at = data.expires_at_utc
     elif new_client_secret:
         # The stored date described the replaced secret; keeping it would warn about the wrong one.
         connection.client_secret_expires_at = None
+    reset_for_new_secret(
+        connection,
+        new_secret=new_client_secret,
+        new_expiry=connection.client_secret_expires_at != expiry_before,
+    )
     if webhook_secret is not None and not _same_secret(
         secret_box, connection.webhook_secret_encrypted, webhook_secret
     ):
@@ -207,6 +214,47 @@ async def put_connection(
     await session.flush()
     count = await repository.count_employees(session, connection_id=connection.id)
     return PutConnectionResult(ConnectionSummary(connection, count), False, None)
+
+
+@dataclass(frozen=True)
+class SecretRotation:
+    """A PUT that replaces an existing connection's client secret: what to verify it with."""
+
+    connection: Connection
+    tenant: str
+    client_id: str
+    client_secret: str
+
+
+async def rotated_client_secret(
+    session: AsyncSession,
+    *,
+    secret_box: SecretBox,
+    organization_id: str,
+    data: ConnectionIn,
+    authority_hosts: Iterable[str] = GLOBAL_AUTHORITY_HOSTS,
+) -> SecretRotation | None:
+    """The rotation `data` asks for, so the new secret can be verified before it is stored;
+    None when the connection is new (creation is never blocked on Entra) or keeps its secret."""
+    if data.client_secret is None:
+        return None
+    secret = data.client_secret.get_secret_value()
+    connection = await repository.get_connection(session, organization_id)
+    if connection is None:
+        return None
+    try:
+        current = secret_box.decrypt(connection.client_secret_encrypted)
+    except SecretKeyError:
+        # Stored under a key that is gone: there is no working secret to protect, and sending
+        # it again is how an admin repairs the connection, Entra reachable or not.
+        return None
+    if hmac.compare_digest(current.encode(), secret.encode()):
+        return None
+    try:
+        tenant = normalize_tenant(data.tenant, authority_hosts=authority_hosts)
+    except InvalidTenantError as exc:
+        raise InvalidFieldError("tenant", exc.reason, detail=str(exc)) from exc
+    return SecretRotation(connection, tenant, str(data.client_id), secret)
 
 
 def _stored(data: ConnectionIn) -> dict[str, object] | None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import String, Text
+from sqlalchemy import SmallInteger, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.models.base import Base, BigIntPK, JSONDoc, UTCDateTime, utcnow
@@ -21,6 +21,13 @@ class Connection(Base):
     # Fernet tokens (app.crypto); never the plain secret.
     client_secret_encrypted: Mapped[str] = mapped_column(Text)
     client_secret_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Entra refused the stored client secret (a sync, verify or check said invalid/expired),
+    # whatever its date says; cleared by a new secret or a success. Code: secret_invalid|expired.
+    client_secret_rejected_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    client_secret_rejected_code: Mapped[str | None] = mapped_column(String(32))
+    # The most urgent expiry warning (days before expiry: 30, 14, 7, 1) already recorded for the
+    # current secret and date, so each crossing is announced once; None: none yet.
+    client_secret_warned_days: Mapped[int | None] = mapped_column(SmallInteger)
     webhook_secret_encrypted: Mapped[str] = mapped_column(Text)
     locale: Mapped[str] = mapped_column(String(8), default="de")
     # app.sync.translate.EventSettings as set by the admin; None: every default.

@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from tzlocal.windows_tz import win_tz
 
 from app.config import Settings
+from app.connections import secrets
 from app.crypto import SecretBox
 from app.db import Database
 from app.graph.client import GraphClient
@@ -235,6 +236,7 @@ async def _record_failure(
                 error_code=code,
                 error_message=text,
             )
+        await secrets.mark_rejected(session, connection_id=connection.id, code=code, now=now)
 
 
 async def _round(run: _Run, window: tuple[datetime, datetime], *, full: bool) -> None:

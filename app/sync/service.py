@@ -12,6 +12,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.config import Settings
+from app.connections import secrets
 from app.crypto import SecretBox
 from app.db import Database
 from app.graph.client import GraphClient
@@ -45,6 +46,7 @@ class _Run:
     job_id: int | None
     unmapped_recorded: frozenset[str]
     known_ids: frozenset[str]
+    secret_rejected: bool
     retry: list[GraphError] = field(default_factory=list)
     permanent: list[str] = field(default_factory=list)
 
@@ -111,6 +113,7 @@ async def sync_appointment_impl(
         job_id=job_id,
         unmapped_recorded=state.unmapped_recorded,
         known_ids=frozenset(m.graph_event_id for m in state.mappings if m.graph_event_id),
+        secret_rejected=connection.client_secret_rejected_at is not None,
     )
     per_employee: dict[str, list[Action]] = {}
     for action in actions:
@@ -315,6 +318,10 @@ async def _success(
         booking_resource_id=action.booking_resource_id,
         now=utcnow(),
     )
+    if run.secret_rejected:
+        # Entra took the secret after all: the connection no longer shows it as rejected.
+        await secrets.clear_rejected(session, connection_id=run.connection_id)
+        run.secret_rejected = False
 
 
 async def _failed(run: _Run, action: Action, error: GraphError, started: float) -> None:
@@ -336,6 +343,7 @@ async def _failed(run: _Run, action: Action, error: GraphError, started: float) 
             duration_ms=_ms(started),
             request_id=error.request_id,
         )
+        await secrets.mark_rejected(session, connection_id=run.connection_id, code=code)
         if not error.retryable:
             await repo.set_employee_status(
                 session,

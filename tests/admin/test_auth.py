@@ -9,7 +9,7 @@ import pytest
 from fastapi import FastAPI
 from sqlalchemy import text
 
-from app.admin.auth import create_token
+from app.admin.auth import AuthFailureLimiter, create_token
 from app.db import Database
 from app.models.base import utcnow
 from tests.admin.conftest import assert_problem, raw_rows
@@ -134,6 +134,8 @@ async def test_every_admin_route_requires_a_token(
         "/api/v1/connections/{organization_id}/employees/{employee_id}",
         "/api/v1/sync-history",
     }
+    # Every route gets a wrong token here: more than the failure limit allows in a minute.
+    app.state.auth_failure_limiter = AuthFailureLimiter(max_failures=len(routes) + 1)
     for method, path in routes:
         url = path.replace("{organization_id}", "f6x").replace("{employee_id}", "brx")
         url = url.replace("{", "").replace("}", "")

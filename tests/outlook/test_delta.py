@@ -706,3 +706,18 @@ async def test_a_delta_that_fails_for_good_tells_the_admin(world: World) -> None
     with pytest.raises((GraphError, RetryAfter)):
         await world.delta()
     assert len(await world.rows(SyncRecord)) == 1
+
+
+async def test_a_delta_refused_for_the_secret_marks_the_connection_rejected(world: World) -> None:
+    async with world.database.session_scope() as session:
+        connection = await session.get(Connection, world.connection_id)
+        assert connection is not None
+        connection.client_secret_encrypted = world.secret_box.encrypt("not-the-secret")
+    with pytest.raises(PermanentError):
+        await world.delta()
+    async with world.database.session() as session:
+        connection = await session.get(Connection, world.connection_id)
+        assert connection is not None
+        assert connection.client_secret_rejected_code == "secret_invalid"
+    [record] = await world.rows(SyncRecord)
+    assert record.code == "secret_invalid"

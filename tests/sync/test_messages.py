@@ -43,6 +43,7 @@ def test_every_code_has_both_languages_and_no_unfilled_placeholder(code: str) ->
             "employee",
             "count",
             "expires_at",
+            "days",
         )
     }
     params["reason"] = "<reason>"

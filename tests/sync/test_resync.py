@@ -12,13 +12,13 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from app.config import Settings, WorkerSettings
 from app.crypto import SecretBox
 from app.db import Database
 from app.main import create_app
-from app.models import Job, SyncRecord
+from app.models import Connection, Job, SyncRecord
 from app.outlook.jobs import MAILBOX_SWEEP
 from app.sandbox import SandboxServer
 from tests.bookingtime.helpers import ORGANIZATION_ID as ORG
@@ -306,7 +306,13 @@ async def test_removal_with_broken_credentials_reports_and_catches_up(world: Wor
     await world.settle()
     assert world.subjects(MAX) == ["One"]
 
-    await world.connect(client_secret="not-the-secret")
+    # The secret goes bad on Entra's side (a PUT of a wrong one would be refused up front).
+    async with world.database.session_scope() as session:
+        await session.execute(
+            update(Connection).values(
+                client_secret_encrypted=SecretBox([SECRET_KEY.encode()]).encrypt("not-the-secret")
+            )
+        )
     await world.settle()
     response = await world.client.delete(
         employee_url(MAX_ID), params={"remove_events": "true"}, headers=HEADERS
