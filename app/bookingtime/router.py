@@ -1,7 +1,8 @@
 """`POST /webhooks/bookingtime/{organization_id}`: HTTP in and out of the bookingtime intake.
 
 The body is read raw (capped) and verified before it is parsed; everything stored for one
-delivery is committed in one transaction.
+delivery is committed in one transaction. The route is documented in the OpenAPI document like
+any other, but its handler takes the raw request (`RawRequestRoute`).
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import IntegrityError
-from starlette.requests import ClientDisconnect
 
 from app.bookingtime.schemas import (
     EXAMPLE_EVENT,
@@ -33,10 +33,12 @@ from app.bookingtime.signature import SignatureError, UndecodableBody, WebhookVe
 from app.config import Settings
 from app.crypto import SecretBox
 from app.problems import ProblemError, problem_responses
+from app.routing import RawRequestRoute, read_body, refuse_declared_oversize
 
 log = logging.getLogger(__name__)
 
-router = APIRouter(tags=["webhooks"])
+
+router = APIRouter(tags=["webhooks"], route_class=RawRequestRoute)
 
 # Loose on purpose: bookingtime ids are `f6` + 30 characters, but any url-safe id up to the
 # column's 64 characters is looked up, and anything else is simply not an organisation (404).
@@ -50,15 +52,6 @@ def _verifier(secret_box: SecretBox, webhook_secret_encrypted: str) -> WebhookVe
     return WebhookVerifier(secret_box.decrypt(webhook_secret_encrypted))
 
 
-def _payload_too_large(limit: int) -> ProblemError:
-    return ProblemError(
-        413,
-        "payload_too_large",
-        "The webhook body is too large",
-        detail=f"bodies are limited to {limit} bytes",
-    )
-
-
 def _invalid_json(exc: ValueError) -> ProblemError:
     return ProblemError(400, "invalid_json", "The body is not JSON", detail=str(exc))
 
@@ -70,23 +63,6 @@ def _unknown_organization() -> ProblemError:
         "Unknown organisation",
         detail="no connection is configured for this bookingtime organisation",
     )
-
-
-async def _read_body(request: Request, limit: int) -> bytes:
-    """The raw body, refusing to read past `limit` bytes (chunked bodies included)."""
-    chunks: list[bytes] = []
-    size = 0
-    try:
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > limit:
-                raise _payload_too_large(limit)
-            chunks.append(chunk)
-    except ClientDisconnect as exc:
-        raise ProblemError(
-            400, "incomplete_body", "The body ended early", detail="the client disconnected"
-        ) from exc
-    return b"".join(chunks)
 
 
 def _inline_refs(schema: dict[str, Any]) -> dict[str, Any]:
@@ -160,17 +136,15 @@ Errors are `application/problem+json` with a stable `code`: `invalid_json` (400)
         },
     },
 )
-async def receive_bookingtime_event(organization_id: str, request: Request) -> JSONResponse:
+async def receive_bookingtime_event(request: Request, organization_id: str) -> JSONResponse:
     settings: Settings = request.app.state.settings
     limit = settings.max_webhook_bytes
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise _payload_too_large(limit)
+    refuse_declared_oversize(request, limit, "webhook")
     if not _ORGANIZATION_ID.fullmatch(organization_id):
         raise _unknown_organization()
     # Read before touching the database: with SQLite the one connection is then never held
     # while waiting on the network.
-    body = await _read_body(request, limit)
+    body = await read_body(request, limit, "webhook")
 
     intake: BookingtimeIntake = request.app.state.bookingtime_intake
     receiver = await intake.receivers.get(organization_id)

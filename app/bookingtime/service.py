@@ -8,6 +8,7 @@ commit: app/inbox/group_commit.py). It never commits and never calls Graph.
 from __future__ import annotations
 
 import json
+import math
 import re
 import time
 from collections.abc import Callable, Sequence
@@ -22,7 +23,7 @@ from app.bookingtime.schemas import APPOINTMENT_EVENT_TYPES, AppointmentEvent, O
 from app.db import Database
 from app.inbox import repository as inbox
 from app.inbox.group_commit import GroupCommitter
-from app.inbox.repository import Receiver
+from app.inbox.repository import NewInboxEvent, NewSnapshot, Receiver
 from app.models.base import utcnow
 from app.models.inbox_event import INBOX_ACCEPTED, INBOX_IGNORED, INBOX_STALE
 from app.queue.repository import NewJob, enqueue_many
@@ -76,6 +77,19 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 
 
+def _finite_float(text: str) -> float:
+    # `1e400` is valid JSON syntax but no double: Python would read it as infinity and store
+    # `Infinity`, which is not JSON (PostgreSQL's jsonb refuses it).
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"{text} is out of range")
+    return value
+
+
+# Built once: `json.loads` with any option builds a new decoder on every call.
+_DECODER = json.JSONDecoder(parse_constant=_reject_constant, parse_float=_finite_float)
+
+
 def _has_unstorable_text(value: Any) -> bool:
     if isinstance(value, str):
         return "\x00" in value or (not value.isascii() and _is_unencodable(value))
@@ -120,7 +134,7 @@ def _field_errors(exc: ValidationError, prefix: tuple[str, ...] = ()) -> list[di
 def parse_event(text: str, *, organization_id: str) -> ParsedEvent:
     """The delivery's event, checked against the contract and the path's organisation."""
     try:
-        document = json.loads(text, parse_constant=_reject_constant)
+        document = _DECODER.decode(text)
     except (ValueError, RecursionError) as exc:
         raise InvalidJson(f"the body is not valid JSON: {exc}") from exc
     if not isinstance(document, dict):
@@ -204,19 +218,21 @@ async def record_deliveries(
     had if recorded one after another in this order; a `duplicate` stores nothing."""
     now = utcnow()
     outcomes: list[IntakeOutcome | None] = [None] * len(deliveries)
-    rows = [
-        {
-            "source": SOURCE,
-            "connection_id": d.connection_id,
-            "external_id": d.webhook_id,
-            "event_type": d.event.event_type,
-            "subject_id": d.event.appointment_id[:64] if d.event.appointment_id else None,
-            "outcome": INBOX_IGNORED if d.event.appointment is None else INBOX_ACCEPTED,
-            "received_at": now,
-        }
-        for d in deliveries
-    ]
-    inserted = await inbox.insert_inbox_events(session, rows)
+    inserted = await inbox.insert_inbox_events(
+        session,
+        [
+            NewInboxEvent(
+                source=SOURCE,
+                connection_id=d.connection_id,
+                external_id=d.webhook_id,
+                event_type=d.event.event_type,
+                subject_id=d.event.appointment_id[:64] if d.event.appointment_id else None,
+                outcome=INBOX_IGNORED if d.event.appointment is None else INBOX_ACCEPTED,
+            )
+            for d in deliveries
+        ],
+        received_at=now,
+    )
 
     # Appointment events by appointment, in arrival order; the first delivery of a webhook id
     # owns its inbox row, any later one in the same batch is a duplicate.
@@ -239,29 +255,30 @@ async def record_deliveries(
     }
     contested = [key for key, indexes in by_appointment.items() if len(indexes) > 1]
     stored_before = await inbox.stored_event_times(session, contested)
-    stored = await inbox.upsert_snapshots_if_newer(
-        session,
-        [
-            {
-                "connection_id": key[0],
-                "appointment_id": key[1],
-                "payload": deliveries[i].event.appointment,
-                "event_at": deliveries[i].event.event_at,
-                "event_type": deliveries[i].event.event_type,
-                "canceled": deliveries[i].event.canceled,
-                "created_at": now,
-                "updated_at": now,
-            }
-            for key, i in winners.items()
-        ],
-    )
-    jobs = await enqueue_many(session, [_sync_job(*key) for key in winners if key in stored])
+    snapshots = []
+    for (connection_id, appointment_id), i in winners.items():
+        event = deliveries[i].event
+        assert event.appointment is not None  # only appointment events are in by_appointment
+        snapshots.append(
+            NewSnapshot(
+                connection_id=connection_id,
+                appointment_id=appointment_id,
+                payload=event.appointment,
+                event_at=event.event_at,
+                event_type=event.event_type,
+                canceled=event.canceled,
+            )
+        )
+    stored = await inbox.upsert_snapshots_if_newer(session, snapshots, now=now)
+    sync_jobs = {key: _sync_job(*key) for key in winners if key in stored}
+    job_ids = await enqueue_many(session, list(sync_jobs.values()))
 
     stale: list[int] = []
     for key, indexes in by_appointment.items():
         # One by one, an event is stored when it is not older than what is stored by then.
         newest = stored_before.get(key)
-        job_id = jobs.get(_sync_job(*key).dedupe_key)
+        job = sync_jobs.get(key)
+        job_id = None if job is None else job_ids.get(job.dedupe_key)
         for index in indexes:
             d = deliveries[index]
             inbox_id = inserted[(d.connection_id, d.webhook_id)]

@@ -22,7 +22,6 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import PlainTextResponse, Response
 from sqlalchemy.ext.asyncio import AsyncSession
-from starlette.requests import ClientDisconnect
 
 from app.config import Settings
 from app.crypto import SecretBox, SecretKeyError
@@ -34,7 +33,7 @@ from app.outlook.jobs import SYNC_MAILBOX, mailbox_sync_job, subscription_job
 from app.outlook.subscriptions import LIFECYCLE_PATH, NOTIFICATION_PATH, renew_job
 from app.problems import ProblemError, problem_responses
 from app.queue.repository import NewJob
-from app.routing import RawRequestRoute
+from app.routing import RawRequestRoute, read_body
 
 log = logging.getLogger(__name__)
 
@@ -299,34 +298,6 @@ def _resource_user(resource: Any) -> str | None:
     return parts[1].casefold()
 
 
-def _problem_too_large(limit: int) -> ProblemError:
-    return ProblemError(
-        413,
-        "payload_too_large",
-        "The notification body is too large",
-        detail=f"bodies are limited to {limit} bytes",
-    )
-
-
-async def _read_body(request: Request, limit: int) -> bytes:
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise _problem_too_large(limit)
-    chunks: list[bytes] = []
-    size = 0
-    try:
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > limit:
-                raise _problem_too_large(limit)
-            chunks.append(chunk)
-    except ClientDisconnect as exc:
-        raise ProblemError(
-            400, "incomplete_body", "The body ended early", detail="the client disconnected"
-        ) from exc
-    return b"".join(chunks)
-
-
 def _items(body: bytes) -> list[Any]:
     try:
         document = json.loads(body)
@@ -364,7 +335,7 @@ async def _receive(request: Request) -> Response:
     if token is not None:
         return _handshake(token)
     settings: Settings = request.app.state.settings
-    body = await _read_body(request, settings.max_webhook_bytes)
+    body = await read_body(request, settings.max_webhook_bytes, "notification")
     items = _items(body)
     intake: NotificationIntake = request.app.state.graph_notifications
     if await intake.receive(items):

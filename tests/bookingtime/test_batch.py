@@ -181,3 +181,83 @@ async def test_closed_committer_refuses_new_items(database: Database, connection
     await committer.close()
     with pytest.raises(RuntimeError, match="shutting down"):
         await committer.submit(delivery(connection_id, "m2", "edB", T0))
+
+
+async def test_a_snapshot_stored_by_the_orm_is_compared_by_time(
+    database: Database, connection_id: int
+) -> None:
+    # The intake writes with its own SQL; rows it compares against, and rows it writes, must
+    # match what SQLAlchemy itself stores and reads (SQLite compares datetimes as text).
+    stored_at = T0 + timedelta(microseconds=500)
+    async with database.session_scope() as session:
+        session.add(
+            Appointment(
+                connection_id=connection_id,
+                appointment_id="edA",
+                payload={"id": "edA", "name": "by the orm"},
+                event_at=stored_at,
+                event_type="appointment.created",
+                created_at=T0,
+                updated_at=T0,
+            )
+        )
+    outcomes = await record(
+        database,
+        [
+            delivery(connection_id, "m1", "edA", stored_at - timedelta(microseconds=1)),
+            delivery(connection_id, "m2", "edB", T0 + timedelta(days=1), name="Termin 📅"),
+        ],
+    )
+    assert [o.status for o in outcomes] == ["stale", "accepted"]
+    outcomes = await record(database, [delivery(connection_id, "m3", "edA", stored_at)])
+    assert [o.status for o in outcomes] == ["accepted"]  # equal times: the last received wins
+
+    inbox, snapshots, jobs = await rows(database)
+    by_id = {snapshot.appointment_id: snapshot for snapshot in snapshots}
+    assert by_id["edA"].payload == {"id": "edA", "name": "m3"}
+    assert by_id["edA"].event_at == stored_at
+    assert by_id["edA"].created_at == T0  # an update keeps when the snapshot was first stored
+    assert by_id["edA"].updated_at > T0
+    assert by_id["edB"].payload == {"id": "edB", "name": "Termin 📅"}
+    assert by_id["edB"].event_at == T0 + timedelta(days=1)
+    assert by_id["edB"].canceled is False
+    assert [i.outcome for i in inbox] == ["stale", "accepted", "accepted"]
+    assert all(i.received_at.tzinfo is UTC for i in inbox)
+    assert sorted(job.args["appointment_id"] for job in jobs) == ["edA", "edB"]
+
+
+async def test_a_batch_larger_than_one_statement(database: Database, connection_id: int) -> None:
+    count = 300  # more rows than one statement takes
+    outcomes = await record(
+        database, [delivery(connection_id, f"m{i}", f"ed{i}", T0) for i in range(count)]
+    )
+    assert [o.status for o in outcomes] == ["accepted"] * count
+    assert len({o.inbox_event_id for o in outcomes}) == len({o.job_id for o in outcomes}) == count
+    inbox, snapshots, jobs = await rows(database)
+    assert len(inbox) == len(snapshots) == len(jobs) == count
+
+
+async def test_a_cancelled_submitter_still_has_its_item_committed(
+    database: Database, connection_id: int
+) -> None:
+    release = asyncio.Event()
+
+    async def write(session: AsyncSession, items: Sequence[Delivery]) -> list[IntakeOutcome]:
+        await release.wait()
+        return await record_deliveries(session, items)
+
+    committer: GroupCommitter[Delivery, IntakeOutcome] = GroupCommitter(database, write)
+    try:
+        submitter = asyncio.create_task(committer.submit(delivery(connection_id, "m1", "edA", T0)))
+        await asyncio.sleep(0.01)  # queued, and the writer waits in `write`
+        submitter.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await submitter
+        release.set()
+        # Still written: the client that went away gets a duplicate when it retries.
+        retry = await committer.submit(delivery(connection_id, "m1", "edA", T0))
+    finally:
+        await committer.close()
+    assert retry.status == "duplicate"
+    inbox, snapshots, jobs = await rows(database)
+    assert len(inbox) == len(snapshots) == len(jobs) == 1

@@ -541,6 +541,8 @@ async def test_chunked_body_within_the_cap_is_accepted(
         b'"appointment.created"',
         b"null",
         b'{"type": "appointment.created", "timestamp": NaN}',
+        # A complete, valid event but for one number beyond any double.
+        encode(sample("appointment_created")).replace(b'"duration": 60', b'"duration": 1e400'),
         b'{"type": "appointment.created", "notes": "nul \\u0000 inside"}',
         b'{"type": "appointment.created", "notes": "lone \\ud800 surrogate"}',
         b"[" * 100_000 + b"]" * 100_000,
@@ -557,6 +559,7 @@ async def test_chunked_body_within_the_cap_is_accepted(
         "string",
         "null",
         "nan",
+        "huge-number",
         "nul",
         "surrogate",
         "deep",
@@ -715,3 +718,15 @@ async def test_openapi_documents_the_endpoint(app: FastAPI) -> None:
     assert {"type", "timestamp", "data"} <= set(body["schema"]["required"])
     headers = {p["name"] for p in operation["parameters"] if p["in"] == "header"}
     assert headers == {"webhook-id", "webhook-timestamp", "webhook-signature"}
+    # The handler reads the raw request (RawRequestRoute); the document still shows the path
+    # parameter and what each answer looks like.
+    path = [p["name"] for p in operation["parameters"] if p["in"] == "path"]
+    assert path == ["organization_id"]
+    schemas = {
+        status: operation["responses"][status]["content"]["application/json"]["schema"]["$ref"]
+        for status in ("200", "202")
+    }
+    assert schemas == {
+        "200": "#/components/schemas/DuplicateResult",
+        "202": "#/components/schemas/IntakeResult",
+    }
