@@ -4,12 +4,17 @@ Starts uvicorn (one process, SQLite file) as a subprocess, sends pre-signed webh
 keep-alive connections for T seconds (distinct appointments plus ~10 % re-deliveries of ids
 already answered), then `GET /healthz` the same way, and prints one JSON line of figures.
 
-    .venv/bin/python bench/intake.py --connections 32 --seconds 10 [--client httpx|raw]
+    .venv/bin/python bench/intake.py --connections 32 --seconds 10 [--client raw|httpx]
 
-The default client is httpx (one AsyncClient per connection). It costs about 1 ms of CPU per
-request, so on two cores `healthz_per_s` is mostly the client's own limit; `--client raw` writes
-pre-built HTTP/1.1 requests on plain sockets and shows what the server itself sustains.
-`--profile FILE` runs the server under cProfile.
+The default client is `raw`: pre-built HTTP/1.1 requests written on plain keep-alive sockets,
+about 30 µs of client CPU per request, so both phases measure what the server sustains. `httpx`
+(one AsyncClient per connection) costs about 0.7 ms of CPU per request: on two cores it caps
+`healthz_per_s` near 1,500/s, so its `ratio` compares mostly the client with itself and its
+latencies include the client's own queueing. `--profile FILE` runs the server under cProfile.
+
+Besides the rates, the line gives the server's CPU time per request of each phase (all
+threads, its main thread, and the system share): on a shared machine the rates swing with other
+load, the CPU cost per request much less.
 """
 
 from __future__ import annotations
@@ -230,7 +235,54 @@ async def _run_for(
     return time.perf_counter() - started
 
 
-async def _bench(args: argparse.Namespace, port: int, deliveries: list[Delivery]) -> dict[str, Any]:
+CpuSample = tuple[tuple[float, float], tuple[float, float]]
+
+
+class ServerCpu:
+    """The server process's CPU seconds (all threads, and its main thread alone) from /proc
+    (Linux), so each phase's cost per request can be told apart from what other load on the
+    machine does to its rate. Samples are None where /proc is not there."""
+
+    def __init__(self, pid: int) -> None:
+        self._process = Path(f"/proc/{pid}/stat")
+        self._main = Path(f"/proc/{pid}/task/{pid}/stat")
+        self._tick = os.sysconf("SC_CLK_TCK")
+
+    def _seconds(self, path: Path) -> tuple[float, float] | None:
+        """User and system CPU seconds."""
+        try:
+            # utime and stime: fields 14 and 15, counted after the parenthesised command name.
+            fields = path.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            return None
+        return int(fields[11]) / self._tick, int(fields[12]) / self._tick
+
+    def sample(self) -> CpuSample | None:
+        process, main = self._seconds(self._process), self._seconds(self._main)
+        return None if process is None or main is None else (process, main)
+
+
+def _cpu_per_request(
+    before: CpuSample | None, after: CpuSample | None, requests: int
+) -> dict[str, float] | None:
+    if before is None or after is None or not requests:
+        return None
+
+    def per_request(seconds: float) -> float:
+        return round(seconds / requests * 1e6, 1)
+
+    (user0, system0), (main_user0, main_system0) = before
+    (user1, system1), (main_user1, main_system1) = after
+    return {
+        "process_us": per_request(user1 - user0 + system1 - system0),
+        "main_thread_us": per_request(main_user1 - main_user0 + main_system1 - main_system0),
+        "system_us": per_request(system1 - system0),
+    }
+
+
+async def _bench(
+    args: argparse.Namespace, port: int, deliveries: list[Delivery], cpu: ServerCpu
+) -> dict[str, Any]:
     tally = Tally()
     answered: list[Delivery] = []  # distinct deliveries already accepted: duplicate candidates
     next_index = 0
@@ -280,8 +332,11 @@ async def _bench(args: argparse.Namespace, port: int, deliveries: list[Delivery]
     try:
         # Every connection open and warm before the clock starts.
         await asyncio.gather(*(get_healthz(connection) for connection in connections))
+        cpu_start = cpu.sample()
         webhook_seconds = await _run_for(args.seconds, connections, send_webhook)
+        cpu_webhooks = cpu.sample()
         healthz_seconds = await _run_for(args.seconds, connections, count_healthz)
+        cpu_healthz = cpu.sample()
     finally:
         await asyncio.gather(*(connection.close() for connection in connections))
 
@@ -301,6 +356,9 @@ async def _bench(args: argparse.Namespace, port: int, deliveries: list[Delivery]
         "p99_ms": round(latencies[p99_index] * 1000, 2),
         "healthz_per_s": round(healthz_per_s, 1),
         "ratio": round(accepted_per_s / healthz_per_s, 3),
+        # Server CPU per request of each phase (webhooks counts duplicates too).
+        "server_cpu_per_webhook": _cpu_per_request(cpu_start, cpu_webhooks, len(latencies)),
+        "server_cpu_per_healthz": _cpu_per_request(cpu_webhooks, cpu_healthz, healthz),
     }
 
 
@@ -334,7 +392,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--connections", type=int, default=32, help="concurrent connections")
     parser.add_argument("--seconds", type=float, default=10.0, help="duration of each phase")
-    parser.add_argument("--client", choices=("httpx", "raw"), default="httpx")
+    parser.add_argument("--client", choices=("raw", "httpx"), default="raw")
     parser.add_argument("--profile", type=Path, help="run the server under cProfile, dump here")
     parser.add_argument(
         "--pool", type=int, default=0, help="pre-signed deliveries (default 6000 per second)"
@@ -381,7 +439,7 @@ def main() -> None:
 
         async def run() -> dict[str, Any]:
             await _wait_until_up(base_url, server)
-            return await _bench(args, port, deliveries)
+            return await _bench(args, port, deliveries, ServerCpu(server.pid))
 
         # The pre-built requests are a large, long-lived heap: keep the client's own garbage
         # collector from rescanning it during the timed phases (its pauses would be counted
