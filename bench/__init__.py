@@ -1,0 +1,1 @@
+"""Benchmarks, each a script printing one JSON line of figures (see each module's docstring)."""

@@ -1,0 +1,448 @@
+"""Benchmark of the Graph change-notification intake against `GET /healthz` on the real server,
+and of a notification storm for one mailbox.
+
+Phase 1 starts `calbridge serve --no-worker` (SQLite file) as a subprocess and sends valid
+single-item notifications (rotating over `--mailboxes` subscriptions) over N keep-alive
+connections for T seconds, then `GET /healthz` the same way with the same clients.
+Phase 2 starts the Graph sandbox and `calbridge serve` with its worker, sends `--storm`
+notifications for one mailbox as fast as N connections allow, waits until the queue is idle and
+counts the `sync.mailbox` job rows (delta runs) the storm caused. Prints one JSON line.
+
+    .venv/bin/python bench/notifications.py --connections 32 --seconds 10 --storm 10000
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import shutil
+import signal
+import socket
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+from cryptography.fernet import Fernet
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from bench._stack import start_sandbox  # noqa: E402
+
+ORGANIZATION_ID = "f6BenchNotifications000000000000"
+NOTIFICATIONS_PATH = "/webhooks/graph/notifications"
+STORM_MAILBOX = "max@contoso.example"
+
+
+@dataclass(frozen=True)
+class Sub:
+    graph_id: str
+    mailbox: str
+    user_id: str
+    client_state: str
+
+
+@dataclass
+class Tally:
+    latencies: list[float] = field(default_factory=list)
+    statuses: dict[int, int] = field(default_factory=dict)
+    errors: list[str] = field(default_factory=list)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _prepare_database(
+    url: str,
+    secret_key: str,
+    subs: list[Sub],
+    *,
+    tenant: str = "contoso.onmicrosoft.com",
+    client_id: str = "00000000-0000-0000-0000-0000000000b2",
+    client_secret: str = "bench",
+) -> None:
+    """Schema at head, one connection, an employee and an active subscription per mailbox."""
+    from datetime import UTC, datetime, timedelta
+
+    from sqlalchemy import create_engine
+    from sqlalchemy.orm import Session
+
+    from app.crypto import SecretBox
+    from app.db import sync_url
+    from app.migrate import upgrade
+    from app.models import Connection, Employee, Subscription
+
+    upgrade(url)
+    box = SecretBox([secret_key.encode()])
+    engine = create_engine(sync_url(url))
+    with Session(engine) as session, session.begin():
+        connection = Connection(
+            organization_id=ORGANIZATION_ID,
+            tenant=tenant,
+            client_id=client_id,
+            client_secret_encrypted=box.encrypt(client_secret),
+            webhook_secret_encrypted=box.encrypt("whsec_bench"),
+        )
+        session.add(connection)
+        session.flush()
+        for index, sub in enumerate(subs):
+            session.add(
+                Employee(
+                    connection_id=connection.id,
+                    booking_resource_id=f"brBench{index:025d}",
+                    mailbox=sub.mailbox,
+                )
+            )
+            session.add(
+                Subscription(
+                    connection_id=connection.id,
+                    mailbox=sub.mailbox,
+                    graph_user_id=sub.user_id,
+                    graph_subscription_id=sub.graph_id,
+                    client_state_encrypted=box.encrypt(sub.client_state),
+                    state="active",
+                    expires_at=datetime.now(UTC) + timedelta(days=6),
+                )
+            )
+    engine.dispose()
+
+
+def _body(sub: Sub, index: int) -> bytes:
+    resource = f"Users/{sub.user_id}/Events/AAMkBench{index:012d}="
+    item = {
+        "id": f"n{index}",
+        "subscriptionId": sub.graph_id,
+        "subscriptionExpirationDateTime": "2030-01-01T00:00:00Z",
+        "clientState": sub.client_state,
+        "changeType": "updated",
+        "resource": resource,
+        "tenantId": "84bd8158-6d4d-4958-8b9f-9d6445542f95",
+        "resourceData": {
+            "@odata.type": "#Microsoft.Graph.Event",
+            "@odata.id": resource,
+            "id": f"AAMkBench{index:012d}=",
+        },
+    }
+    return json.dumps({"value": [item]}).encode()
+
+
+def _subs(count: int, *, mailbox: str | None = None, user_id: str | None = None) -> list[Sub]:
+    import uuid
+
+    return [
+        Sub(
+            graph_id=str(uuid.uuid4()),
+            mailbox=mailbox or f"bench{index}@contoso.example",
+            user_id=user_id or str(uuid.uuid4()),
+            client_state=Fernet.generate_key().decode()[:64],
+        )
+        for index in range(count)
+    ]
+
+
+class Client:
+    """One keep-alive connection (one httpx client each, as bench/intake.py found fastest)."""
+
+    def __init__(self, base_url: str) -> None:
+        limits = httpx.Limits(max_connections=1, max_keepalive_connections=1)
+        self.http = httpx.AsyncClient(base_url=base_url, limits=limits, timeout=30.0)
+
+    async def close(self) -> None:
+        await self.http.aclose()
+
+
+async def _wait_until_up(base_url: str, process: subprocess.Popen[bytes]) -> None:
+    async with httpx.AsyncClient(base_url=base_url) as client:
+        for _ in range(400):
+            if process.poll() is not None:
+                raise SystemExit(f"the server exited with {process.returncode}")
+            try:
+                if (await client.get("/healthz")).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            await asyncio.sleep(0.05)
+    raise SystemExit("the server did not answer /healthz within 20 s")
+
+
+async def _run(
+    clients: list[Client], step: Callable[[Client], Awaitable[bool]], seconds: float | None
+) -> float:
+    """`step` in one loop per client until it returns False or the time is up."""
+    started = time.perf_counter()
+    deadline = None if seconds is None else started + seconds
+
+    async def loop(client: Client) -> None:
+        while deadline is None or time.perf_counter() < deadline:
+            if not await step(client):
+                return
+
+    await asyncio.gather(*(loop(client) for client in clients))
+    return time.perf_counter() - started
+
+
+def _summary(tally: Tally, seconds: float) -> dict[str, Any]:
+    latencies = sorted(tally.latencies)
+    p99_index = max(0, int(len(latencies) * 0.99) - 1)
+    ok = tally.statuses.get(202, 0)
+    return {
+        "per_s": round(ok / seconds, 1),
+        "p50_ms": round(statistics.median(latencies) * 1000, 2) if latencies else None,
+        "p99_ms": round(latencies[p99_index] * 1000, 2) if latencies else None,
+        "statuses": {str(k): v for k, v in sorted(tally.statuses.items())},
+        "errors": tally.errors[:5],
+    }
+
+
+async def _post_loop(
+    clients: list[Client], bodies: list[bytes], seconds: float | None
+) -> tuple[Tally, float]:
+    tally = Tally()
+    position = 0
+
+    async def step(client: Client) -> bool:
+        nonlocal position
+        if seconds is None and position >= len(bodies):
+            return False
+        body = bodies[position % len(bodies)]
+        position += 1
+        started = time.perf_counter()
+        response = await client.http.post(
+            NOTIFICATIONS_PATH, content=body, headers={"content-type": "application/json"}
+        )
+        tally.latencies.append(time.perf_counter() - started)
+        tally.statuses[response.status_code] = tally.statuses.get(response.status_code, 0) + 1
+        if response.status_code != 202 and len(tally.errors) < 5:
+            tally.errors.append(f"{response.status_code} {response.text[:200]}")
+        return True
+
+    taken = await _run(clients, step, seconds)
+    return tally, taken
+
+
+async def _intake_phase(
+    base_url: str, connections: int, seconds: float, subs: list[Sub]
+) -> dict[str, Any]:
+    bodies = [_body(subs[index % len(subs)], index) for index in range(20_000)]
+    clients = [Client(base_url) for _ in range(connections)]
+    try:
+        await asyncio.gather(*(c.http.get("/healthz") for c in clients))  # warm
+        tally, taken = await _post_loop(clients, bodies, seconds)
+        healthz = Tally()
+
+        async def get_healthz(client: Client) -> bool:
+            started = time.perf_counter()
+            status = (await client.http.get("/healthz")).status_code
+            healthz.latencies.append(time.perf_counter() - started)
+            healthz.statuses[status] = healthz.statuses.get(status, 0) + 1
+            return True
+
+        healthz_seconds = await _run(clients, get_healthz, seconds)
+    finally:
+        await asyncio.gather(*(c.close() for c in clients))
+    figures = _summary(tally, taken)
+    healthz_ok = healthz.statuses.get(200, 0)
+    healthz_per_s = healthz_ok / healthz_seconds
+    latencies = sorted(healthz.latencies)
+    return {
+        **figures,
+        "healthz_per_s": round(healthz_per_s, 1),
+        # The same client and connections on a route that does nothing: the machine's floor.
+        "healthz_p50_ms": round(statistics.median(latencies) * 1000, 2),
+        "healthz_p99_ms": round(latencies[max(0, int(len(latencies) * 0.99) - 1)] * 1000, 2),
+        "ratio": round(figures["per_s"] / healthz_per_s, 3),
+    }
+
+
+def _sync_jobs(path: Path) -> dict[str, int]:
+    with sqlite3.connect(path) as db:
+        rows = db.execute(
+            "SELECT state, count(*) FROM job WHERE kind = 'sync.mailbox' GROUP BY state"
+        ).fetchall()
+    return {state: count for state, count in rows}
+
+
+async def _storm_phase(
+    base_url: str, connections: int, count: int, sub: Sub, db_path: Path
+) -> dict[str, Any]:
+    before = sum(_sync_jobs(db_path).values())
+    bodies = [_body(sub, index) for index in range(count)]
+    clients = [Client(base_url) for _ in range(connections)]
+    try:
+        await asyncio.gather(*(c.http.get("/healthz") for c in clients))
+        tally, taken = await _post_loop(clients, bodies, None)
+    finally:
+        await asyncio.gather(*(c.close() for c in clients))
+    # Let the worker finish what the storm queued before counting.
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        jobs = _sync_jobs(db_path)
+        if not jobs.get("pending") and not jobs.get("running"):
+            break
+        await asyncio.sleep(0.2)
+    jobs = _sync_jobs(db_path)
+    figures = _summary(tally, taken)
+    return {
+        "notifications": count,
+        "seconds": round(taken, 2),
+        **figures,
+        "delta_runs": sum(jobs.values()) - before,
+        "sync_jobs_by_state": jobs,
+    }
+
+
+def _serve(
+    workdir: Path, env: dict[str, str], port: int, *, worker: bool, name: str
+) -> subprocess.Popen[bytes]:
+    command = [sys.executable, "-m", "app.cli", "serve", "--host", "127.0.0.1", "--port", str(port)]
+    if not worker:
+        command.append("--no-worker")
+    log = (workdir / f"{name}.log").open("wb")
+    return subprocess.Popen(command, cwd=workdir, env=env, stdout=log, stderr=subprocess.STDOUT)
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=30)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--connections", type=int, default=32, help="concurrent connections")
+    parser.add_argument("--seconds", type=float, default=10.0, help="duration of each phase")
+    parser.add_argument("--mailboxes", type=int, default=64, help="subscriptions in phase 1")
+    parser.add_argument("--storm", type=int, default=10_000, help="notifications in phase 2")
+    args = parser.parse_args()
+
+    workdir = Path(tempfile.mkdtemp(prefix="calbridge-bench-notifications-"))
+    base = {k: v for k, v in os.environ.items() if not k.startswith("CALBRIDGE_")}
+    base["PYTHONPATH"] = str(REPO)
+    try:
+        # Phase 1: intake throughput and latency, API only.
+        secret_key = Fernet.generate_key().decode()
+        intake_db = workdir / "intake.db"
+        subs = _subs(args.mailboxes)
+        _prepare_database(f"sqlite:///{intake_db}", secret_key, subs)
+        port = _free_port()
+        env = base | {
+            "CALBRIDGE_DATABASE_URL": f"sqlite:///{intake_db}",
+            "CALBRIDGE_SECRET_KEY": secret_key,
+        }
+        server = _serve(workdir, env, port, worker=False, name="intake")
+        try:
+
+            async def intake() -> dict[str, Any]:
+                await _wait_until_up(f"http://127.0.0.1:{port}", server)
+                return await _intake_phase(
+                    f"http://127.0.0.1:{port}", args.connections, args.seconds, subs
+                )
+
+            intake_figures = asyncio.run(intake())
+        finally:
+            _stop(server)
+
+        # Phase 2: the storm, with the worker running delta runs against the sandbox.
+        sandbox, info = start_sandbox(workdir, base)
+        try:
+            storm_db = workdir / "storm.db"
+            import uuid
+
+            user_id = str(uuid.uuid5(uuid.NAMESPACE_DNS, STORM_MAILBOX))  # seed_demo's id
+            (storm_sub,) = _subs(1, mailbox=STORM_MAILBOX, user_id=user_id)
+            _prepare_database(
+                f"sqlite:///{storm_db}",
+                secret_key,
+                [storm_sub],
+                tenant=info.tenant_id,
+                client_id=info.client_id,
+                client_secret=info.client_secret,
+            )
+            port = _free_port()
+            env = base | {
+                "CALBRIDGE_DATABASE_URL": f"sqlite:///{storm_db}",
+                "CALBRIDGE_SECRET_KEY": secret_key,
+                "CALBRIDGE_GRAPH_URL": f"{info.url}/v1.0",
+                "CALBRIDGE_AUTHORITY_HOST": info.url,
+                "CALBRIDGE_CA_BUNDLE": str(info.ca_path),
+            }
+            server = _serve(workdir, env, port, worker=True, name="storm")
+            try:
+
+                async def storm() -> dict[str, Any]:
+                    await _wait_until_up(f"http://127.0.0.1:{port}", server)
+                    return await _storm_phase(
+                        f"http://127.0.0.1:{port}",
+                        args.connections,
+                        args.storm,
+                        storm_sub,
+                        storm_db,
+                    )
+
+                storm_figures = asyncio.run(storm())
+            finally:
+                _stop(server)
+        finally:
+            sandbox.stop()
+        registered = _handler_registered()
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+    print(
+        json.dumps(
+            {
+                "n": args.connections,
+                "t": args.seconds,
+                "intake": intake_figures,
+                "storm": storm_figures,
+                # Without a sync.mailbox handler the worker never claims the job: 1 row, 0 runs.
+                "sync_mailbox_handler": registered,
+                "targets_met": bool(
+                    intake_figures["p99_ms"] is not None
+                    and intake_figures["p99_ms"] <= 50
+                    and intake_figures["ratio"] >= 0.5
+                    and storm_figures["delta_runs"] <= 5
+                ),
+            }
+        )
+    )
+
+
+def _handler_registered() -> bool:
+    from app.config import Settings
+    from app.crypto import SecretBox
+    from app.jobs import build_registry
+    from app.outlook.jobs import SYNC_MAILBOX
+
+    class _NoGraph:
+        pass
+
+    settings = Settings(_env_file=None)  # type: ignore[call-arg]
+    registry = build_registry(
+        settings,
+        graph=_NoGraph(),  # type: ignore[arg-type]
+        secret_box=SecretBox([Fernet.generate_key()]),
+    )
+    return SYNC_MAILBOX in registry
+
+
+if __name__ == "__main__":
+    main()
