@@ -13,7 +13,11 @@ from app.models.base import Base, BigIntPK, JSONDoc, UTCDateTime, utcnow
 
 class SyncRecord(Base):
     __tablename__ = "sync_record"
-    __table_args__ = (Index("ix_sync_record_connection_id_id", "connection_id", "id"),)
+    __table_args__ = (
+        Index("ix_sync_record_connection_id_id", "connection_id", "id"),
+        # Every sync.appointment job reads its appointment's records (the `unmapped` ones).
+        Index("ix_sync_record_connection_id_appointment_id", "connection_id", "appointment_id"),
+    )
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
     connection_id: Mapped[int] = mapped_column(
