@@ -18,7 +18,7 @@ from app.connections.schemas import ID_MAX_LENGTH, ID_PATTERN, ORGANIZATION_ID_E
 from app.models import Subscription
 from app.outlook import sub_repository as repo
 from app.outlook import subscriptions
-from app.outlook.jobs import subscription_job
+from app.outlook.jobs import delete_job, renew_job, subscription_job
 from app.problems import ProblemError, problem_responses
 from app.queue.repository import enqueue_many
 from app.sync.messages import message
@@ -276,7 +276,7 @@ async def renew_subscription(
             f"subscription {subscription_id} is {row.state}: create it with POST "
             "/api/v1/connections/{organization_id}/employees/{employee_id}/subscription",
         )
-    job = subscriptions.renew_job(row.connection_id, row.mailbox)
+    job = renew_job(row.connection_id, row.mailbox)
     queued = (await enqueue_many(session, [job]))[job.dedupe_key] is not None
     await session.commit()
     request.app.state.wake_worker()
@@ -308,7 +308,7 @@ async def delete_subscription(
     connection_id, mailbox = row.connection_id, row.mailbox
     await repo.delete(session, row)
     if graph_id is not None:
-        await enqueue_many(session, [subscriptions.delete_job(connection_id, mailbox, graph_id)])
+        await enqueue_many(session, [delete_job(connection_id, mailbox, graph_id)])
     await session.commit()
     if graph_id is not None:
         request.app.state.wake_worker()

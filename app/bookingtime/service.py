@@ -26,10 +26,10 @@ from app.inbox.group_commit import GroupCommitter
 from app.inbox.repository import NewInboxEvent, NewSnapshot, Receiver
 from app.models.base import utcnow
 from app.models.inbox_event import INBOX_ACCEPTED, INBOX_IGNORED, INBOX_STALE
-from app.queue.repository import NewJob, enqueue_many
+from app.queue.repository import enqueue_many
+from app.sync.jobs import sync_job
 
 SOURCE = "bookingtime"
-SYNC_APPOINTMENT = "sync.appointment"
 
 # bookingtime's objects nest a few levels; a deeper document is refused before anything walks
 # or re-serialises it recursively (deep enough, that would be a RecursionError, not a 400).
@@ -201,16 +201,6 @@ class Delivery:
     event: ParsedEvent
 
 
-def _sync_job(connection_id: int, appointment_id: str) -> NewJob:
-    key = f"{connection_id}:{appointment_id}"
-    return NewJob(
-        kind=SYNC_APPOINTMENT,
-        args={"connection_id": connection_id, "appointment_id": appointment_id},
-        dedupe_key=f"{SYNC_APPOINTMENT}:{key}",
-        serial_key=f"appointment:{key}",
-    )
-
-
 async def record_deliveries(
     session: AsyncSession, deliveries: Sequence[Delivery]
 ) -> list[IntakeOutcome]:
@@ -270,7 +260,7 @@ async def record_deliveries(
             )
         )
     stored = await inbox.upsert_snapshots_if_newer(session, snapshots, now=now)
-    sync_jobs = {key: _sync_job(*key) for key in winners if key in stored}
+    sync_jobs = {key: sync_job(*key) for key in winners if key in stored}
     job_ids = await enqueue_many(session, list(sync_jobs.values()))
 
     stale: list[int] = []

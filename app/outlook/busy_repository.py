@@ -13,11 +13,7 @@ from sqlalchemy import CursorResult, and_, delete, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.models import Appointment, BusyBlock, CalendarSync, Employee, EventMapping
-
-
-def mailbox_key(mailbox: str) -> str:
-    """Addresses are case-insensitive: one delta state and one set of blocks per mailbox."""
-    return mailbox.strip().casefold()
+from app.outlook.jobs import mailbox_key as mailbox_key  # re-exported: repo.mailbox_key
 
 
 @dataclass(frozen=True, slots=True)

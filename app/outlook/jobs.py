@@ -4,6 +4,7 @@
   start over). One pending per mailbox, so a burst of notifications costs one run; one running
   per mailbox.
 - `subscription.ensure`: create (or recreate) the subscription of one mailbox.
+- `subscription.renew` / `subscription.delete`: PATCH (or reauthorize) / delete it in Graph.
 - `subscription.upkeep` (periodic): renew what expires soon, recreate what is gone.
 - `sync.mailbox_sweep` (periodic): the safety delta of every mailbox, for notifications Graph
   dropped.
@@ -11,29 +12,40 @@
 
 from __future__ import annotations
 
-from app.queue.repository import NewJob
+from typing import Any
+
+from app.queue.repository import NewJob, keyed_job
 
 SYNC_MAILBOX = "sync.mailbox"
 SUBSCRIPTION_ENSURE = "subscription.ensure"
 SUBSCRIPTION_UPKEEP = "subscription.upkeep"
+SUBSCRIPTION_RENEW = "subscription.renew"
+SUBSCRIPTION_DELETE = "subscription.delete"
 MAILBOX_SWEEP = "sync.mailbox_sweep"
 
 
-def _mailbox_key(connection_id: int, mailbox: str) -> str:
-    return f"{connection_id}:{mailbox.strip().casefold()}"
+def mailbox_key(mailbox: str) -> str:
+    """Addresses are case-insensitive: one subscription, delta state and set of busy blocks, and
+    one key for the jobs, per mailbox however it is spelled."""
+    return mailbox.strip().casefold()
+
+
+def _key(connection_id: int, mailbox: str) -> str:
+    return f"{connection_id}:{mailbox_key(mailbox)}"
+
+
+def _mailbox_args(connection_id: int, mailbox: str) -> dict[str, Any]:
+    return {"connection_id": connection_id, "mailbox": mailbox}
 
 
 def mailbox_sync_job(connection_id: int, mailbox: str, *, full: bool = False) -> NewJob:
-    """The delta run of one mailbox; a `full` one has its own dedupe key so a pending plain run
-    cannot swallow it, and the same serial key so the two never overlap."""
-    key = _mailbox_key(connection_id, mailbox)
-    args: dict[str, object] = {"connection_id": connection_id, "mailbox": mailbox}
-    if full:
-        args["full"] = True
-    return NewJob(
-        kind=SYNC_MAILBOX,
-        args=args,
-        dedupe_key=f"{SYNC_MAILBOX}:{key}" + (":full" if full else ""),
+    """The delta run of one mailbox (`full`: drop the delta link and start over)."""
+    key = _key(connection_id, mailbox)
+    return keyed_job(
+        SYNC_MAILBOX,
+        key,
+        _mailbox_args(connection_id, mailbox),
+        flag="full" if full else None,
         serial_key=f"{SYNC_MAILBOX}:{key}",
         mailbox=mailbox,
     )
@@ -41,14 +53,36 @@ def mailbox_sync_job(connection_id: int, mailbox: str, *, full: bool = False) ->
 
 def subscription_job(connection_id: int, mailbox: str, *, recreate: bool = False) -> NewJob:
     """Create the mailbox's subscription (`recreate`: even if one is on record)."""
-    key = _mailbox_key(connection_id, mailbox)
-    args: dict[str, object] = {"connection_id": connection_id, "mailbox": mailbox}
-    if recreate:
-        args["recreate"] = True
-    return NewJob(
-        kind=SUBSCRIPTION_ENSURE,
-        args=args,
-        dedupe_key=f"{SUBSCRIPTION_ENSURE}:{key}" + (":recreate" if recreate else ""),
+    key = _key(connection_id, mailbox)
+    return keyed_job(
+        SUBSCRIPTION_ENSURE,
+        key,
+        _mailbox_args(connection_id, mailbox),
+        flag="recreate" if recreate else None,
         serial_key=f"subscription:{key}",
+        mailbox=mailbox,
+    )
+
+
+def renew_job(connection_id: int, mailbox: str, *, reauthorize: bool = False) -> NewJob:
+    """PATCH the mailbox's subscription (`reauthorize`: answer a reauthorizationRequired)."""
+    key = _key(connection_id, mailbox)
+    return keyed_job(
+        SUBSCRIPTION_RENEW,
+        key,
+        _mailbox_args(connection_id, mailbox),
+        flag="reauthorize" if reauthorize else None,
+        serial_key=f"subscription:{key}",
+        mailbox=mailbox,
+    )
+
+
+def delete_job(connection_id: int, mailbox: str, graph_subscription_id: str) -> NewJob:
+    """Delete a subscription in Graph whose row is already gone (the mapping was removed)."""
+    return keyed_job(
+        SUBSCRIPTION_DELETE,
+        graph_subscription_id,
+        {**_mailbox_args(connection_id, mailbox), "graph_subscription_id": graph_subscription_id},
+        serial_key=f"subscription:{_key(connection_id, mailbox)}",
         mailbox=mailbox,
     )

@@ -29,8 +29,8 @@ from app.db import Database
 from app.inbox.group_commit import GroupCommitter
 from app.models.base import utcnow
 from app.outlook import sub_repository as repo
-from app.outlook.jobs import SYNC_MAILBOX, mailbox_sync_job, subscription_job
-from app.outlook.subscriptions import LIFECYCLE_PATH, NOTIFICATION_PATH, renew_job
+from app.outlook.jobs import SYNC_MAILBOX, mailbox_sync_job, renew_job, subscription_job
+from app.outlook.subscriptions import LIFECYCLE_PATH, NOTIFICATION_PATH
 from app.problems import ProblemError, problem_responses
 from app.queue.repository import NewJob
 from app.routing import RawRequestRoute, read_body

@@ -13,11 +13,8 @@ from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.models import Connection, Employee, Subscription, SyncRecord
+from app.outlook.jobs import mailbox_key as mailbox_key  # re-exported: repo.mailbox_key
 from app.queue.repository import NewJob, enqueue_many
-
-
-def mailbox_key(mailbox: str) -> str:
-    return mailbox.strip().casefold()
 
 
 async def get(session: AsyncSession, *, connection_id: int, mailbox: str) -> Subscription | None:

@@ -27,9 +27,13 @@ from app.graph.schemas import Subscription as GraphSubscription
 from app.models import Connection, Subscription
 from app.outlook import sub_repository as repo
 from app.outlook.jobs import (
+    SUBSCRIPTION_DELETE,
     SUBSCRIPTION_ENSURE,
+    SUBSCRIPTION_RENEW,
     SUBSCRIPTION_UPKEEP,
+    delete_job,
     mailbox_sync_job,
+    renew_job,
     subscription_job,
 )
 from app.queue.errors import PermanentError, RetryAfter
@@ -48,8 +52,6 @@ __all__ = [
     "SUBSCRIPTION_UPKEEP",
 ]
 
-SUBSCRIPTION_RENEW = "subscription.renew"
-SUBSCRIPTION_DELETE = "subscription.delete"
 
 NOTIFICATION_PATH = "/webhooks/graph/notifications"
 LIFECYCLE_PATH = "/webhooks/graph/lifecycle"
@@ -60,40 +62,6 @@ CLIENT_STATE_BYTES = 48
 REAUTHORIZE_GAP = timedelta(minutes=10)
 
 PENDING, ACTIVE, FAILED, DISABLED = "pending", "active", "failed", "disabled"
-
-
-def _key(connection_id: int, mailbox: str) -> str:
-    return f"{connection_id}:{repo.mailbox_key(mailbox)}"
-
-
-def renew_job(connection_id: int, mailbox: str, *, reauthorize: bool = False) -> NewJob:
-    """PATCH the mailbox's subscription (`reauthorize`: answer a reauthorizationRequired)."""
-    key = _key(connection_id, mailbox)
-    args: dict[str, object] = {"connection_id": connection_id, "mailbox": mailbox}
-    if reauthorize:
-        args["reauthorize"] = True
-    return NewJob(
-        kind=SUBSCRIPTION_RENEW,
-        args=args,
-        dedupe_key=f"{SUBSCRIPTION_RENEW}:{key}" + (":reauthorize" if reauthorize else ""),
-        serial_key=f"subscription:{key}",
-        mailbox=mailbox,
-    )
-
-
-def delete_job(connection_id: int, mailbox: str, graph_subscription_id: str) -> NewJob:
-    """Delete a subscription in Graph whose row is already gone (the mapping was removed)."""
-    return NewJob(
-        kind=SUBSCRIPTION_DELETE,
-        args={
-            "connection_id": connection_id,
-            "mailbox": mailbox,
-            "graph_subscription_id": graph_subscription_id,
-        },
-        dedupe_key=f"{SUBSCRIPTION_DELETE}:{graph_subscription_id}",
-        serial_key=f"subscription:{_key(connection_id, mailbox)}",
-        mailbox=mailbox,
-    )
 
 
 def notification_url(settings: Settings) -> str:

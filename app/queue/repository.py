@@ -90,6 +90,28 @@ class NewJob:
     max_attempts: int | None = None
 
 
+def keyed_job(
+    kind: str,
+    key: str,
+    args: dict[str, Any],
+    *,
+    flag: str | None = None,
+    serial_key: str | None = None,
+    mailbox: str | None = None,
+) -> NewJob:
+    """A job that is pending at most once per `key` (dedupe key `kind:key`).
+
+    `flag` names a boolean argument set for this job (`force`, `full`...): the job gets its own
+    dedupe key, so a pending plain job never swallows it, while a shared `serial_key` still runs
+    the two one after the other.
+    """
+    dedupe_key = f"{kind}:{key}"
+    if flag is not None:
+        args = {**args, flag: True}
+        dedupe_key += f":{flag}"
+    return NewJob(kind, args, dedupe_key, serial_key=serial_key, mailbox=mailbox)
+
+
 _JOB_COLUMNS = (
     "kind",
     "args",

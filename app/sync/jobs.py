@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from app.queue.repository import NewJob
+from app.queue.repository import NewJob, keyed_job
 
 SYNC_APPOINTMENT = "sync.appointment"
 RESYNC = "sync.resync"
@@ -26,13 +26,11 @@ def sync_job(connection_id: int, appointment_id: str, *, force: bool = False) ->
     it, and the same serial key, so it runs after that one.
     """
     key = f"{connection_id}:{appointment_id}"
-    args: dict[str, object] = {"connection_id": connection_id, "appointment_id": appointment_id}
-    if force:
-        args["force"] = True
-    return NewJob(
-        kind=SYNC_APPOINTMENT,
-        args=args,
-        dedupe_key=f"{SYNC_APPOINTMENT}:{key}" + (":force" if force else ""),
+    return keyed_job(
+        SYNC_APPOINTMENT,
+        key,
+        {"connection_id": connection_id, "appointment_id": appointment_id},
+        flag="force" if force else None,
         serial_key=f"appointment:{key}",
     )
 
@@ -47,15 +45,15 @@ def resync_job(
     """The fan-out for one employee, or (None) for every employee of the connection; `mailbox`
     names the employee's mailbox in the history when the mapping is already gone (removal)."""
     scope = booking_resource_id or "*"
-    return NewJob(
-        kind=RESYNC,
-        args={
+    return keyed_job(
+        RESYNC,
+        f"{connection_id}:{scope}:{reason}",
+        {
             "connection_id": connection_id,
             "booking_resource_id": booking_resource_id,
             "reason": reason,
             "mailbox": mailbox,
         },
-        dedupe_key=f"{RESYNC}:{connection_id}:{scope}:{reason}",
         # After every fan-out of the same scope queued before it: a removal never overtakes a
         # backfill of the same employee.
         serial_key=f"{RESYNC}:{connection_id}:{scope}",

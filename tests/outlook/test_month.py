@@ -16,8 +16,7 @@ from sqlalchemy import select
 from app.db import Database
 from app.models import BusyBlock, Job
 from app.outlook.delta import sync_mailbox_impl
-from app.outlook.jobs import SYNC_MAILBOX
-from app.outlook.subscriptions import SUBSCRIPTION_RENEW
+from app.outlook.jobs import SUBSCRIPTION_RENEW, SYNC_MAILBOX
 from tests.outlook.subs_helpers import MAX_MAILBOX, World, eventually, make_world
 
 DAYS = 30

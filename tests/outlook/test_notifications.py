@@ -15,9 +15,8 @@ import pytest
 
 from app.crypto import SecretBox
 from app.db import Database
-from app.outlook.jobs import SUBSCRIPTION_ENSURE, SYNC_MAILBOX, mailbox_sync_job
+from app.outlook.jobs import SUBSCRIPTION_ENSURE, SUBSCRIPTION_RENEW, SYNC_MAILBOX, mailbox_sync_job
 from app.outlook.notifications import MAX_VALIDATION_TOKEN, SYNC_MAX_INTERVAL, NotificationIntake
-from app.outlook.subscriptions import SUBSCRIPTION_RENEW
 from tests.conftest import SECRET_KEY
 from tests.outlook.subs_helpers import (
     ERIKA,

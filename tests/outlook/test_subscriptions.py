@@ -13,8 +13,12 @@ from pydantic import ValidationError
 from app.config import Settings
 from app.db import Database
 from app.graph.errors import Transient
-from app.outlook.jobs import SUBSCRIPTION_ENSURE, SYNC_MAILBOX
-from app.outlook.subscriptions import SUBSCRIPTION_DELETE, SUBSCRIPTION_RENEW
+from app.outlook.jobs import (
+    SUBSCRIPTION_DELETE,
+    SUBSCRIPTION_ENSURE,
+    SUBSCRIPTION_RENEW,
+    SYNC_MAILBOX,
+)
 from app.queue.errors import PermanentError, RetryAfter
 from tests.outlook.subs_helpers import (
     ERIKA,

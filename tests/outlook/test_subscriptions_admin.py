@@ -10,8 +10,7 @@ import pytest
 
 from app.db import Database
 from app.graph.errors import Transient
-from app.outlook.jobs import SUBSCRIPTION_ENSURE
-from app.outlook.subscriptions import SUBSCRIPTION_DELETE, SUBSCRIPTION_RENEW
+from app.outlook.jobs import SUBSCRIPTION_DELETE, SUBSCRIPTION_ENSURE, SUBSCRIPTION_RENEW
 from app.queue.errors import RetryAfter
 from tests.outlook.subs_helpers import (
     ERIKA,
