@@ -15,6 +15,7 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
@@ -29,6 +30,9 @@ from app.db import Database, sync_url
 from app.main import create_app
 from app.migrate import head_revision
 from app.models import Base
+
+if TYPE_CHECKING:
+    from app.sandbox import SandboxServer
 
 DEFAULT_POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 ADMIN_TOKEN = "test-bootstrap-admin-token"
@@ -169,3 +173,18 @@ def admin_headers() -> dict[str, str]:
 
 
 __all__ = ["ADMIN_TOKEN", "POSTGRES_SKIP_REASON", "POSTGRES_URL", "SECRET_KEY"]
+
+
+def sandbox_settings(db_url: str, sandbox: SandboxServer, **overrides: Any) -> Settings:
+    """Settings of a calbridge on `db_url` that talks to the Graph sandbox over HTTPS (its CA
+    trusted), with the test secret key and admin token."""
+    return Settings(
+        database_url=db_url,
+        secret_key=SECRET_KEY,
+        admin_token=ADMIN_TOKEN,
+        graph_url=sandbox.graph_url,
+        authority_host=sandbox.authority_host,
+        ca_bundle=sandbox.ca_path,
+        _env_file=None,  # type: ignore[call-arg]
+        **overrides,
+    )

@@ -20,7 +20,7 @@ from app.main import create_app
 from app.queue.registry import JobContext
 from app.sandbox import SandboxServer
 from tests.admin.conftest import ORG, assert_problem, raw_rows
-from tests.conftest import ADMIN_TOKEN, SECRET_KEY
+from tests.conftest import ADMIN_TOKEN, sandbox_settings
 
 MAX = "max@contoso.example"
 TYPO = "mxa@contoso.example"
@@ -75,15 +75,7 @@ async def world(db_url: str, database: Database, secret_box: SecretBox) -> Async
         tenant = control.add_tenant("contoso.example")
         app_reg, secret = control.add_app(tenant.id)
         control.add_user(tenant.id, MAX)
-        settings = Settings(
-            database_url=db_url,
-            secret_key=SECRET_KEY,
-            admin_token=ADMIN_TOKEN,
-            graph_url=sandbox.graph_url,
-            authority_host=sandbox.authority_host,
-            ca_bundle=sandbox.ca_path,
-            _env_file=None,  # type: ignore[call-arg]
-        )
+        settings = sandbox_settings(db_url, sandbox)
         application = create_app(settings, database=database, secret_box=secret_box)
         async with application.router.lifespan_context(application):
             transport = httpx.ASGITransport(app=application)

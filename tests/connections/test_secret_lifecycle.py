@@ -13,7 +13,6 @@ import pytest
 from fastapi import FastAPI
 from sqlalchemy import select
 
-from app.config import Settings
 from app.connections.secrets import (
     SECRET_EXPIRY_JOB,
     check_secret_expiry_impl,
@@ -28,7 +27,7 @@ from app.queue.errors import PermanentError
 from app.sandbox import SandboxServer
 from app.sync.service import sync_appointment_impl
 from tests.admin.conftest import assert_problem
-from tests.conftest import ADMIN_TOKEN, SECRET_KEY
+from tests.conftest import ADMIN_TOKEN, sandbox_settings
 from tests.sync.samples import MAX, appointment
 
 ORG = "f6SecretLifecycle000000000000000"
@@ -93,15 +92,7 @@ async def world(db_url: str, database: Database, secret_box: SecretBox) -> Async
         tenant = control.add_tenant("contoso.example")
         app_reg, secret = control.add_app(tenant.id)
         control.add_user(tenant.id, MAILBOX)
-        settings = Settings(
-            database_url=db_url,
-            secret_key=SECRET_KEY,
-            admin_token=ADMIN_TOKEN,
-            graph_url=sandbox.graph_url,
-            authority_host=sandbox.authority_host,
-            ca_bundle=sandbox.ca_path,
-            _env_file=None,  # type: ignore[call-arg]
-        )
+        settings = sandbox_settings(db_url, sandbox)
         application = create_app(settings, database=database, secret_box=secret_box)
         async with application.router.lifespan_context(application):
             transport = httpx.ASGITransport(app=application)

@@ -20,7 +20,7 @@ from app.outlook.delta import DeltaOutcome, PageHook, sync_mailbox_impl
 from app.sandbox import SandboxServer, ThrottleLimits
 from app.sync.graph_clients import GraphClients
 from app.sync.service import sync_appointment_impl
-from tests.conftest import SECRET_KEY
+from tests.conftest import SECRET_KEY, sandbox_settings
 from tests.sync.samples import MAX, ORG, appointment
 
 MAX_MAILBOX = "max@contoso.example"
@@ -164,14 +164,7 @@ async def make_world(
         tenant = control.add_tenant("contoso.example")
         app, secret = control.add_app(tenant.id)
         user = control.add_user(tenant.id, MAX_MAILBOX)
-        settings = Settings(
-            database_url=db_url,
-            secret_key=SECRET_KEY,
-            graph_url=sandbox.graph_url,
-            authority_host=sandbox.authority_host,
-            ca_bundle=sandbox.ca_path,
-            _env_file=None,  # type: ignore[call-arg]
-        )
+        settings = sandbox_settings(db_url, sandbox)
         box = SecretBox([SECRET_KEY.encode()])
         async with database.session_scope() as session:
             connection = Connection(

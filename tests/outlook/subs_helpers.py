@@ -23,7 +23,7 @@ from app.models import Connection, Employee, Job, Subscription, SyncRecord
 from app.outlook.subscriptions import SubscriptionService
 from app.sandbox import Control, SandboxServer, ThrottleLimits
 from app.sync.graph_clients import GraphClients
-from tests.conftest import ADMIN_TOKEN, SECRET_KEY
+from tests.conftest import ADMIN_TOKEN, SECRET_KEY, sandbox_settings
 
 ORG = "f6SubsOrganisation00000000000000"
 MAX = "brMax000000000000000000000000000"
@@ -152,16 +152,8 @@ async def make_world(
         max_user = control.add_user(tenant.id, MAX_MAILBOX)
         erika = control.add_user(tenant.id, ERIKA_MAILBOX)
         port = _free_port()
-        settings = Settings(
-            database_url=db_url,
-            secret_key=SECRET_KEY,
-            admin_token=ADMIN_TOKEN,
-            graph_url=sandbox.graph_url,
-            authority_host=sandbox.authority_host,
-            ca_bundle=sandbox.ca_path,
-            public_url=f"http://127.0.0.1:{port}" if public else None,
-            _env_file=None,  # type: ignore[call-arg]
-            **overrides,
+        settings = sandbox_settings(
+            db_url, sandbox, public_url=f"http://127.0.0.1:{port}" if public else None, **overrides
         )
         box = SecretBox([SECRET_KEY.encode()])
         async with database.session_scope() as session:

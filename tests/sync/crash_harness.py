@@ -31,7 +31,7 @@ from app.sandbox import SandboxServer
 from app.sync.graph_clients import GraphClients
 from app.sync.keys import appointment_tag
 from app.sync.translate import TranslationSettings, translate
-from tests.conftest import ADMIN_TOKEN, SECRET_KEY
+from tests.conftest import ADMIN_TOKEN, SECRET_KEY, sandbox_settings
 from tests.sync.samples import appointment
 
 ORG = "f6CrashFault0000000000000000000a"
@@ -441,16 +441,7 @@ async def running_world(
         tenant = control.add_tenant(DOMAIN)
         registration, client_secret = control.add_app(tenant.id)
         user_ids = {e.mailbox: control.add_user(tenant.id, e.mailbox).id for e in employees}
-        settings = Settings(
-            database_url=db_url,
-            secret_key=SECRET_KEY,
-            admin_token=ADMIN_TOKEN,
-            graph_url=sandbox.graph_url,
-            authority_host=sandbox.authority_host,
-            ca_bundle=sandbox.ca_path,
-            worker=worker or WorkerSettings(),
-            _env_file=None,  # type: ignore[call-arg]
-        )
+        settings = sandbox_settings(db_url, sandbox, worker=worker or WorkerSettings())
         secret_box = SecretBox([SECRET_KEY.encode()])
         database = Database(db_url)
         graph = await _graph_clients(settings, graph_timeout) if worker is not None else None

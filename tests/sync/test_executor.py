@@ -22,7 +22,7 @@ from app.sandbox import SandboxServer, ThrottleLimits
 from app.sync.graph_clients import GraphClients
 from app.sync.keys import appointment_tag, transaction_id
 from app.sync.service import sync_appointment_impl
-from tests.conftest import SECRET_KEY
+from tests.conftest import SECRET_KEY, sandbox_settings
 from tests.sync.samples import MAX, ORG, appointment
 
 MAX_MAILBOX = "max@contoso.example"
@@ -100,14 +100,7 @@ async def _world(db_url: str, database: Database, locale: str) -> AsyncIterator[
         app, secret = control.add_app(tenant.id)
         control.add_user(tenant.id, MAX_MAILBOX)
         control.add_user(tenant.id, ERIKA_MAILBOX)
-        settings = Settings(
-            database_url=db_url,
-            secret_key=SECRET_KEY,
-            graph_url=sandbox.graph_url,
-            authority_host=sandbox.authority_host,
-            ca_bundle=sandbox.ca_path,
-            _env_file=None,  # type: ignore[call-arg]
-        )
+        settings = sandbox_settings(db_url, sandbox)
         box = SecretBox([SECRET_KEY.encode()])
         async with database.session_scope() as session:
             connection = Connection(

@@ -14,7 +14,7 @@ import httpx
 import pytest
 from sqlalchemy import select, update
 
-from app.config import Settings, WorkerSettings
+from app.config import WorkerSettings
 from app.crypto import SecretBox
 from app.db import Database
 from app.main import create_app
@@ -23,7 +23,7 @@ from app.outlook.jobs import MAILBOX_SWEEP
 from app.sandbox import SandboxServer
 from tests.bookingtime.helpers import ORGANIZATION_ID as ORG
 from tests.bookingtime.helpers import WEBHOOK_SECRET, Sender
-from tests.conftest import ADMIN_TOKEN, SECRET_KEY
+from tests.conftest import ADMIN_TOKEN, SECRET_KEY, sandbox_settings
 from tests.sync.samples import appointment
 
 HEADERS = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
@@ -115,15 +115,8 @@ async def world(db_url: str, database: Database, secret_box: SecretBox) -> Async
         app_reg, secret = control.add_app(tenant.id)
         control.add_user(tenant.id, MAX)
         control.add_user(tenant.id, ERIKA)
-        settings = Settings(
-            database_url=db_url,
-            secret_key=SECRET_KEY,
-            admin_token=ADMIN_TOKEN,
-            graph_url=sandbox.graph_url,
-            authority_host=sandbox.authority_host,
-            ca_bundle=sandbox.ca_path,
-            worker=WorkerSettings(poll_seconds=0.05, backoff_base_seconds=0.05),
-            _env_file=None,  # type: ignore[call-arg]
+        settings = sandbox_settings(
+            db_url, sandbox, worker=WorkerSettings(poll_seconds=0.05, backoff_base_seconds=0.05)
         )
         application = create_app(
             settings, database=database, secret_box=secret_box, run_worker=True
