@@ -6,6 +6,7 @@ directory, and is stopped with a signal by its own pid."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import re
@@ -18,6 +19,8 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+
+import httpx
 
 REPO = Path(__file__).resolve().parent.parent
 STOP_TIMEOUT = 30.0
@@ -88,6 +91,24 @@ class Process:
         except subprocess.TimeoutExpired:
             self.popen.kill()
             self.popen.wait(timeout=STOP_TIMEOUT)
+
+
+async def wait_until_healthy(
+    base_url: str, process: subprocess.Popen[bytes], within: float = 20.0
+) -> None:
+    """Return once `GET /healthz` answers 200; exit if the server died or never answered."""
+    deadline = time.monotonic() + within
+    async with httpx.AsyncClient(base_url=base_url) as client:
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                raise SystemExit(f"the server exited with {process.returncode}")
+            try:
+                if (await client.get("/healthz")).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            await asyncio.sleep(0.05)
+    raise SystemExit(f"the server did not answer /healthz within {within:.0f} s")
 
 
 def start_process(

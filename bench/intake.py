@@ -28,7 +28,6 @@ import os
 import random
 import shutil
 import signal
-import socket
 import sqlite3
 import statistics
 import subprocess
@@ -47,6 +46,8 @@ from standardwebhooks import Webhook
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+
+from bench._stack import free_port, wait_until_healthy  # noqa: E402
 
 ORGANIZATION_ID = "f6BenchOrganisation0000000000000"
 WEBHOOK_SECRET = "whsec_" + base64.b64encode(b"calbridge-bench-webhook-secret-1").decode()
@@ -123,13 +124,6 @@ class HttpxConnection:
         await self.client.aclose()
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 def _prepare_database(url: str, secret_key: str) -> None:
     """Schema at head and one connection row, written before the server starts."""
     from sqlalchemy import create_engine
@@ -188,20 +182,6 @@ def _presign(count: int, port: int) -> list[Delivery]:
         raw = _raw_request("POST", WEBHOOK_PATH, port, headers, body)
         deliveries.append(Delivery(body, headers, raw))
     return deliveries
-
-
-async def _wait_until_up(base_url: str, process: subprocess.Popen[bytes]) -> None:
-    async with httpx.AsyncClient(base_url=base_url) as client:
-        for _ in range(200):
-            if process.poll() is not None:
-                raise SystemExit(f"the server exited with {process.returncode}")
-            try:
-                if (await client.get("/healthz")).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            await asyncio.sleep(0.05)
-    raise SystemExit("the server did not answer /healthz within 10 s")
 
 
 Connection = RawConnection | HttpxConnection
@@ -399,7 +379,7 @@ def main() -> None:
     )
     args = parser.parse_args()
 
-    port = _free_port()
+    port = free_port()
     deliveries = _presign(args.pool or int(6000 * args.seconds), port)
     workdir = Path(tempfile.mkdtemp(prefix="calbridge-bench-"))
     db_path = workdir / "bench.db"
@@ -438,7 +418,7 @@ def main() -> None:
             runner = asyncio.run
 
         async def run() -> dict[str, Any]:
-            await _wait_until_up(base_url, server)
+            await wait_until_healthy(base_url, server)
             return await _bench(args, port, deliveries, ServerCpu(server.pid))
 
         # The pre-built requests are a large, long-lived heap: keep the client's own garbage

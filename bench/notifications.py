@@ -19,7 +19,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import sqlite3
 import statistics
 import subprocess
@@ -37,7 +36,7 @@ from cryptography.fernet import Fernet
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from bench._stack import start_sandbox  # noqa: E402
+from bench._stack import free_port, start_sandbox, wait_until_healthy  # noqa: E402
 
 ORGANIZATION_ID = "f6BenchNotifications000000000000"
 NOTIFICATIONS_PATH = "/webhooks/graph/notifications"
@@ -57,13 +56,6 @@ class Tally:
     latencies: list[float] = field(default_factory=list)
     statuses: dict[int, int] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def _prepare_database(
@@ -163,20 +155,6 @@ class Client:
 
     async def close(self) -> None:
         await self.http.aclose()
-
-
-async def _wait_until_up(base_url: str, process: subprocess.Popen[bytes]) -> None:
-    async with httpx.AsyncClient(base_url=base_url) as client:
-        for _ in range(400):
-            if process.poll() is not None:
-                raise SystemExit(f"the server exited with {process.returncode}")
-            try:
-                if (await client.get("/healthz")).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            await asyncio.sleep(0.05)
-    raise SystemExit("the server did not answer /healthz within 20 s")
 
 
 async def _run(
@@ -342,7 +320,7 @@ def main() -> None:
         intake_db = workdir / "intake.db"
         subs = _subs(args.mailboxes)
         _prepare_database(f"sqlite:///{intake_db}", secret_key, subs)
-        port = _free_port()
+        port = free_port()
         env = base | {
             "CALBRIDGE_DATABASE_URL": f"sqlite:///{intake_db}",
             "CALBRIDGE_SECRET_KEY": secret_key,
@@ -351,7 +329,7 @@ def main() -> None:
         try:
 
             async def intake() -> dict[str, Any]:
-                await _wait_until_up(f"http://127.0.0.1:{port}", server)
+                await wait_until_healthy(f"http://127.0.0.1:{port}", server)
                 return await _intake_phase(
                     f"http://127.0.0.1:{port}", args.connections, args.seconds, subs
                 )
@@ -376,7 +354,7 @@ def main() -> None:
                 client_id=info.client_id,
                 client_secret=info.client_secret,
             )
-            port = _free_port()
+            port = free_port()
             env = base | {
                 "CALBRIDGE_DATABASE_URL": f"sqlite:///{storm_db}",
                 "CALBRIDGE_SECRET_KEY": secret_key,
@@ -388,7 +366,7 @@ def main() -> None:
             try:
 
                 async def storm() -> dict[str, Any]:
-                    await _wait_until_up(f"http://127.0.0.1:{port}", server)
+                    await wait_until_healthy(f"http://127.0.0.1:{port}", server)
                     return await _storm_phase(
                         f"http://127.0.0.1:{port}",
                         args.connections,
