@@ -280,11 +280,15 @@ def sandbox(
     """Run the Graph + Entra sandbox over HTTPS with a ready tenant, app and two mailboxes."""
     from app.sandbox import SandboxServer
 
-    def on_term(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt  # so SIGTERM, like Ctrl-C, stops the server and cleans up
-
-    signal.signal(signal.SIGTERM, on_term)
     server = SandboxServer(host=host, port=port, state_dir=state_dir)
+
+    def on_signal(signum: int, frame: object) -> None:
+        # Only a flag: raising here could land anywhere (between printing and serving, or in
+        # the middle of the clean-up) and end the process with 130 instead of a clean stop.
+        server.request_stop()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
     server.start_blocking()
     demo = server.control.seed_demo()
     lines = [

@@ -74,6 +74,7 @@ class SandboxServer:
         self.port = 0
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
+        self._stop_requested = threading.Event()
         self._failure: BaseException | None = None
 
     @classmethod
@@ -169,12 +170,17 @@ class SandboxServer:
         if self._own_dir:
             shutil.rmtree(self.state_dir, ignore_errors=True)
 
+    def request_stop(self) -> None:
+        """Ask `serve_forever` to return (safe from a signal handler: it only sets a flag)."""
+        self._stop_requested.set()
+
     def serve_forever(self) -> None:
-        """For the CLI: block until the server thread ends (Ctrl-C stops it)."""
+        """For the CLI: block until the server thread ends or `request_stop` (Ctrl-C stops it
+        too), then stop cleanly."""
         assert self._thread is not None
         try:
-            while self._thread.is_alive():
-                self._thread.join(timeout=0.5)
+            while self._thread.is_alive() and not self._stop_requested.wait(0.5):
+                pass
         except KeyboardInterrupt:
             pass
         finally:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import ssl
 import subprocess
@@ -122,3 +123,20 @@ def test_cli_prints_what_a_user_needs(tmp_path: object) -> None:
     ):
         assert needle in text
     assert process.returncode == 0
+
+
+def test_cli_stops_cleanly_on_sigterm_right_after_it_starts(tmp_path: object) -> None:
+    """SIGTERM as soon as it prints its first line, before it waits for requests: exit 0,
+    never a traceback or 130 (the handler only asks the server to stop)."""
+    command = [sys.executable, "-m", "app.cli", "sandbox", "--port", str(_free_port())]
+    command += ["--state-dir", str(tmp_path)]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    with subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+    ) as process:
+        assert process.stdout is not None
+        assert "running at" in process.stdout.readline()
+        process.send_signal(signal.SIGTERM)
+        _, errors = process.communicate(timeout=20)
+    assert process.returncode == 0, errors
+    assert "Traceback" not in errors
