@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, Header, Path, Request, Response, status
@@ -68,6 +69,12 @@ def get_authority_hosts(request: Request) -> tuple[str, ...]:
     """FastAPI dependency: login hosts accepted in tenant URLs (Microsoft's and the configured)."""
     settings: Settings = request.app.state.settings
     return (*GLOBAL_AUTHORITY_HOSTS, settings.authority_host)
+
+
+def get_webhook_secret_grace(request: Request) -> timedelta:
+    """FastAPI dependency: how long a replaced webhook secret stays valid."""
+    settings: Settings = request.app.state.settings
+    return timedelta(seconds=settings.webhook_secret_grace_seconds)
 
 
 _PUT_EXAMPLES: dict[str, Any] = {
@@ -143,7 +150,12 @@ async def list_connections(session: DbSession) -> list[ConnectionOut]:
         "`reason` (e.g. `secret_invalid`, `secret_expired`), `aadsts_code` and a readable "
         "`detail`, and the old secret stays. If Entra cannot be reached: `503` "
         "`entra_unavailable` with `Retry-After`, and nothing is changed. Creating a "
-        "connection is not checked this way (see the verify endpoint)."
+        "connection is not checked this way (see the verify endpoint).\n\n"
+        "A new `webhook_secret` takes effect at once; deliveries signed with the secret it "
+        "replaces are still accepted until `previous_webhook_secret_expires_at` "
+        "(`CALBRIDGE_WEBHOOK_SECRET_GRACE_SECONDS`, default one day), so bookingtime can be "
+        "switched over without losing any. A second rotation within that period keeps only the "
+        "secret it replaces."
     ),
     status_code=status.HTTP_200_OK,
     responses={
@@ -160,6 +172,7 @@ async def put_connection(
     secret_box: Annotated[SecretBox, Depends(get_secret_box)],
     authority_hosts: Annotated[tuple[str, ...], Depends(get_authority_hosts)],
     graph: Annotated[GraphClients, Depends(get_graph)],
+    webhook_secret_grace: Annotated[timedelta, Depends(get_webhook_secret_grace)],
     accept_language: Annotated[str | None, Header()] = None,
 ) -> ConnectionPutOut:
     rotation = await service.rotated_client_secret(
@@ -186,6 +199,7 @@ async def put_connection(
         organization_id=organization_id,
         data=body,
         authority_hosts=authority_hosts,
+        webhook_secret_grace=webhook_secret_grace,
     )
     await session.commit()
     if result.created:
@@ -213,7 +227,9 @@ async def get_connection(organization_id: OrganizationId, session: DbSession) ->
     summary="Delete a connection",
     description=(
         "Deletes the connection with its employees, stored appointments, webhook inbox and sync "
-        "history. Works whatever state the credentials are in."
+        "history. Works whatever state the credentials are in. Its Graph change-notification "
+        "subscriptions are deleted at Microsoft in the background (jobs queued with the "
+        "credentials they need); if that fails they simply expire."
     ),
     status_code=status.HTTP_204_NO_CONTENT,
     response_class=Response,

@@ -1,5 +1,8 @@
 """Standard Webhooks verification of a bookingtime delivery, on the raw body, before any parsing.
 
+A delivery verifies with the connection's current secret or, during the grace period after a
+rotation, with the secret the rotation replaced; any one matching `v1` signature is enough.
+
 SignatureError                 401, nothing is stored
 ├── MissingSignature           `missing_signature`: a `webhook-*` header is absent or empty
 ├── InvalidSignature           `invalid_signature`: malformed headers, no matching `v1` signature
@@ -16,6 +19,7 @@ import re
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime
 
 from standardwebhooks.webhooks import (
     EmptyWebhookSecretError,
@@ -57,18 +61,36 @@ class VerifiedDelivery:
     text: str  # the raw body, decoded (lossless: the signature covered these exact bytes)
 
 
-class WebhookVerifier:
-    """One connection's webhook secret, ready to verify deliveries (build once, reuse)."""
+def _parsed(secret: str) -> tuple[Webhook, bytes] | None:
+    """The library's verifier and the raw HMAC key (for bodies the library cannot take, not
+    UTF-8) of a secret; None for an empty or unusable one."""
+    try:
+        return Webhook(secret), base64.b64decode(secret.removeprefix("whsec_") + "==")
+    except (EmptyWebhookSecretError, ValueError):
+        return None
 
-    def __init__(self, secret: str) -> None:
-        try:
-            self._webhook: Webhook | None = Webhook(secret)
-            # The HMAC key as the library derives it, for bodies it cannot take (not UTF-8).
-            self._key = base64.b64decode(secret.removeprefix("whsec_") + "==")
-        except (EmptyWebhookSecretError, ValueError):
-            # An empty or unusable secret disables the endpoint; it never means "accept all".
-            self._webhook = None
-            self._key = b""
+
+class WebhookVerifier:
+    """One connection's webhook secrets, ready to verify deliveries (build once, reuse).
+
+    `previous_secret` is the secret a rotation replaced: it is accepted while the delivery's
+    `now` is before `previous_expires_at`, and never without a working current secret.
+    """
+
+    def __init__(
+        self,
+        secret: str,
+        *,
+        previous_secret: str | None = None,
+        previous_expires_at: datetime | None = None,
+    ) -> None:
+        # An empty or unusable secret disables the endpoint; it never means "accept all".
+        self._current = _parsed(secret)
+        self._previous = None
+        self._previous_until = 0.0
+        if previous_secret and previous_expires_at is not None:
+            self._previous = _parsed(previous_secret)
+            self._previous_until = previous_expires_at.timestamp()
 
     def verify(
         self,
@@ -106,14 +128,17 @@ class WebhookVerifier:
         entries = [entry for entry in signature.split() if entry.count(",") == 1]
         if not entries:
             raise InvalidSignature("webhook-signature has no `v1,<base64>` entry")
-        if self._webhook is None:
+        if self._current is None:
             raise InvalidSignature("webhook deliveries are disabled for this organisation")
+        secrets = [self._current]
+        if self._previous is not None and now < self._previous_until:
+            secrets.append(self._previous)
         try:
             text = body.decode("utf-8")
         except UnicodeDecodeError as exc:
             # The library verifies text only; check these bytes ourselves so that an unsigned
             # body is a 401 like any other, and only an authentic one is "not JSON" (400).
-            if not self._signed(webhook_id, timestamp, body, entries):
+            if not any(_signed(key, webhook_id, timestamp, body, entries) for _, key in secrets):
                 raise InvalidSignature("no webhook-signature matches the body") from exc
             raise UndecodableBody("the body is not valid UTF-8") from exc
         checked = {
@@ -121,26 +146,33 @@ class WebhookVerifier:
             "webhook-timestamp": timestamp,
             "webhook-signature": " ".join(entries),
         }
-        try:
-            self._webhook.verify(text, checked, json_parse=False)
-        except WebhookVerificationError as exc:
-            if "timestamp" in str(exc):  # the library's own fixed window
-                raise StaleTimestamp("webhook-timestamp is too far from the server time") from exc
-            raise InvalidSignature("no webhook-signature matches the body") from exc
-        except ValueError as exc:  # base64 padding errors in a signature entry
-            raise InvalidSignature("webhook-signature is malformed") from exc
-        return VerifiedDelivery(webhook_id=webhook_id, text=text)
-
-    def _signed(self, webhook_id: str, timestamp: str, body: bytes, entries: list[str]) -> bool:
-        """Whether a `v1` entry is the HMAC-SHA256 of `id.timestamp.body` (raw bytes)."""
-        signed = f"{webhook_id}.{timestamp}.".encode() + body
-        expected = hmac.new(self._key, signed, hashlib.sha256).digest()
-        for entry in entries:
-            version, _, value = entry.partition(",")
+        mismatch: WebhookVerificationError | None = None
+        for webhook, _ in secrets:
             try:
-                candidate = base64.b64decode(value, validate=True)
-            except ValueError:
+                webhook.verify(text, checked, json_parse=False)
+            except WebhookVerificationError as exc:
+                if "timestamp" in str(exc):  # the library's own fixed window
+                    raise StaleTimestamp(
+                        "webhook-timestamp is too far from the server time"
+                    ) from exc
+                mismatch = exc
                 continue
-            if version == "v1" and hmac.compare_digest(expected, candidate):
-                return True
-        return False
+            except ValueError as exc:  # base64 padding errors in a signature entry
+                raise InvalidSignature("webhook-signature is malformed") from exc
+            return VerifiedDelivery(webhook_id=webhook_id, text=text)
+        raise InvalidSignature("no webhook-signature matches the body") from mismatch
+
+
+def _signed(key: bytes, webhook_id: str, timestamp: str, body: bytes, entries: list[str]) -> bool:
+    """Whether a `v1` entry is the HMAC-SHA256 of `id.timestamp.body` (raw bytes) under `key`."""
+    signed = f"{webhook_id}.{timestamp}.".encode() + body
+    expected = hmac.new(key, signed, hashlib.sha256).digest()
+    for entry in entries:
+        version, _, value = entry.partition(",")
+        try:
+            candidate = base64.b64decode(value, validate=True)
+        except ValueError:
+            continue
+        if version == "v1" and hmac.compare_digest(expected, candidate):
+            return True
+    return False

@@ -16,7 +16,7 @@ from typing import Any
 from pydantic import SecretStr
 from sqlalchemy import select
 
-from app.connections import repository
+from app.connections import repository, secrets
 from app.crypto import SecretBox, SecretKeyError
 from app.graph.auth import GraphCredentials
 from app.graph.errors import GraphError
@@ -247,6 +247,11 @@ async def check_mailbox_job(ctx: JobContext, *, graph: GraphClients, secret_box:
     if result.pending:
         raise RuntimeError(f"mailbox check of {mailbox} still pending: {result.message}")
     async with ctx.database.session_scope() as session:
+        # Entra refusing the client secret is the connection's news, whatever became of the
+        # employee meanwhile.
+        await secrets.mark_rejected(
+            session, connection_id=connection.id, code=result.code, now=ctx.clock()
+        )
         employee = await repository.get_employee(
             session, connection_id=connection.id, booking_resource_id=employee.booking_resource_id
         )

@@ -22,6 +22,7 @@ from pydantic import (
 
 from app.connections.secrets import secret_status
 from app.models import Connection, Employee
+from app.models.base import utcnow
 from app.sync.repository import translation_settings
 from app.sync.translate import EventSettings
 
@@ -221,6 +222,7 @@ _CONNECTION_EXAMPLE: dict[str, JsonValue] = {
         "busy_subjects": False,
     },
     "webhook_url": f"/webhooks/bookingtime/{ORGANIZATION_ID_EXAMPLE}",
+    "previous_webhook_secret_expires_at": None,
     "employee_count": 3,
     "created_at": "2026-11-26T09:30:00Z",
     "updated_at": "2026-11-26T09:30:00Z",
@@ -265,6 +267,13 @@ class ConnectionOut(BaseModel):
             "public base URL: configure it in bookingtime with the webhook secret."
         )
     )
+    previous_webhook_secret_expires_at: datetime | None = Field(
+        default=None,
+        description=(
+            "Until when deliveries signed with the webhook secret replaced by the last rotation "
+            "are still accepted (UTC); null when no such grace period is running."
+        ),
+    )
     employee_count: int = Field(description="Employees mapped to mailboxes.")
     created_at: datetime
     updated_at: datetime
@@ -283,10 +292,18 @@ class ConnectionOut(BaseModel):
             locale=connection.locale,
             event_settings=event_settings_of(connection),
             webhook_url=webhook_path(connection.organization_id),
+            previous_webhook_secret_expires_at=_running(
+                connection.previous_webhook_secret_expires_at
+            ),
             employee_count=employee_count,
             created_at=connection.created_at,
             updated_at=connection.updated_at,
         )
+
+
+def _running(until: datetime | None) -> datetime | None:
+    """`until` while it is in the future (a grace period that ended is no longer shown)."""
+    return until if until is not None and until > utcnow() else None
 
 
 class ConnectionPutOut(ConnectionOut):
@@ -330,6 +347,7 @@ class EmployeeIn(BaseModel):
     )
 
     mailbox: Annotated[str, Field(min_length=3, max_length=320)] = Field(
+        json_schema_extra={"format": "email"},  # documents the check of normalize_mailbox
         description=(
             "The employee's mailbox address (primary SMTP address or UPN). Its syntax is checked "
             "here and stored lowercase; whether it exists shows in the sync history."
@@ -502,9 +520,13 @@ class VerifyIn(BaseModel):
         extra="forbid", json_schema_extra={"examples": [{"mailbox": "max.mustermann@contoso.com"}]}
     )
 
-    mailbox: Annotated[str, Field(min_length=3, max_length=320)] | None = Field(
-        default=None, description="A mailbox to check as well (its calendar is read)."
-    )
+    mailbox: (
+        Annotated[
+            str,
+            Field(min_length=3, max_length=320, json_schema_extra={"format": "email"}),
+        ]
+        | None
+    ) = Field(default=None, description="A mailbox to check as well (its calendar is read).")
 
     @field_validator("mailbox")
     @classmethod

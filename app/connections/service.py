@@ -7,6 +7,7 @@ import hmac
 import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Literal
 
 from sqlalchemy.exc import IntegrityError
@@ -15,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.connections import repository
 from app.connections.checks import CHECK_MAILBOX_JOB, CheckResult, apply_to_employee
 from app.connections.schemas import ConnectionIn, EmployeeIn, event_settings_of
-from app.connections.secrets import reset_for_new_secret
+from app.connections.secrets import mark_rejected, reset_for_new_secret
 from app.connections.tenant import GLOBAL_AUTHORITY_HOSTS, InvalidTenantError, normalize_tenant
 from app.crypto import SecretBox, SecretKeyError
 from app.models import Connection, Employee
@@ -27,6 +28,8 @@ from app.sync.jobs import resync_job
 
 DEFAULT_LOCALE = "de"
 WEBHOOK_SECRET_BYTES = 32
+# The default of CALBRIDGE_WEBHOOK_SECRET_GRACE_SECONDS.
+DEFAULT_WEBHOOK_SECRET_GRACE = timedelta(days=1)
 
 
 class ConnectionNotFoundError(ProblemError):
@@ -139,8 +142,11 @@ async def put_connection(
     organization_id: str,
     data: ConnectionIn,
     authority_hosts: Iterable[str] = GLOBAL_AUTHORITY_HOSTS,
+    webhook_secret_grace: timedelta = DEFAULT_WEBHOOK_SECRET_GRACE,
+    now: datetime | None = None,
 ) -> PutConnectionResult:
-    """Create or update the organisation's connection; secrets are stored encrypted."""
+    """Create or update the organisation's connection; secrets are stored encrypted. A new
+    webhook secret leaves the replaced one valid for `webhook_secret_grace`."""
     try:
         tenant = normalize_tenant(data.tenant, authority_hosts=authority_hosts)
     except InvalidTenantError as exc:
@@ -196,7 +202,13 @@ async def put_connection(
     if webhook_secret is not None and not _same_secret(
         secret_box, connection.webhook_secret_encrypted, webhook_secret
     ):
-        connection.webhook_secret_encrypted = secret_box.encrypt(webhook_secret)
+        rotate_webhook_secret(
+            connection,
+            secret_box=secret_box,
+            new_secret=webhook_secret,
+            grace=webhook_secret_grace,
+            now=now or utcnow(),
+        )
     looks_before = (connection.locale, event_settings_of(connection))
     if data.locale is not None:
         connection.locale = data.locale
@@ -257,6 +269,36 @@ async def rotated_client_secret(
     return SecretRotation(connection, tenant, str(data.client_id), secret)
 
 
+def rotate_webhook_secret(
+    connection: Connection,
+    *,
+    secret_box: SecretBox,
+    new_secret: str,
+    grace: timedelta,
+    now: datetime,
+) -> None:
+    """Store `new_secret`; the one it replaces stays valid until now + `grace`.
+
+    Only one previous secret is kept: a second rotation within the grace period replaces it with
+    the secret being replaced now (the older one stops at once), and restarts the period. A zero
+    grace, or a replaced secret that can no longer be decrypted, keeps none.
+    """
+    replaced: str | None = connection.webhook_secret_encrypted
+    if grace <= timedelta(0) or not _readable(secret_box, connection.webhook_secret_encrypted):
+        replaced = None
+    connection.previous_webhook_secret_encrypted = replaced
+    connection.previous_webhook_secret_expires_at = None if replaced is None else now + grace
+    connection.webhook_secret_encrypted = secret_box.encrypt(new_secret)
+
+
+def _readable(secret_box: SecretBox, stored: str) -> bool:
+    try:
+        secret_box.decrypt(stored)
+    except SecretKeyError:
+        return False
+    return True
+
+
 def _stored(data: ConnectionIn) -> dict[str, object] | None:
     if data.event_settings is None:
         return None
@@ -264,8 +306,11 @@ def _stored(data: ConnectionIn) -> dict[str, object] | None:
 
 
 async def delete_connection(session: AsyncSession, *, organization_id: str) -> None:
-    """Delete the organisation's connection with its employees, snapshots, inbox and history."""
+    """Delete the organisation's connection with its employees, snapshots, inbox and history;
+    its Graph subscriptions are deleted in Graph by jobs queued in the same transaction."""
     connection = await get_connection(session, organization_id=organization_id)
+    # Queued before the row (and with it the credentials) goes; each job carries what it needs.
+    await subscriptions.release_connection(session, connection=connection)
     await repository.delete_connection(session, connection)
 
 
@@ -397,4 +442,5 @@ async def record_mailbox_check(
         )
         return
     apply_to_employee(employee, result)
+    await mark_rejected(session, connection_id=employee.connection_id, code=result.code)
     await session.flush()

@@ -44,6 +44,9 @@ class Receiver:
 
     connection_id: int
     webhook_secret_encrypted: str
+    # The secret the last rotation replaced and until when it is still accepted (None: none).
+    previous_webhook_secret_encrypted: str | None = None
+    previous_webhook_secret_expires_at: datetime | None = None
 
 
 class NewInboxEvent(NamedTuple):
@@ -73,11 +76,17 @@ async def find_receivers(
 ) -> list[Receiver | None]:
     """The connections of bookingtime organisations (None where there is none), in one query."""
     statement = select(
-        _connection.c.organization_id, _connection.c.id, _connection.c.webhook_secret_encrypted
+        _connection.c.organization_id,
+        _connection.c.id,
+        _connection.c.webhook_secret_encrypted,
+        _connection.c.previous_webhook_secret_encrypted,
+        _connection.c.previous_webhook_secret_expires_at,
     ).where(_connection.c.organization_id.in_(set(organization_ids)))
     found = {
-        organization_id: Receiver(connection_id, secret)
-        for organization_id, connection_id, secret in (await session.execute(statement)).all()
+        organization_id: Receiver(connection_id, secret, previous, previous_expires_at)
+        for organization_id, connection_id, secret, previous, previous_expires_at in (
+            await session.execute(statement)
+        ).all()
     }
     return [found.get(organization_id) for organization_id in organization_ids]
 

@@ -29,6 +29,10 @@ class Connection(Base):
     # current secret and date, so each crossing is announced once; None: none yet.
     client_secret_warned_days: Mapped[int | None] = mapped_column(SmallInteger)
     webhook_secret_encrypted: Mapped[str] = mapped_column(Text)
+    # The webhook secret a rotation replaced, still accepted until `..._expires_at` so deliveries
+    # bookingtime signed before it switched still verify; None: no grace period running.
+    previous_webhook_secret_encrypted: Mapped[str | None] = mapped_column(Text)
+    previous_webhook_secret_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     locale: Mapped[str] = mapped_column(String(8), default="de")
     # app.sync.translate.EventSettings as set by the admin; None: every default.
     event_settings: Mapped[dict[str, Any] | None] = mapped_column(JSONDoc)

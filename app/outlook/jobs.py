@@ -4,7 +4,8 @@
   start over). One pending per mailbox, so a burst of notifications costs one run; one running
   per mailbox.
 - `subscription.ensure`: create (or recreate) the subscription of one mailbox.
-- `subscription.renew` / `subscription.delete`: PATCH (or reauthorize) / delete it in Graph.
+- `subscription.renew` / `subscription.delete`: PATCH (or reauthorize) / delete it in Graph
+  (a delete queued by deleting the connection carries the credentials it needs).
 - `subscription.upkeep` (periodic): renew what expires soon, recreate what is gone.
 - `sync.mailbox_sweep` (periodic): the safety delta of every mailbox, for notifications Graph
   dropped.
@@ -77,12 +78,29 @@ def renew_job(connection_id: int, mailbox: str, *, reauthorize: bool = False) ->
     )
 
 
-def delete_job(connection_id: int, mailbox: str, graph_subscription_id: str) -> NewJob:
-    """Delete a subscription in Graph whose row is already gone (the mapping was removed)."""
+def delete_job(
+    connection_id: int,
+    mailbox: str,
+    graph_subscription_id: str,
+    *,
+    credentials: dict[str, str] | None = None,
+) -> NewJob:
+    """Delete a subscription in Graph whose row is already gone (the mapping was removed).
+
+    `credentials` (tenant, client_id, client_secret_encrypted: the Fernet token, never the
+    secret) go with the job when the connection itself is being deleted, since the job runs
+    after its row, and so its credentials, are gone.
+    """
+    args: dict[str, Any] = {
+        **_mailbox_args(connection_id, mailbox),
+        "graph_subscription_id": graph_subscription_id,
+    }
+    if credentials is not None:
+        args["credentials"] = credentials
     return keyed_job(
         SUBSCRIPTION_DELETE,
         graph_subscription_id,
-        {**_mailbox_args(connection_id, mailbox), "graph_subscription_id": graph_subscription_id},
+        args,
         serial_key=f"subscription:{_key(connection_id, mailbox)}",
         mailbox=mailbox,
     )

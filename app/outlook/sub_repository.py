@@ -70,6 +70,16 @@ async def for_mailboxes(
     return {row.mailbox: row for row in rows}
 
 
+async def for_connection(session: AsyncSession, *, connection_id: int) -> list[Subscription]:
+    """Every subscription row of the connection, by id."""
+    rows = await session.scalars(
+        select(Subscription)
+        .where(Subscription.connection_id == connection_id)
+        .order_by(Subscription.id)
+    )
+    return list(rows)
+
+
 async def connection(session: AsyncSession, connection_id: int) -> Connection | None:
     return await session.get(Connection, connection_id)
 

@@ -4,13 +4,15 @@ renew before expiry, reauthorize, recreate when Graph lost them, delete when the
 Every Graph call runs in a job (`subscription.ensure`, `subscription.renew`,
 `subscription.delete`, periodic `subscription.upkeep`), never in a request and never inside a
 transaction. Failures show in the subscription row's `last_error_*` and the sync history, then
-the queue retries them with backoff (permanent ones fail at once).
+the queue retries them with backoff (permanent ones fail at once). Entra refusing the client
+secret marks the connection's secret `rejected`, as a sync does.
 """
 
 from __future__ import annotations
 
 import logging
 import secrets
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -18,6 +20,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.config import Settings, public_url_problem
+from app.connections import secrets as client_secrets
 from app.connections.schemas import SubscriptionStatus
 from app.crypto import SecretBox, SecretKeyError
 from app.db import Database
@@ -62,6 +65,20 @@ CLIENT_STATE_BYTES = 48
 REAUTHORIZE_GAP = timedelta(minutes=10)
 
 PENDING, ACTIVE, FAILED, DISABLED = "pending", "active", "failed", "disabled"
+
+
+class HandshakeFailed(Exception):
+    """Graph refused a create because calbridge's endpoint failed its validation request.
+
+    Graph answers 400, which reads as permanent, but the cause usually passes (the API is
+    starting, being deployed, or was briefly slow), so the job retries with the queue's backoff
+    instead of waiting for the next upkeep.
+    """
+
+
+def _handshake_failed(error: GraphError) -> bool:
+    # §1.2: "Subscription validation request failed. …" / "… validation request timed out."
+    return error.status == 400 and "validation request" in error.message.casefold()
 
 
 def notification_url(settings: Settings) -> str:
@@ -113,6 +130,25 @@ async def release_mailbox(session: AsyncSession, *, connection_id: int, mailbox:
     if graph_id is not None:
         await enqueue_many(session, [delete_job(connection_id, row.mailbox, graph_id)])
     return True
+
+
+async def release_connection(session: AsyncSession, *, connection: Connection) -> int:
+    """The connection is being deleted: queue the delete in Graph of each of its subscriptions,
+    carrying the credentials (encrypted) it needs once the connection's row is gone. Called in
+    the deleting transaction before the row goes, so either both happen or neither. Returns the
+    deletes queued."""
+    credentials = {
+        "tenant": connection.tenant,
+        "client_id": connection.client_id,
+        "client_secret_encrypted": connection.client_secret_encrypted,
+    }
+    jobs = [
+        delete_job(connection.id, row.mailbox, row.graph_subscription_id, credentials=credentials)
+        for row in await repo.for_connection(session, connection_id=connection.id)
+        if row.graph_subscription_id is not None
+    ]
+    queued = await enqueue_many(session, jobs)
+    return sum(1 for job_id in queued.values() if job_id is not None)
 
 
 # --- status -----------------------------------------------------------------------------------
@@ -255,7 +291,10 @@ class SubscriptionService:
             user_id = loaded.graph_user_id or await _user_id(client, mailbox)
             created = await self._create(client, mailbox, user_id, client_state, now)
         except GraphError as exc:
-            await self._failed(loaded, mailbox, exc, job_id, now)
+            handshake = _handshake_failed(exc)
+            await self._failed(loaded, mailbox, exc, job_id, now, retryable=handshake)
+            if handshake:
+                raise HandshakeFailed(str(exc)) from exc
             raise job_error(exc) from exc
 
         orphan: str | None = None
@@ -423,13 +462,33 @@ class SubscriptionService:
             )
 
     async def delete(
-        self, *, connection_id: int, mailbox: str, graph_subscription_id: str, job_id: int | None
+        self,
+        *,
+        connection_id: int,
+        mailbox: str,
+        graph_subscription_id: str,
+        job_id: int | None,
+        credentials: Mapping[str, str] | None = None,
+        now: datetime | None = None,
     ) -> None:
-        """Delete the subscription in Graph (404: already gone) and say so in the history."""
+        """Delete the subscription in Graph (404: already gone) and say so in the history.
+
+        When the connection is gone, the `credentials` the job carries sign the delete (and
+        there is no history left to write to); without them Graph lets it expire.
+        """
         async with self.database.session_scope() as session:
             connection = await repo.connection(session, connection_id)
+        deleted = connection is None
         if connection is None:
-            return  # the connection and its credentials are gone; Graph lets it expire
+            if credentials is None:
+                return
+            # Never added to a session: only what a Graph client is built from.
+            connection = Connection(
+                id=connection_id,
+                tenant=credentials["tenant"],
+                client_id=credentials["client_id"],
+                client_secret_encrypted=credentials["client_secret_encrypted"],
+            )
         client = self._client(connection)
         try:
             result = await client.delete_subscription(graph_subscription_id)
@@ -437,7 +496,12 @@ class SubscriptionService:
         except ItemNotFound:
             request_id = None
         except GraphError as exc:
+            if not deleted:
+                await self._rejected(connection, exc, mailbox, now)
             raise job_error(exc) from exc
+        if deleted:
+            log.info("subscription of %s deleted with its connection", mailbox)
+            return
         async with self.database.session_scope() as session:
             await repo.add_records(
                 session,
@@ -490,6 +554,7 @@ class SubscriptionService:
         now: datetime,
         *,
         keep_state: bool = False,
+        retryable: bool = False,
     ) -> None:
         connection = loaded.connection
         code, params = error_code(
@@ -500,13 +565,16 @@ class SubscriptionService:
             "subscription_failed", connection.locale, {"mailbox": mailbox, "reason": reason}
         )
         async with self.database.session_scope() as session:
+            await client_secrets.mark_rejected(
+                session, connection_id=connection.id, code=code, now=now
+            )
             row = await repo.get_by_id(session, loaded.row_id)
             if row is None:
                 return
             if not keep_state:
                 # A retryable failure stays pending (the queue tries again); a permanent one
                 # waits for the admin (or the next upkeep) as failed.
-                row.state = FAILED if error.permanent else PENDING
+                row.state = FAILED if error.permanent and not retryable else PENDING
             row.last_error_at = now
             row.last_error_code = code
             row.last_error_message = text
@@ -523,6 +591,19 @@ class SubscriptionService:
                 graph_request_id=error.request_id,
             )
         log.warning("subscription of %s: %s", mailbox, code)
+
+    async def _rejected(
+        self, connection: Connection, error: GraphError, mailbox: str, now: datetime | None
+    ) -> None:
+        """Record on the connection when Entra refused its client secret."""
+        code, _ = error_code(
+            error, mailbox=mailbox, tenant=connection.tenant, client_id=connection.client_id
+        )
+        if code in client_secrets.REJECTION_CODES:
+            async with self.database.session_scope() as session:
+                await client_secrets.mark_rejected(
+                    session, connection_id=connection.id, code=code, now=now
+                )
 
     async def upkeep(self, *, now: datetime) -> int:
         """Queue what the subscriptions need: renewal within `renew_before_minutes` of expiry,
@@ -614,11 +695,16 @@ async def delete_subscription(
     ctx: JobContext, *, graph: GraphClients, secret_box: SecretBox
 ) -> None:
     """`subscription.delete`."""
+    credentials = ctx.args.get("credentials")
     await _service(ctx, graph, secret_box).delete(
         connection_id=int(ctx.args["connection_id"]),
         mailbox=str(ctx.args["mailbox"]),
         graph_subscription_id=str(ctx.args["graph_subscription_id"]),
         job_id=ctx.job_id,
+        credentials={str(k): str(v) for k, v in credentials.items()}
+        if isinstance(credentials, dict)
+        else None,
+        now=ctx.clock(),
     )
 
 

@@ -38,6 +38,7 @@ OUT_FIELDS = {
     "locale",
     "event_settings",
     "webhook_url",
+    "previous_webhook_secret_expires_at",
     "employee_count",
     "created_at",
     "updated_at",
