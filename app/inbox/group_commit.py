@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Generic, TypeVar
@@ -49,7 +50,11 @@ class GroupCommitter(Generic[T, R]):
         if self._closed:
             raise GroupCommitClosed("calbridge is shutting down")
         if self._task is None:
-            self._task = asyncio.create_task(self._run(), name="group-commit")
+            # A context of its own: its log lines serve every batch, not the request that
+            # happened to start it (whose request id and organisation would stick to them).
+            self._task = asyncio.create_task(
+                self._run(), name="group-commit", context=contextvars.Context()
+            )
         future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
         self._queue.put_nowait((item, future))
         # Cancelling the caller cancels only this future: the item stays queued and is still

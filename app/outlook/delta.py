@@ -17,6 +17,7 @@ from typing import Any, Literal
 from sqlalchemy.ext.asyncio import AsyncSession
 from tzlocal.windows_tz import win_tz
 
+from app import logs
 from app.config import Settings
 from app.connections import secrets
 from app.crypto import SecretBox
@@ -172,6 +173,7 @@ async def sync_mailbox_impl(
     if connection is None or not mapped:
         log.info("sync.mailbox %s/%s: not mapped (any more), nothing to do", connection_id, mailbox)
         return DeltaOutcome()
+    logs.bind(organization_id=connection.organization_id, mailbox=mailbox)
     run = _Run(
         database=database,
         client=graph.client_for(connection, secret_box),
