@@ -30,11 +30,9 @@ log = logging.getLogger("calbridge")
 
 
 def _configure_logging() -> None:
-    logging.basicConfig(
-        level=logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    from app.logs import configure_logging
+
+    configure_logging(get_settings())
 
 
 def _tune_gc() -> None:
@@ -91,13 +89,28 @@ def serve(
     log.info("schema at %s; serving on http://%s:%d", revision, host, port)
     app = create_app(settings, run_worker=not no_worker)
     _tune_gc()
+    # log_config=None: uvicorn's lines go through calbridge's handler (JSON or text, redacted).
     uvicorn.run(
-        app, host=host, port=port, log_level="info", access_log=access_log, proxy_headers=True
+        app,
+        host=host,
+        port=port,
+        log_config=None,
+        log_level=settings.log_level.lower(),
+        access_log=access_log,
+        proxy_headers=True,
     )
 
 
 @cli.command()
-def worker() -> None:
+def worker(
+    metrics_port: Annotated[
+        int | None,
+        typer.Option(help="serve this process's Prometheus metrics on this port (/metrics)"),
+    ] = None,
+    metrics_host: Annotated[
+        str, typer.Option(help="address the metrics port listens on")
+    ] = "127.0.0.1",
+) -> None:
     """Run a job worker until SIGTERM or SIGINT (in-flight jobs finish or are released)."""
     # From the first instant a SIGTERM is a clean stop, never the default kill: remembered here
     # until the event loop takes the signals over.
@@ -106,6 +119,14 @@ def worker() -> None:
         signal.signal(signum, lambda received, _frame: early.append(received))
     _configure_logging()
     settings = _settings()
+    if metrics_port is not None:
+        from app.metrics import serve_worker_metrics
+
+        try:
+            serve_worker_metrics(metrics_host, metrics_port)
+        except OSError as exc:
+            raise _fail(f"cannot serve metrics on {metrics_host}:{metrics_port}: {exc}") from exc
+        log.info("metrics on http://%s:%d/metrics", metrics_host, metrics_port)
     _tune_gc()
     asyncio.run(_run_worker(settings, stopped_before_start=early))
 

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, Field, SecretStr, field_validator
+from pydantic import BaseModel, Field, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_DATABASE_URL = "sqlite:///./calbridge.db"
@@ -112,6 +113,30 @@ class Settings(BaseSettings):
 
     webhook_tolerance_seconds: int = Field(default=300, ge=1)
     max_webhook_bytes: int = Field(default=1024 * 1024, ge=1024)
+    metrics_public: bool = Field(
+        default=False,
+        description=(
+            "serve GET /metrics without an admin token (for a scraper on a trusted network); "
+            "otherwise it needs one, of either role"
+        ),
+    )
+
+    log_format: Literal["auto", "json", "text"] = Field(
+        default="auto",
+        description="json: one object per line; text: readable; auto: text on a terminal",
+    )
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        default="INFO",
+        description="DEBUG also lets msal, httpx, httpcore and urllib3 below WARNING",
+    )
+    webhook_secret_grace_seconds: int = Field(
+        default=86_400,
+        ge=0,
+        description=(
+            "after a connection's webhook secret is replaced, deliveries signed with the previous "
+            "one are still accepted this long (0: the old secret stops working at once)"
+        ),
+    )
 
     worker: WorkerSettings = WorkerSettings()
     retention: RetentionSettings = RetentionSettings()
@@ -121,6 +146,14 @@ class Settings(BaseSettings):
     @classmethod
     def _strip_slash(cls, value: str | None) -> str | None:
         return value.rstrip("/") if value else value
+
+    @field_validator("log_format", "log_level", mode="before")
+    @classmethod
+    def _case_insensitive(cls, value: object, info: ValidationInfo) -> object:
+        if not isinstance(value, str):
+            return value
+        value = value.strip()
+        return value.upper() if info.field_name == "log_level" else value.lower()
 
     @field_validator("public_url")
     @classmethod

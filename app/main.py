@@ -11,6 +11,8 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from app import __version__
+from app.admin.router import MAX_BODY_BYTES as ADMIN_MAX_BODY_BYTES
+from app.admin.router import PREFIX as ADMIN_PREFIX
 from app.admin.router import router as admin_router
 from app.bookingtime.router import router as bookingtime_router
 from app.bookingtime.service import build_intake
@@ -18,10 +20,13 @@ from app.config import Settings, get_settings
 from app.crypto import SecretBox, load_secret_box
 from app.db import Database
 from app.health import router as health_router
+from app.logs import install_request_ids
+from app.metrics import router as metrics_router
 from app.outlook.notifications import build_notification_intake
 from app.outlook.notifications import router as graph_notifications_router
 from app.problems import install_problem_handlers
 from app.queue.registry import JobRegistry
+from app.routing import BodyCapMiddleware, HeaderLimitMiddleware
 from app.sync.graph_clients import GraphClients
 
 log = logging.getLogger(__name__)
@@ -94,7 +99,11 @@ def create_app(
         lifespan=lifespan,
     )
     install_problem_handlers(app)
+    app.add_middleware(BodyCapMiddleware, limit=ADMIN_MAX_BODY_BYTES, prefix=ADMIN_PREFIX)
+    app.add_middleware(HeaderLimitMiddleware)
+    install_request_ids(app)
     app.include_router(health_router)
+    app.include_router(metrics_router)
     app.include_router(bookingtime_router)
     app.include_router(graph_notifications_router)
     app.include_router(admin_router)

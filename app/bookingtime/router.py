@@ -10,12 +10,14 @@ from __future__ import annotations
 import functools
 import logging
 import re
+import time
 from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import IntegrityError
 
+from app import logs, metrics
 from app.bookingtime.schemas import (
     EXAMPLE_EVENT,
     AppointmentEvent,
@@ -31,7 +33,8 @@ from app.bookingtime.service import (
 )
 from app.bookingtime.signature import SignatureError, UndecodableBody, WebhookVerifier
 from app.config import Settings
-from app.crypto import SecretBox
+from app.crypto import SecretBox, SecretKeyError
+from app.inbox.repository import Receiver
 from app.problems import ProblemError, problem_responses
 from app.routing import RawRequestRoute, read_body, refuse_declared_oversize
 
@@ -46,10 +49,24 @@ _ORGANIZATION_ID = re.compile(r"[A-Za-z0-9._~\-]{1,64}")
 
 
 @functools.lru_cache(maxsize=1024)
-def _verifier(secret_box: SecretBox, webhook_secret_encrypted: str) -> WebhookVerifier:
-    # Keyed by the stored ciphertext: a changed (or re-encrypted) secret is a new Fernet token,
-    # so a delivery is never checked against a secret the connection no longer has.
-    return WebhookVerifier(secret_box.decrypt(webhook_secret_encrypted))
+def _verifier(secret_box: SecretBox, receiver: Receiver) -> WebhookVerifier:
+    # Keyed by the stored ciphertexts (and the grace's end): a changed (or re-encrypted) secret
+    # is a new Fernet token, so a delivery is never checked against a secret the connection no
+    # longer has.
+    return WebhookVerifier(
+        secret_box.decrypt(receiver.webhook_secret_encrypted),
+        previous_secret=_decrypted(secret_box, receiver.previous_webhook_secret_encrypted),
+        previous_expires_at=receiver.previous_webhook_secret_expires_at,
+    )
+
+
+def _decrypted(secret_box: SecretBox, encrypted: str | None) -> str | None:
+    if encrypted is None:
+        return None
+    try:
+        return secret_box.decrypt(encrypted)
+    except SecretKeyError:
+        return None  # a replaced secret under a key that is gone: only the current one works
 
 
 def _invalid_json(exc: ValueError) -> ProblemError:
@@ -137,6 +154,21 @@ Errors are `application/problem+json` with a stable `code`: `invalid_json` (400)
     },
 )
 async def receive_bookingtime_event(request: Request, organization_id: str) -> JSONResponse:
+    started = time.perf_counter()
+    try:
+        status, response = await _receive(request, organization_id)
+    except ProblemError as exc:
+        metrics.bookingtime_received(exc.code, started)
+        raise
+    except Exception:
+        metrics.bookingtime_received("error", started)
+        raise
+    metrics.bookingtime_received(status, started)
+    return response
+
+
+async def _receive(request: Request, organization_id: str) -> tuple[str, JSONResponse]:
+    """The delivery's outcome (`accepted`, `stale`, `ignored`, `duplicate`) and response."""
     settings: Settings = request.app.state.settings
     limit = settings.max_webhook_bytes
     refuse_declared_oversize(request, limit, "webhook")
@@ -150,11 +182,12 @@ async def receive_bookingtime_event(request: Request, organization_id: str) -> J
     receiver = await intake.receivers.get(organization_id)
     if receiver is None:
         raise _unknown_organization()
+    logs.bind(organization_id=organization_id)
     secret_box: SecretBox = request.app.state.secret_box
     tolerance = settings.webhook_tolerance_seconds
     try:
         try:
-            delivery = _verifier(secret_box, receiver.webhook_secret_encrypted).verify(
+            delivery = _verifier(secret_box, receiver).verify(
                 body, request.headers, tolerance_seconds=tolerance
             )
         except SignatureError as exc:
@@ -167,7 +200,7 @@ async def receive_bookingtime_event(request: Request, organization_id: str) -> J
             if current == receiver:
                 raise
             receiver = current
-            delivery = _verifier(secret_box, receiver.webhook_secret_encrypted).verify(
+            delivery = _verifier(secret_box, receiver).verify(
                 body, request.headers, tolerance_seconds=tolerance
             )
     except SignatureError as exc:
@@ -204,10 +237,10 @@ async def receive_bookingtime_event(request: Request, organization_id: str) -> J
         intake.receivers.forget(organization_id)
         raise _unknown_organization() from exc
     if outcome.status == "duplicate":
-        return JSONResponse({"status": "duplicate"}, status_code=200)
+        return "duplicate", JSONResponse({"status": "duplicate"}, status_code=200)
     if outcome.job_id is not None:
         request.app.state.wake_worker()
-    return JSONResponse(
+    return outcome.status, JSONResponse(
         {
             "status": outcome.status,
             "inbox_event_id": outcome.inbox_event_id,

@@ -12,6 +12,7 @@ from urllib.parse import quote, urlsplit
 
 import httpx
 
+from app import metrics
 from app.config import Settings
 from app.graph.auth import GraphAuth, build_ssl_context
 from app.graph.errors import (
@@ -183,10 +184,10 @@ class GraphClient:
         )
         key = self.mailbox_key(mailbox) if mailbox is not None else None
         if key is None:
-            response = await self._transmit(request, client_request_id)
+            response = await self._transmit(request, client_request_id, target)
         else:
             async with self.limiter.slot(key):
-                response = await self._transmit(request, client_request_id)
+                response = await self._transmit(request, client_request_id, target)
                 self._note_throttle(key, response.status_code, response.headers)
         if response.is_success:
             return response, client_request_id
@@ -198,13 +199,18 @@ class GraphClient:
             now=self.limiter.clock(),
         )
 
-    async def _transmit(self, request: httpx.Request, client_request_id: str) -> httpx.Response:
+    async def _transmit(
+        self, request: httpx.Request, client_request_id: str, target: Target
+    ) -> httpx.Response:
+        """Send `request`; every outcome is counted here, once (app.metrics)."""
         try:
-            return await self._http.send(request, auth=self._auth)
+            response = await self._http.send(request, auth=self._auth)
         except GraphError as exc:  # from the token provider inside the auth flow
+            metrics.graph_response(request.method, target, "token_error")
             exc.client_request_id = exc.client_request_id or client_request_id
             raise
         except httpx.TimeoutException as exc:
+            metrics.graph_response(request.method, target, "timeout")
             never_sent = isinstance(exc, httpx.ConnectTimeout | httpx.PoolTimeout)
             raise Transient(
                 f"Graph timed out: {exc!r}",
@@ -213,12 +219,15 @@ class GraphClient:
                 client_request_id=client_request_id,
             ) from exc
         except httpx.TransportError as exc:
+            metrics.graph_response(request.method, target, "connection_error")
             raise Transient(
                 f"Graph connection failed: {exc!r}",
                 code="connection_error",
                 sent=not isinstance(exc, httpx.ConnectError),
                 client_request_id=client_request_id,
             ) from exc
+        metrics.graph_response(request.method, target, response.status_code)
+        return response
 
     def _note_throttle(self, key: str, status: int, headers: Mapping[str, str]) -> None:
         if status in (429, 503):
@@ -570,6 +579,7 @@ class GraphClient:
         headers = {str(k): str(v) for k, v in (item.get("headers") or {}).items()}
         body = item.get("body")
         error: GraphError | None = None
+        metrics.graph_batch_item(status)
         if not 200 <= status < 300:
             self._note_throttle(key, status, headers)
             error = error_from_parts(

@@ -14,6 +14,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 
+from app import logs, metrics
 from app.config import Settings
 from app.db import Database
 from app.models.base import utcnow
@@ -185,11 +186,17 @@ class Worker:
             worker_id=self.worker_id,
             clock=self.clock,
         )
+        # This task's own context: its log lines carry the job, never what spawned the task.
+        logs.bind_job(job_id=job.id, job_kind=job.kind, mailbox=job.mailbox)
         log.debug("job %s %s: attempt %s started", job.id, job.kind, job.attempts)
         every = kind.every_seconds
         # CancelledError (shutdown) passes through: `_shutdown` releases the job.
         try:
-            await kind.handler(context)
+            await metrics.timed_job(
+                kind.handler(context),
+                kind=job.kind,
+                last_attempt=job.attempts >= job.max_attempts,
+            )
         except RetryAfter as exc:
             # Honoured exactly: no jitter.
             await self._retry(job, exc, every, run_at=exc.retry_at(self.clock()))
