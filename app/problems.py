@@ -17,10 +17,12 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict
 from sqlalchemy.exc import InterfaceError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import compile_path
 
 log = logging.getLogger(__name__)
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
+PROBLEM_SCHEMA_REF = "#/components/schemas/Problem"
 DATABASE_RETRY_AFTER_SECONDS = 5
 _HTTP_CODES = {
     400: "bad_request",
@@ -33,6 +35,7 @@ _HTTP_CODES = {
     415: "unsupported_media_type",
     422: "validation_failed",
     429: "too_many_requests",
+    431: "headers_too_large",
     503: "unavailable",
 }
 
@@ -96,8 +99,14 @@ def problem_response(
 
 def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     """OpenAPI `responses=` entries documenting problem answers."""
+    # `model` registers the Problem component (FastAPI files it under application/json too);
+    # the media type actually sent references it, so clients and schemathesis can check bodies.
     return {
-        status: {"model": Problem, "content": {PROBLEM_MEDIA_TYPE: {}}, "description": code}
+        status: {
+            "model": Problem,
+            "content": {PROBLEM_MEDIA_TYPE: {"schema": {"$ref": PROBLEM_SCHEMA_REF}}},
+            "description": code,
+        }
         for status in statuses
         for code in [_HTTP_CODES.get(status, "error")]
     }
@@ -108,6 +117,22 @@ def _field_path(loc: tuple[Any, ...] | list[Any]) -> str:
     if parts and parts[0] in {"body", "query", "path", "header"}:
         parts = parts[1:] or parts
     return ".".join(parts)
+
+
+_HTTP_METHODS = frozenset({"get", "put", "post", "delete", "options", "head", "patch", "trace"})
+
+
+def _allowed_methods(request: Request, fallback: str) -> str:
+    """Every method served at the request's path. Starlette's 405 names only the first route
+    whose path matched, but each FastAPI operation is a route of its own: the OpenAPI document
+    (built once, then cached by FastAPI) knows them all."""
+    methods: set[str] = set()
+    for template, item in request.app.openapi().get("paths", {}).items():
+        if compile_path(template)[0].match(request.scope["path"]):
+            methods.update(method.upper() for method in item if method in _HTTP_METHODS)
+    if "GET" in methods:
+        methods.add("HEAD")
+    return ", ".join(sorted(methods)) or fallback
 
 
 def install_problem_handlers(app: FastAPI) -> None:
@@ -145,13 +170,17 @@ def install_problem_handlers(app: FastAPI) -> None:
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         code = _HTTP_CODES.get(exc.status_code, "http_error")
         detail = exc.detail if isinstance(exc.detail, str) else None
+        headers = getattr(exc, "headers", None)
+        if exc.status_code == 405:
+            allowed = _allowed_methods(request, (headers or {}).get("Allow", ""))
+            headers = {**(headers or {}), "Allow": allowed}
         return problem_response(
             request,
             status=exc.status_code,
             code=code,
             title=detail or code.replace("_", " "),
             detail=detail,
-            headers=getattr(exc, "headers", None),
+            headers=headers,
         )
 
     @app.exception_handler(OperationalError)

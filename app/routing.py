@@ -1,16 +1,18 @@
 """Routing shared by the webhook endpoints: a route that hands its endpoint the raw request, and
-reading a raw body with a size cap."""
+reading a raw body with a size cap; the same cap for bodies FastAPI reads (BodyCapMiddleware)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Coroutine
 from typing import Any
 
+from fastapi import HTTPException
 from fastapi.routing import APIRoute
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.problems import ProblemError
+from app.problems import ProblemError, problem_response
 
 
 class RawRequestRoute(APIRoute):
@@ -66,3 +68,81 @@ async def read_body(request: Request, limit: int, what: str) -> bytes:
             400, "incomplete_body", "The body ended early", detail="the client disconnected"
         ) from exc
     return b"".join(chunks)
+
+
+class BodyCapMiddleware:
+    """413 `payload_too_large` for a body over `limit` bytes on paths under `prefix`.
+
+    For routes whose body FastAPI reads itself (the admin API): it reads the whole body before
+    any dependency runs, so without a cap an anonymous client could make it buffer anything. A
+    declared oversize is answered at once; a longer stream stops at the cap (FastAPI passes an
+    HTTPException raised while reading on to the app's handlers).
+    """
+
+    def __init__(self, app: ASGIApp, *, limit: int, prefix: str) -> None:
+        self.app = app
+        self.limit = limit
+        self.prefix = prefix
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not scope["path"].startswith(self.prefix):
+            await self.app(scope, receive, send)
+            return
+        request = Request(scope)
+        try:
+            refuse_declared_oversize(request, self.limit, "request")
+        except ProblemError as exc:
+            response = problem_response(
+                request, status=exc.status, code=exc.code, title=exc.title, detail=exc.detail
+            )
+            await response(scope, receive, send)
+            return
+        size = 0
+
+        async def capped() -> Message:
+            nonlocal size
+            message = await receive()
+            size += len(message.get("body", b""))
+            if size > self.limit:
+                raise HTTPException(
+                    413, f"bodies are limited to {self.limit} bytes", {"Connection": "close"}
+                )
+            return message
+
+        await self.app(scope, capped, send)
+
+
+# No client of calbridge sends more than a few dozen short headers (Graph, bookingtime, admin
+# tools); uvicorn's default parser sets no limit of its own.
+MAX_HEADER_COUNT = 100
+MAX_HEADER_BYTES = 32 * 1024
+
+
+class HeaderLimitMiddleware:
+    """431 `headers_too_large` for a request with more than MAX_HEADER_COUNT headers or more
+    than MAX_HEADER_BYTES of them, before any route sees it (and the connection is closed)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            headers = scope["headers"]
+            if len(headers) > MAX_HEADER_COUNT or (
+                sum(len(name) + len(value) for name, value in headers) > MAX_HEADER_BYTES
+            ):
+                detail = (
+                    f"at most {MAX_HEADER_COUNT} headers of at most {MAX_HEADER_BYTES} bytes "
+                    "together"
+                )
+                response = problem_response(
+                    Request(scope),
+                    status=431,
+                    code="headers_too_large",
+                    title="Request headers too large",
+                    detail=detail,
+                    headers={"Connection": "close"},
+                )
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)

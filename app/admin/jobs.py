@@ -80,12 +80,12 @@ def _with_examples(
     responses: dict[int | str, dict[str, Any]], examples: dict[int, dict[str, Any]]
 ) -> dict[int | str, dict[str, Any]]:
     for status, named in examples.items():
-        responses[status]["content"] = {"application/problem+json": {"examples": named}}
+        responses[status]["content"]["application/problem+json"]["examples"] = named
     return responses
 
 
 _RETRY_PROBLEMS = _with_examples(
-    problem_responses(401, 404, 409),
+    problem_responses(401, 404, 409, 422),
     {
         404: {
             "job_not_found": _example(404, "job_not_found", "No such job", "job 42 does not exist")
@@ -150,7 +150,8 @@ async def get_jobs(
 )
 async def retry_job(
     session: Annotated[AsyncSession, Depends(get_session)],
-    job_id: Annotated[int, Path(ge=1, description="the job's id")],
+    # le: ids are BIGINT; a larger number is no job and would overflow the database driver.
+    job_id: Annotated[int, Path(ge=1, le=2**63 - 1, description="the job's id")],
 ) -> JobOut:
     try:
         job = await requeue(session, job_id, now=utcnow())

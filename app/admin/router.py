@@ -11,8 +11,14 @@ from app.admin import busy, connections, employees, history, jobs, subscriptions
 from app.admin.auth import require_admin
 from app.problems import problem_responses
 
+PREFIX = "/api/"
+# Admin bodies are small JSON documents; larger ones are refused before they are buffered
+# (app.routing.BodyCapMiddleware, installed for PREFIX by create_app).
+MAX_BODY_BYTES = 64 * 1024
+
+# 400: FastAPI's answer to a JSON body it cannot decode at all (not UTF-8, nested too deep).
 router = APIRouter(
-    dependencies=[Depends(require_admin)], responses=problem_responses(401, 403, 429)
+    dependencies=[Depends(require_admin)], responses=problem_responses(400, 401, 403, 413, 429)
 )
 router.include_router(connections.router)
 router.include_router(employees.router)

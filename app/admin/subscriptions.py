@@ -143,7 +143,7 @@ def _with_examples(
 ) -> dict[int | str, dict[str, Any]]:
     responses = problem_responses(*statuses)
     for status_code, named in examples.items():
-        responses[status_code]["content"] = {"application/problem+json": {"examples": named}}
+        responses[status_code]["content"]["application/problem+json"]["examples"] = named
     return responses
 
 
@@ -164,7 +164,10 @@ def _check_enabled(settings: Settings, mailbox: str, locale: str) -> None:
         )
 
 
-SubscriptionId = Annotated[int, Path(ge=1, description="calbridge's subscription id.")]
+# le: ids are BIGINT; a larger number is no subscription and would overflow the database driver.
+SubscriptionId = Annotated[
+    int, Path(ge=1, le=2**63 - 1, description="calbridge's subscription id.")
+]
 
 
 @router.get(

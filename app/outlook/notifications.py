@@ -23,6 +23,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import PlainTextResponse, Response
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app import metrics
 from app.config import Settings
 from app.crypto import SecretBox, SecretKeyError
 from app.db import Database
@@ -39,13 +40,15 @@ log = logging.getLogger(__name__)
 
 # Graph's tokens are about 150 characters; anything far longer is not Graph.
 MAX_VALIDATION_TOKEN = 1024
-# Pacing of one mailbox's delta runs. A first notification after a quiet spell runs after
-# SYNC_DEBOUNCE (what arrives meanwhile finds that job pending: one pending job per mailbox).
-# While notifications keep coming, each next run waits twice as long as the one before, up to
-# SYNC_MAX_INTERVAL: a storm costs a few runs, a person's single change is picked up within a
-# second, and during a storm no change waits much longer than the cap (the freshness promise).
+# Pacing of one mailbox's delta runs. A notification runs after SYNC_DEBOUNCE (what arrives
+# meanwhile finds that job pending: one pending job per mailbox). Only a storm, more than
+# STORM_NOTIFICATIONS between two runs, makes each next run wait twice as long as the one
+# before, up to SYNC_MAX_INTERVAL: a storm costs a few runs, while a person's changes, however
+# quickly one follows the other, are each picked up within a second, and during a storm no
+# change waits much longer than the cap (the freshness promise).
 SYNC_DEBOUNCE = 0.5
 SYNC_MAX_INTERVAL = 3.0
+STORM_NOTIFICATIONS = 20
 # A job this close to being due may be claimed by a worker whose clock runs ahead: write again.
 PENDING_MARGIN = 0.2
 # `last_notification_at` is written at most this often per subscription (seconds).
@@ -69,6 +72,7 @@ class _Known:
 class _Pace:
     run_at: float  # monotonic time of the last scheduled run
     interval: float
+    count: int = 1  # notifications that the run at `run_at` answers
 
 
 @dataclass
@@ -157,8 +161,9 @@ class NotificationIntake:
             log.error("a subscription's clientState cannot be decrypted with the current keys")
             return None
 
-    async def receive(self, items: list[Any]) -> bool:
-        """Check every item, queue the jobs of the valid ones; True when anything was queued."""
+    async def receive(self, items: list[Any], *, source: str = "graph_notifications") -> bool:
+        """Check every item, queue the jobs of the valid ones; True when anything was queued.
+        `source` labels the items in the metrics (graph_notifications, graph_lifecycle)."""
         ids = {
             item["subscriptionId"]
             for item in items
@@ -183,6 +188,7 @@ class NotificationIntake:
             if user_id is not None:
                 learned[sub.id] = user_id
                 self._learn(item["subscriptionId"], user_id)
+        metrics.graph_items_received(source, len(items) - drops.total(), drops.items())
         if drops:
             self.dropped.update(drops)
             # Counts and reasons only: never a clientState, nor which id was guessed.
@@ -234,10 +240,15 @@ class NotificationIntake:
             if len(self._pace) > MAX_CACHED:
                 self._pace.clear()
             pace = self._pace[job.dedupe_key] = _Pace(clock + SYNC_DEBOUNCE, SYNC_DEBOUNCE)
-        elif clock >= pace.run_at:
-            # The scheduled run has started (or is about to): the next one waits longer.
-            pace.interval = min(pace.interval * 2, SYNC_MAX_INTERVAL)
+        elif clock < pace.run_at:
+            pace.count += 1
+        else:
+            # The scheduled run has started (or is about to): the next one waits as long, or
+            # twice as long when a storm kept that one busy.
+            storm = pace.count > STORM_NOTIFICATIONS
+            pace.interval = min(pace.interval * 2, SYNC_MAX_INTERVAL) if storm else SYNC_DEBOUNCE
             pace.run_at = max(clock + SYNC_DEBOUNCE, pace.run_at + pace.interval)
+            pace.count = 1
         return replace(job, run_at=now + timedelta(seconds=pace.run_at - clock))
 
 
@@ -301,7 +312,7 @@ def _resource_user(resource: Any) -> str | None:
 def _items(body: bytes) -> list[Any]:
     try:
         document = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as exc:
+    except (ValueError, RecursionError) as exc:  # RecursionError: nested too deep
         raise ProblemError(400, "invalid_json", "The body is not JSON", detail=str(exc)) from exc
     value = document.get("value") if isinstance(document, dict) else None
     if not isinstance(value, list):
@@ -330,15 +341,21 @@ def _handshake(token: str) -> Response:
     )
 
 
-async def _receive(request: Request) -> Response:
-    token = request.query_params.get("validationToken")
-    if token is not None:
-        return _handshake(token)
-    settings: Settings = request.app.state.settings
-    body = await read_body(request, settings.max_webhook_bytes, "notification")
-    items = _items(body)
+async def _receive(request: Request, source: str) -> Response:
+    try:
+        token = request.query_params.get("validationToken")
+        if token is not None:
+            response = _handshake(token)
+            metrics.webhook_received(source, "validation")
+            return response
+        settings: Settings = request.app.state.settings
+        body = await read_body(request, settings.max_webhook_bytes, "notification")
+        items = _items(body)
+    except ProblemError as exc:
+        metrics.webhook_received(source, exc.code)
+        raise
     intake: NotificationIntake = request.app.state.graph_notifications
-    if await intake.receive(items):
+    if await intake.receive(items, source=source):
         request.app.state.wake_worker()
     return Response(status_code=202)
 
@@ -389,7 +406,17 @@ def _openapi(example: dict[str, Any]) -> dict[str, Any]:
         ],
         "requestBody": {
             "required": False,
-            "content": {"application/json": {"schema": {"type": "object"}, "example": example}},
+            "content": {
+                "application/json": {
+                    # Items are not described: each is checked, and a malformed one is dropped.
+                    "schema": {
+                        "type": "object",
+                        "required": ["value"],
+                        "properties": {"value": {"type": "array"}},
+                    },
+                    "example": example,
+                }
+            },
         },
     }
 
@@ -415,6 +442,7 @@ _CHECKS = (
 @router.post(
     NOTIFICATION_PATH,
     status_code=202,
+    response_class=Response,  # 202 has no body (the handshake's 200 is text/plain)
     summary="Receive Microsoft Graph change notifications",
     description=(
         "With `?validationToken=` (Graph's handshake when a subscription is created) the "
@@ -425,12 +453,13 @@ _CHECKS = (
     openapi_extra=_openapi(_EXAMPLE_CHANGE),
 )
 async def receive_notifications(request: Request) -> Response:
-    return await _receive(request)
+    return await _receive(request, "graph_notifications")
 
 
 @router.post(
     LIFECYCLE_PATH,
     status_code=202,
+    response_class=Response,  # 202 has no body (the handshake's 200 is text/plain)
     summary="Receive Microsoft Graph lifecycle notifications",
     description=(
         "The validation handshake as on the notification URL. `reauthorizationRequired` "
@@ -441,7 +470,7 @@ async def receive_notifications(request: Request) -> Response:
     openapi_extra=_openapi(_EXAMPLE_LIFECYCLE),
 )
 async def receive_lifecycle(request: Request) -> Response:
-    return await _receive(request)
+    return await _receive(request, "graph_lifecycle")
 
 
 def build_notification_intake(database: Database, secret_box: SecretBox) -> NotificationIntake:

@@ -4,15 +4,12 @@ sandbox over HTTPS: what the subscription and notification tests share."""
 
 from __future__ import annotations
 
-import asyncio
-import socket
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import httpx
-import uvicorn
 from sqlalchemy import select
 
 from app.config import Settings
@@ -24,6 +21,7 @@ from app.outlook.subscriptions import SubscriptionService
 from app.sandbox import Control, SandboxServer, ThrottleLimits
 from app.sync.graph_clients import GraphClients
 from tests.conftest import ADMIN_TOKEN, SECRET_KEY, sandbox_settings
+from tests.servers import free_port, serve_app
 
 ORG = "f6SubsOrganisation00000000000000"
 MAX = "brMax000000000000000000000000000"
@@ -111,30 +109,6 @@ class World:
         return self.app.state.graph_notifications
 
 
-async def eventually(check: Callable[[], Awaitable[T]], *, within: float = WAIT) -> T:
-    """Poll `check` until it returns something truthy (or raise after `within` seconds)."""
-    deadline = asyncio.get_running_loop().time() + within
-    while True:
-        result = await check()
-        if result:
-            return result
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"condition not met within {within} s (last: {result!r})")
-        await asyncio.sleep(0.02)
-
-
-class _Server(uvicorn.Server):
-    def install_signal_handlers(self) -> None:  # the test runner owns the signals
-        pass
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 @asynccontextmanager
 async def make_world(
     db_url: str,
@@ -151,7 +125,7 @@ async def make_world(
         graph_app, secret = control.add_app(tenant.id, roles=app_roles)
         max_user = control.add_user(tenant.id, MAX_MAILBOX)
         erika = control.add_user(tenant.id, ERIKA_MAILBOX)
-        port = _free_port()
+        port = free_port()
         settings = sandbox_settings(
             db_url, sandbox, public_url=f"http://127.0.0.1:{port}" if public else None, **overrides
         )
@@ -199,23 +173,8 @@ async def make_world(
 
 @asynccontextmanager
 async def _serve_on(app: Any, port: int) -> AsyncIterator[str]:
-    sock = socket.socket()
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", port))
-    sock.listen(64)
-    config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on")
-    server = _Server(config)
-    task = asyncio.create_task(server.serve(sockets=[sock]))
-    try:
-        while not server.started:
-            if task.done():
-                task.result()
-            await asyncio.sleep(0.01)
+    async with serve_app(app, port=port, lifespan="on"):
         yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        await task
-        sock.close()
 
 
 def notification(

@@ -17,7 +17,8 @@ from app.db import Database
 from app.models import BusyBlock, Job
 from app.outlook.delta import sync_mailbox_impl
 from app.outlook.jobs import SUBSCRIPTION_RENEW, SYNC_MAILBOX
-from tests.outlook.subs_helpers import MAX_MAILBOX, World, eventually, make_world
+from tests.outlook.subs_helpers import MAX_MAILBOX, World, make_world
+from tests.servers import eventually
 
 DAYS = 30
 

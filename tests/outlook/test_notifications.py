@@ -24,11 +24,11 @@ from tests.outlook.subs_helpers import (
     EVENT,
     MAX_MAILBOX,
     World,
-    eventually,
     lifecycle,
     make_world,
     notification,
 )
+from tests.servers import eventually
 
 PATHS = ["/webhooks/graph/notifications", "/webhooks/graph/lifecycle"]
 
@@ -233,6 +233,24 @@ def test_a_storm_is_paced_into_a_few_runs() -> None:
     assert intake.paced(job, at).run_at == at + timedelta(seconds=0.5)
     full = mailbox_sync_job(1, MAX_MAILBOX, full=True)
     assert intake.paced(full, at).run_at is None  # full resyncs are not paced
+
+
+def test_a_persons_quick_changes_are_not_paced_like_a_storm() -> None:
+    """A person's changes, each right after the last one's run, all run half a second after
+    their notification: only a storm stretches the interval."""
+    now = [0.0]
+    intake = NotificationIntake(
+        database=None,  # type: ignore[arg-type]
+        secret_box=SecretBox([SECRET_KEY.encode()]),
+        clock=lambda: now[0],
+    )
+    start = datetime(2026, 11, 26, 12, tzinfo=UTC)
+    job = mailbox_sync_job(1, MAX_MAILBOX)
+    for change in range(20):
+        now[0] = change * 0.7  # the previous run (at +0.5) has just happened
+        at = start + timedelta(seconds=now[0])
+        for _ in range(2):  # Graph may send two notifications for one change
+            assert intake.paced(job, at).run_at == at + timedelta(seconds=0.5), change
 
 
 async def test_subscribed_by_address_learns_the_owner_id_from_graph(
