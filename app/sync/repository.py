@@ -6,16 +6,18 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 from pydantic import ValidationError
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, Executable, Table, and_, func, insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import CursorResult
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.graph.schemas import Event
 from app.models import Appointment, Connection, Employee, EventMapping, SyncRecord
 from app.models.base import utcnow
-from app.sync.planner import MappingState
+from app.sync.planner import MappingState, listed_employees
 from app.sync.translate import TranslationSettings
 
 log = logging.getLogger(__name__)
@@ -52,37 +54,53 @@ class SyncState:
     employees: dict[str, str]  # booking resource id → mailbox
     mappings: list[MappingState]
     unmapped_recorded: frozenset[str]  # employees whose `unmapped` skip is already in history
+    # When the delivery that stored this snapshot was received (its inbox_event.received_at).
+    received_at: datetime | None = None
 
 
 async def load_state(
     session: AsyncSession, connection_id: int, appointment_id: str
 ) -> SyncState | None:
     """The connection, snapshot, employee map and mapping rows; None without connection or
-    snapshot."""
+    snapshot. Only the employees the appointment lists are read (the planner looks up no others),
+    and the `unmapped` history only when one of them is not mapped."""
     connection = await session.get(Connection, connection_id)
     if connection is None:
         return None
-    snapshot = await session.scalar(
-        select(Appointment).where(
-            Appointment.connection_id == connection_id,
-            Appointment.appointment_id == appointment_id,
+    snapshot = (
+        await session.execute(
+            select(Appointment.payload, Appointment.canceled, Appointment.updated_at).where(
+                Appointment.connection_id == connection_id,
+                Appointment.appointment_id == appointment_id,
+            )
         )
-    )
+    ).one_or_none()
     if snapshot is None:
         return None
-    employees = {
-        row.booking_resource_id: row.mailbox
-        for row in await session.scalars(
-            select(Employee).where(Employee.connection_id == connection_id)
+    payload = dict(snapshot.payload)
+    listed = listed_employees(payload.get("bookingResourceList"))
+    employees: dict[str, str] = {}
+    if listed:
+        found = await session.execute(
+            select(Employee.booking_resource_id, Employee.mailbox).where(
+                Employee.connection_id == connection_id,
+                Employee.booking_resource_id.in_(listed),
+            )
         )
-    }
-    rows = await session.scalars(
-        select(EventMapping)
-        .where(
-            EventMapping.connection_id == connection_id,
-            EventMapping.appointment_id == appointment_id,
+        employees = {row.booking_resource_id: row.mailbox for row in found}
+    mapping = _MAPPING.c
+    rows = await session.execute(
+        select(
+            mapping.booking_resource_id,
+            mapping.mailbox,
+            mapping.generation,
+            mapping.graph_event_id,
+            mapping.field_hashes,
+            mapping.deleted,
+            mapping.detached,
         )
-        .order_by(EventMapping.id)
+        .where(mapping.connection_id == connection_id, mapping.appointment_id == appointment_id)
+        .order_by(mapping.id)
     )
     mappings = [
         MappingState(
@@ -96,22 +114,26 @@ async def load_state(
         )
         for row in rows
     ]
-    recorded = await session.scalars(
-        select(SyncRecord.booking_resource_id)
-        .where(
-            SyncRecord.connection_id == connection_id,
-            SyncRecord.appointment_id == appointment_id,
-            SyncRecord.code == UNMAPPED_CODE,
+    recorded: frozenset[str] = frozenset()
+    if any(resource not in employees for resource in listed):
+        found_records = await session.scalars(
+            select(SyncRecord.booking_resource_id)
+            .where(
+                SyncRecord.connection_id == connection_id,
+                SyncRecord.appointment_id == appointment_id,
+                SyncRecord.code == UNMAPPED_CODE,
+            )
+            .distinct()
         )
-        .distinct()
-    )
+        recorded = frozenset(r for r in found_records if r is not None)
     return SyncState(
         connection=connection,
-        payload=dict(snapshot.payload),
-        canceled=snapshot.canceled or snapshot.payload.get("canceled") is True,
+        payload=payload,
+        canceled=snapshot.canceled or payload.get("canceled") is True,
         employees=employees,
         mappings=mappings,
-        unmapped_recorded=frozenset(r for r in recorded if r is not None),
+        unmapped_recorded=recorded,
+        received_at=snapshot.updated_at,
     )
 
 
@@ -132,34 +154,50 @@ class Target:
         return self.booking_resource_id
 
 
-async def _generation_row(session: AsyncSession, target: Target, generation: int) -> EventMapping:
-    """The mapping row of this generation, added (without an event id) when there is none."""
-    row = await session.scalar(
-        select(EventMapping).where(
-            EventMapping.connection_id == target.connection_id,
-            EventMapping.appointment_id == target.appointment_id,
-            EventMapping.booking_resource_id == target.resource,
-            EventMapping.generation == generation,
+_MAPPING = cast(Table, EventMapping.__table__)
+_EMPLOYEE = cast(Table, Employee.__table__)
+_RECORD = cast(Table, SyncRecord.__table__)
+
+
+def _generation_key(target: Target, generation: int) -> ColumnElement[bool]:
+    c = _MAPPING.c
+    return and_(
+        c.connection_id == target.connection_id,
+        c.appointment_id == target.appointment_id,
+        c.booking_resource_id == target.resource,
+        c.generation == generation,
+    )
+
+
+def _insert_ignoring_conflict(session: AsyncSession, values: dict[str, Any]) -> Executable:
+    """INSERT of a mapping row that does nothing when its generation's row already exists."""
+    insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
+    return (
+        insert(_MAPPING)
+        .values(**values)
+        .on_conflict_do_nothing(
+            index_elements=["connection_id", "appointment_id", "booking_resource_id", "generation"]
         )
     )
-    if row is None:
-        row = EventMapping(
-            connection_id=target.connection_id,
-            appointment_id=target.appointment_id,
-            booking_resource_id=target.resource,
-            mailbox=target.mailbox or "",
-            generation=generation,
-            field_hashes={},
-            deleted=False,
-        )
-        session.add(row)
-        await session.flush()
-    return row
 
 
 async def ensure_intent(session: AsyncSession, target: Target, *, generation: int) -> None:
     """The row of a create about to be sent (no event id yet); a retried create keeps its row."""
-    await _generation_row(session, target, generation)
+    await session.execute(
+        _insert_ignoring_conflict(
+            session,
+            {
+                "connection_id": target.connection_id,
+                "appointment_id": target.appointment_id,
+                "booking_resource_id": target.resource,
+                "mailbox": target.mailbox or "",
+                "generation": generation,
+                "field_hashes": {},
+                "deleted": False,
+                "detached": False,
+            },
+        )
+    )
 
 
 async def save_created(
@@ -170,56 +208,68 @@ async def save_created(
     event: Event,
     field_hashes: dict[str, str],
 ) -> None:
-    """Store a created (or adopted) event on its generation's row."""
-    row = await _generation_row(session, target, generation)
-    row.mailbox = target.mailbox or ""
-    row.graph_event_id = event.id
-    row.ical_uid = event.ical_uid
-    row.change_key = event.change_key
-    row.field_hashes = dict(field_hashes)
-    row.deleted = False
-    row.updated_at = utcnow()
-    await session.flush()
-
-
-async def _live_rows(
-    session: AsyncSession, target: Target, graph_event_id: str | None
-) -> list[EventMapping]:
-    query = select(EventMapping).where(
-        EventMapping.connection_id == target.connection_id,
-        EventMapping.appointment_id == target.appointment_id,
-        EventMapping.booking_resource_id == target.resource,
-        EventMapping.deleted.is_(False),
+    """Store a created (or adopted) event on its generation's row (added if it is missing)."""
+    values = {
+        "mailbox": target.mailbox or "",
+        "graph_event_id": event.id,
+        "ical_uid": event.ical_uid,
+        "change_key": event.change_key,
+        "field_hashes": dict(field_hashes),
+        "deleted": False,
+        "updated_at": utcnow(),
+    }
+    updated = await session.execute(
+        update(_MAPPING).where(_generation_key(target, generation)).values(**values)
     )
-    if graph_event_id is None:
-        query = query.where(EventMapping.graph_event_id.is_(None))
-    else:
-        query = query.where(EventMapping.graph_event_id == graph_event_id)
-    return list(await session.scalars(query))
+    if cast(CursorResult[Any], updated).rowcount == 0:  # no intent row (it is written first)
+        await ensure_intent(session, target, generation=generation)
+        await session.execute(
+            update(_MAPPING).where(_generation_key(target, generation)).values(**values)
+        )
+
+
+def _live(target: Target, graph_event_id: str | None) -> ColumnElement[bool]:
+    c = _MAPPING.c
+    return and_(
+        c.connection_id == target.connection_id,
+        c.appointment_id == target.appointment_id,
+        c.booking_resource_id == target.resource,
+        c.deleted.is_(False),
+        c.graph_event_id.is_(None)
+        if graph_event_id is None
+        else c.graph_event_id == graph_event_id,
+    )
 
 
 async def save_updated(
     session: AsyncSession, target: Target, *, event: Event, field_hashes: dict[str, str]
 ) -> None:
     """Store the new changeKey and hashes after a PATCH."""
-    for row in await _live_rows(session, target, event.id):
-        row.change_key = event.change_key
-        row.ical_uid = event.ical_uid or row.ical_uid
-        row.field_hashes = dict(field_hashes)
-        row.updated_at = utcnow()
-    await session.flush()
+    c = _MAPPING.c
+    await session.execute(
+        update(_MAPPING)
+        .where(_live(target, event.id))
+        .values(
+            change_key=event.change_key,
+            ical_uid=func.coalesce(event.ical_uid, c.ical_uid),
+            field_hashes=dict(field_hashes),
+            updated_at=utcnow(),
+        )
+    )
 
 
 async def mark_deleted(
     session: AsyncSession, target: Target, *, graph_event_id: str | None
 ) -> None:
-    """Turn the rows of a deleted (or vanished) event into tombstones."""
+    """Turn the rows of a deleted (or vanished) event in the target's mailbox into tombstones."""
     mailbox = (target.mailbox or "").strip().casefold()
-    for row in await _live_rows(session, target, graph_event_id):
-        if row.mailbox.strip().casefold() == mailbox:
-            row.deleted = True
-            row.updated_at = utcnow()
-    await session.flush()
+    c = _MAPPING.c
+    rows = await session.execute(select(c.id, c.mailbox).where(_live(target, graph_event_id)))
+    ids = [row.id for row in rows if row.mailbox.strip().casefold() == mailbox]
+    if ids:
+        await session.execute(
+            update(_MAPPING).where(c.id.in_(ids)).values(deleted=True, updated_at=utcnow())
+        )
 
 
 async def add_record(
@@ -235,8 +285,8 @@ async def add_record(
     duration_ms: int | None,
     graph_request_id: str | None,
 ) -> None:
-    session.add(
-        SyncRecord(
+    await session.execute(
+        insert(_RECORD).values(
             connection_id=target.connection_id,
             appointment_id=target.appointment_id,
             booking_resource_id=target.booking_resource_id,
@@ -251,7 +301,6 @@ async def add_record(
             graph_request_id=graph_request_id,
         )
     )
-    await session.flush()
 
 
 async def set_employee_status(
@@ -264,21 +313,23 @@ async def set_employee_status(
     error_message: str | None = None,
 ) -> None:
     """Success (no error code): `last_success_at` set, error cleared; else the error set."""
-    employee = await session.scalar(
-        select(Employee).where(
-            Employee.connection_id == connection_id,
-            Employee.booking_resource_id == booking_resource_id,
-        )
+    values: dict[str, Any] = (
+        {
+            "last_success_at": now,
+            "last_error_at": None,
+            "last_error_code": None,
+            "last_error_message": None,
+        }
+        if error_code is None
+        else {
+            "last_error_at": now,
+            "last_error_code": error_code,
+            "last_error_message": error_message,
+        }
     )
-    if employee is None:
-        return
-    if error_code is None:
-        employee.last_success_at = now
-        employee.last_error_at = None
-        employee.last_error_code = None
-        employee.last_error_message = None
-    else:
-        employee.last_error_at = now
-        employee.last_error_code = error_code
-        employee.last_error_message = error_message
-    await session.flush()
+    c = _EMPLOYEE.c
+    await session.execute(
+        update(_EMPLOYEE)
+        .where(c.connection_id == connection_id, c.booking_resource_id == booking_resource_id)
+        .values(**values, updated_at=now)
+    )

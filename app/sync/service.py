@@ -7,10 +7,12 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app import logs, metrics
 from app.config import Settings
 from app.connections import secrets
 from app.crypto import SecretBox
@@ -47,6 +49,8 @@ class _Run:
     unmapped_recorded: frozenset[str]
     known_ids: frozenset[str]
     secret_rejected: bool
+    # The snapshot's receipt, for the end-to-end lag; None on a forced resync (not a delivery).
+    received_at: datetime | None
     retry: list[GraphError] = field(default_factory=list)
     permanent: list[str] = field(default_factory=list)
 
@@ -68,24 +72,38 @@ async def sync_appointment_impl(
     Raises the queue exception of a retryable Graph error (after every target was tried), or
     PermanentError when a target failed for good; the failure is in the sync history either way.
     """
+    invalid: InvalidAppointment | None = None
+    actions: list[Action] = []
     async with database.session_scope() as session:
         state = await repo.load_state(session, connection_id, appointment_id)
+        if state is not None:
+            try:
+                actions = plan(
+                    state.payload,
+                    organization_id=state.connection.organization_id,
+                    employees=state.employees,
+                    mappings=state.mappings,
+                    settings=repo.translation_settings(state.connection),
+                    canceled=state.canceled,
+                    force=force,
+                )
+            except InvalidAppointment as exc:
+                invalid = exc
+            # Every create's row is written before its POST (DESIGN.md), here in the same short
+            # transaction as the read rather than one transaction per create.
+            for action in actions:
+                if isinstance(action, Create):
+                    target = repo.Target(
+                        connection_id, appointment_id, action.booking_resource_id, action.mailbox
+                    )
+                    await repo.ensure_intent(session, target, generation=action.generation)
     if state is None:
         log.info("sync.appointment %s/%s: no connection or snapshot", connection_id, appointment_id)
         return
     connection = state.connection
-    try:
-        actions = plan(
-            state.payload,
-            organization_id=connection.organization_id,
-            employees=state.employees,
-            mappings=state.mappings,
-            settings=repo.translation_settings(connection),
-            canceled=state.canceled,
-            force=force,
-        )
-    except InvalidAppointment as exc:
-        params = {"error": str(exc)}
+    logs.bind(organization_id=connection.organization_id)
+    if invalid is not None:
+        params = {"error": str(invalid)}
         text = message("invalid_appointment", connection.locale, params)
         async with database.session_scope() as session:
             await repo.add_record(
@@ -100,7 +118,7 @@ async def sync_appointment_impl(
                 duration_ms=None,
                 graph_request_id=None,
             )
-        raise PermanentError(text) from exc
+        raise PermanentError(text) from invalid
 
     run = _Run(
         database=database,
@@ -114,6 +132,7 @@ async def sync_appointment_impl(
         unmapped_recorded=state.unmapped_recorded,
         known_ids=frozenset(m.graph_event_id for m in state.mappings if m.graph_event_id),
         secret_rejected=connection.client_secret_rejected_at is not None,
+        received_at=None if force else state.received_at,
     )
     per_employee: dict[str, list[Action]] = {}
     for action in actions:
@@ -137,6 +156,8 @@ async def sync_appointment_impl(
 
 async def _run_employee(run: _Run, actions: list[Action]) -> None:
     """One employee's actions in order (deletes first); the first failure ends them."""
+    if actions:  # a task of its own (gather): the binding stays with this employee
+        logs.bind(employee_id=actions[0].booking_resource_id)
     for action in actions:
         started = time.monotonic()
         try:
@@ -144,11 +165,13 @@ async def _run_employee(run: _Run, actions: list[Action]) -> None:
         except GraphError as error:
             await _failed(run, action, error, started)
             return
+        if run.received_at is not None and not isinstance(action, Skip):
+            metrics.end_to_end_lag(run.received_at)
 
 
 async def _execute(run: _Run, action: Action, started: float) -> None:
     if isinstance(action, Create):
-        await _create(run, action, started)
+        await _create(run, action, started, intent_written=True)
     elif isinstance(action, Update):
         await _update(run, action, started)
     elif isinstance(action, Delete):
@@ -163,10 +186,18 @@ def _target(run: _Run, action: Action) -> repo.Target:
     )
 
 
-async def _create(run: _Run, action: Create, started: float, *, code: str = "created") -> None:
+async def _create(
+    run: _Run,
+    action: Create,
+    started: float,
+    *,
+    intent_written: bool = False,
+    code: str = "created",
+) -> None:
     target = _target(run, action)
-    async with run.database.session_scope() as session:
-        await repo.ensure_intent(session, target, generation=action.generation)
+    if not intent_written:
+        async with run.database.session_scope() as session:
+            await repo.ensure_intent(session, target, generation=action.generation)
     event: Event | None = None
     request_id: str | None = None
     if action.lookup_first:
