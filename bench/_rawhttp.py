@@ -25,10 +25,19 @@ class RawConnection:
         self._reader = self._writer = None
 
     async def post(self, path: str, headers: dict[str, str], body: bytes) -> tuple[int, bytes]:
+        return await self.request("POST", path, headers, body)
+
+    async def get(self, path: str) -> tuple[int, bytes]:
+        return await self.request("GET", path, {}, b"")
+
+    async def request(
+        self, method: str, path: str, headers: dict[str, str], body: bytes
+    ) -> tuple[int, bytes]:
         """Send one request; a connection the server closed meanwhile is reopened once."""
-        lines = [f"POST {path} HTTP/1.1", f"host: {self.host}:{self.port}"]
+        lines = [f"{method} {path} HTTP/1.1", f"host: {self.host}:{self.port}"]
         lines += [f"{name}: {value}" for name, value in headers.items()]
-        lines.append(f"content-length: {len(body)}")
+        if body or method != "GET":
+            lines.append(f"content-length: {len(body)}")
         raw = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
         for attempt in (1, 2):
             reader, writer = await self._open()

@@ -6,9 +6,15 @@ single-item notifications (rotating over `--mailboxes` subscriptions) over N kee
 connections for T seconds, then `GET /healthz` the same way with the same clients.
 Phase 2 starts the Graph sandbox and `calbridge serve` with its worker, sends `--storm`
 notifications for one mailbox as fast as N connections allow, waits until the queue is idle and
-counts the `sync.mailbox` job rows (delta runs) the storm caused. Prints one JSON line.
+counts the `sync.mailbox` job rows (delta runs) the storm caused.
+Phase 3 runs calbridge with `CALBRIDGE_PUBLIC_URL` set, so it keeps real subscriptions on
+`--busy-mailboxes` sandbox mailboxes and the sandbox delivers its change notifications to it; a
+person then creates, moves (new start and end) and deletes meetings in those mailboxes, one change
+at a time per mailbox, and each change's lag is measured from the sandbox's answer to the moment
+the busy API shows it (polled every 10 ms). Prints one JSON line.
 
-    .venv/bin/python bench/notifications.py --connections 32 --seconds 10 --storm 10000
+    .venv/bin/python bench/notifications.py --connections 32 --seconds 10 --storm 10000 \
+        [--client raw|httpx]
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import math
 import os
 import shutil
 import signal
@@ -36,6 +43,7 @@ from cryptography.fernet import Fernet
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from bench._rawhttp import RawConnection  # noqa: E402
 from bench._stack import free_port, start_sandbox, wait_until_healthy  # noqa: E402
 
 ORGANIZATION_ID = "f6BenchNotifications000000000000"
@@ -147,13 +155,31 @@ def _subs(count: int, *, mailbox: str | None = None, user_id: str | None = None)
 
 
 class Client:
-    """One keep-alive connection (one httpx client each, as bench/intake.py found fastest)."""
+    """One keep-alive connection: the raw-socket client (default; about a tenth of httpx's CPU,
+    which matters when the load shares two cores with the server) or one httpx client each."""
 
-    def __init__(self, base_url: str) -> None:
+    def __init__(self, base_url: str, kind: str = "raw") -> None:
+        host, port = base_url.removeprefix("http://").rsplit(":", 1)
+        self.raw = RawConnection(host, int(port)) if kind == "raw" else None
         limits = httpx.Limits(max_connections=1, max_keepalive_connections=1)
         self.http = httpx.AsyncClient(base_url=base_url, limits=limits, timeout=30.0)
 
+    async def post(self, path: str, body: bytes) -> tuple[int, str]:
+        headers = {"content-type": "application/json"}
+        if self.raw is not None:
+            status, content = await self.raw.post(path, headers, body)
+            return status, content.decode(errors="replace")
+        response = await self.http.post(path, content=body, headers=headers)
+        return response.status_code, response.text
+
+    async def get(self, path: str) -> int:
+        if self.raw is not None:
+            return (await self.raw.get(path))[0]
+        return (await self.http.get(path)).status_code
+
     async def close(self) -> None:
+        if self.raw is not None:
+            await self.raw.close()
         await self.http.aclose()
 
 
@@ -199,13 +225,11 @@ async def _post_loop(
         body = bodies[position % len(bodies)]
         position += 1
         started = time.perf_counter()
-        response = await client.http.post(
-            NOTIFICATIONS_PATH, content=body, headers={"content-type": "application/json"}
-        )
+        status, text = await client.post(NOTIFICATIONS_PATH, body)
         tally.latencies.append(time.perf_counter() - started)
-        tally.statuses[response.status_code] = tally.statuses.get(response.status_code, 0) + 1
-        if response.status_code != 202 and len(tally.errors) < 5:
-            tally.errors.append(f"{response.status_code} {response.text[:200]}")
+        tally.statuses[status] = tally.statuses.get(status, 0) + 1
+        if status != 202 and len(tally.errors) < 5:
+            tally.errors.append(f"{status} {text[:200]}")
         return True
 
     taken = await _run(clients, step, seconds)
@@ -213,18 +237,18 @@ async def _post_loop(
 
 
 async def _intake_phase(
-    base_url: str, connections: int, seconds: float, subs: list[Sub]
+    base_url: str, connections: int, seconds: float, subs: list[Sub], client: str
 ) -> dict[str, Any]:
     bodies = [_body(subs[index % len(subs)], index) for index in range(20_000)]
-    clients = [Client(base_url) for _ in range(connections)]
+    clients = [Client(base_url, client) for _ in range(connections)]
     try:
-        await asyncio.gather(*(c.http.get("/healthz") for c in clients))  # warm
+        await asyncio.gather(*(c.get("/healthz") for c in clients))  # warm
         tally, taken = await _post_loop(clients, bodies, seconds)
         healthz = Tally()
 
         async def get_healthz(client: Client) -> bool:
             started = time.perf_counter()
-            status = (await client.http.get("/healthz")).status_code
+            status = await client.get("/healthz")
             healthz.latencies.append(time.perf_counter() - started)
             healthz.statuses[status] = healthz.statuses.get(status, 0) + 1
             return True
@@ -255,13 +279,13 @@ def _sync_jobs(path: Path) -> dict[str, int]:
 
 
 async def _storm_phase(
-    base_url: str, connections: int, count: int, sub: Sub, db_path: Path
+    base_url: str, connections: int, count: int, sub: Sub, db_path: Path, client: str
 ) -> dict[str, Any]:
     before = sum(_sync_jobs(db_path).values())
     bodies = [_body(sub, index) for index in range(count)]
-    clients = [Client(base_url) for _ in range(connections)]
+    clients = [Client(base_url, client) for _ in range(connections)]
     try:
-        await asyncio.gather(*(c.http.get("/healthz") for c in clients))
+        await asyncio.gather(*(c.get("/healthz") for c in clients))
         tally, taken = await _post_loop(clients, bodies, None)
     finally:
         await asyncio.gather(*(c.close() for c in clients))
@@ -280,6 +304,164 @@ async def _storm_phase(
         **figures,
         "delta_runs": sum(jobs.values()) - before,
         "sync_jobs_by_state": jobs,
+    }
+
+
+BUSY_POLL_SECONDS = 0.01
+BUSY_TIMEOUT_SECONDS = 30.0
+
+
+async def _busy_phase(
+    base_url: str, admin_token: str, info: Any, mailboxes: int, rounds: int
+) -> dict[str, Any]:
+    """Lag from a person's change in Outlook to the busy API, per change kind."""
+    import ssl
+    from datetime import UTC, datetime, timedelta
+
+    context = ssl.create_default_context(cafile=str(info.ca_path))
+    lags: dict[str, list[float]] = {"create": [], "move": [], "delete": []}
+    errors: list[str] = []
+    async with (
+        httpx.AsyncClient(base_url=info.url, verify=context, timeout=30) as sandbox,
+        httpx.AsyncClient(
+            base_url=base_url, headers={"Authorization": f"Bearer {admin_token}"}, timeout=30
+        ) as admin,
+    ):
+
+        async def ok(response: httpx.Response) -> Any:
+            if response.status_code >= 300:
+                raise RuntimeError(
+                    f"{response.request.url} answered {response.status_code}: {response.text[:300]}"
+                )
+            return response.json() if response.content else None
+
+        await ok(
+            await admin.put(
+                f"/api/v1/connections/{ORGANIZATION_ID}",
+                json={
+                    "tenant": info.tenant_id,
+                    "client_id": info.client_id,
+                    "client_secret": info.client_secret,
+                    "locale": "en",
+                },
+            )
+        )
+        names = [f"busy{index:02d}@contoso.example" for index in range(mailboxes)]
+        for index, mailbox in enumerate(names):
+            await ok(
+                await sandbox.post(
+                    f"/_sandbox/tenants/{info.tenant_id}/users",
+                    json={"user_principal_name": mailbox},
+                )
+            )
+            await ok(
+                await admin.put(
+                    f"/api/v1/connections/{ORGANIZATION_ID}/employees/brBusy{index:026d}",
+                    json={"mailbox": mailbox},
+                )
+            )
+        deadline = time.monotonic() + 60
+        while True:
+            subs = (await ok(await admin.get("/api/v1/subscriptions")))["items"]
+            if sum(sub["state"] == "active" for sub in subs) >= mailboxes:
+                break
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"subscriptions not active after 60 s: {subs}")
+            await asyncio.sleep(0.2)
+        await asyncio.sleep(1.0)  # the first delta runs (full syncs) are done
+
+        day = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+        window = {
+            "start": (day - timedelta(days=1)).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "end": (day + timedelta(days=60)).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "merge": "false",
+        }
+
+        def graph_time(moment: datetime) -> dict[str, str]:
+            return {"dateTime": moment.strftime("%Y-%m-%dT%H:%M:%S"), "timeZone": "UTC"}
+
+        async def shown(employee: str, start: datetime | None) -> bool:
+            """Whether the busy API's blocks are exactly the one at `start` (None: no block)."""
+            body = await ok(
+                await admin.get(
+                    f"/api/v1/connections/{ORGANIZATION_ID}/employees/{employee}/busy",
+                    params=window,
+                )
+            )
+            starts = [item["start"] for item in body["intervals"]]
+            want = [] if start is None else [start.strftime("%Y-%m-%dT%H:%M:%SZ")]
+            return starts == want
+
+        async def lag(kind: str, employee: str, start: datetime | None) -> None:
+            began = time.perf_counter()
+            while not await shown(employee, start):
+                if time.perf_counter() - began > BUSY_TIMEOUT_SECONDS:
+                    errors.append(f"{kind} in {employee} not shown after {BUSY_TIMEOUT_SECONDS} s")
+                    return
+                await asyncio.sleep(BUSY_POLL_SECONDS)
+            lags[kind].append(time.perf_counter() - began)
+
+        async def person(index: int, mailbox: str) -> None:
+            employee = f"brBusy{index:026d}"
+            for number in range(rounds):
+                start = day + timedelta(days=2 + number % 20, hours=8 + index % 8)
+                created = await ok(
+                    await sandbox.post(
+                        f"/_sandbox/mailboxes/{mailbox}/events",
+                        json={
+                            "subject": f"Meeting {number}",
+                            "start": graph_time(start),
+                            "end": graph_time(start + timedelta(hours=1)),
+                            "showAs": "busy",
+                        },
+                    )
+                )
+                await lag("create", employee, start)
+                moved = start + timedelta(minutes=30)
+                await ok(
+                    await sandbox.patch(
+                        f"/_sandbox/mailboxes/{mailbox}/events/{created['id']}",
+                        json={
+                            "start": graph_time(moved),
+                            "end": graph_time(moved + timedelta(hours=1)),
+                        },
+                    )
+                )
+                await lag("move", employee, moved)
+                response = await sandbox.delete(
+                    f"/_sandbox/mailboxes/{mailbox}/events/{created['id']}"
+                )
+                if response.status_code != 204:
+                    raise RuntimeError(f"delete answered {response.status_code}")
+                await lag("delete", employee, None)
+
+        await asyncio.gather(*(person(i, m) for i, m in enumerate(names)))
+
+    every = sorted(value for values in lags.values() for value in values)
+
+    def percentile(values: list[float], share: float) -> float | None:
+        if not values:
+            return None
+        ordered = sorted(values)
+        return round(ordered[max(0, math.ceil(len(ordered) * share) - 1)] * 1000, 1)
+
+    return {
+        "mailboxes": mailboxes,
+        "changes": len(every),
+        "lag_p50_ms": percentile(every, 0.5),
+        "lag_p99_ms": percentile(every, 0.99),
+        "lag_max_ms": percentile(every, 1.0),
+        "by_kind_p99_ms": {kind: percentile(values, 0.99) for kind, values in lags.items()},
+        "errors": errors[:5],
+    }
+
+
+def _sandbox_env(info: Any) -> dict[str, str]:
+    """calbridge's settings that point Graph and Entra at the sandbox."""
+    return {
+        "CALBRIDGE_GRAPH_URL": f"{info.url}/v1.0",
+        "CALBRIDGE_AUTHORITY_HOST": info.url,
+        "CALBRIDGE_CA_BUNDLE": str(info.ca_path),
     }
 
 
@@ -309,6 +491,13 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.0, help="duration of each phase")
     parser.add_argument("--mailboxes", type=int, default=64, help="subscriptions in phase 1")
     parser.add_argument("--storm", type=int, default=10_000, help="notifications in phase 2")
+    parser.add_argument("--client", choices=("raw", "httpx"), default="raw")
+    parser.add_argument(
+        "--busy-mailboxes", type=int, default=5, help="mailboxes a person edits in phase 3"
+    )
+    parser.add_argument(
+        "--busy-rounds", type=int, default=8, help="create, move, delete rounds per mailbox"
+    )
     args = parser.parse_args()
 
     workdir = Path(tempfile.mkdtemp(prefix="calbridge-bench-notifications-"))
@@ -331,7 +520,7 @@ def main() -> None:
             async def intake() -> dict[str, Any]:
                 await wait_until_healthy(f"http://127.0.0.1:{port}", server)
                 return await _intake_phase(
-                    f"http://127.0.0.1:{port}", args.connections, args.seconds, subs
+                    f"http://127.0.0.1:{port}", args.connections, args.seconds, subs, args.client
                 )
 
             intake_figures = asyncio.run(intake())
@@ -358,9 +547,7 @@ def main() -> None:
             env = base | {
                 "CALBRIDGE_DATABASE_URL": f"sqlite:///{storm_db}",
                 "CALBRIDGE_SECRET_KEY": secret_key,
-                "CALBRIDGE_GRAPH_URL": f"{info.url}/v1.0",
-                "CALBRIDGE_AUTHORITY_HOST": info.url,
-                "CALBRIDGE_CA_BUNDLE": str(info.ca_path),
+                **_sandbox_env(info),
             }
             server = _serve(workdir, env, port, worker=True, name="storm")
             try:
@@ -373,9 +560,38 @@ def main() -> None:
                         args.storm,
                         storm_sub,
                         storm_db,
+                        args.client,
                     )
 
                 storm_figures = asyncio.run(storm())
+            finally:
+                _stop(server)
+
+            # Phase 3: a person's changes in Outlook, through real subscriptions, to the busy API.
+            busy_db = workdir / "busy.db"
+            port = free_port()
+            admin_token = Fernet.generate_key().decode()
+            env = base | {
+                "CALBRIDGE_DATABASE_URL": f"sqlite:///{busy_db}",
+                "CALBRIDGE_SECRET_KEY": secret_key,
+                "CALBRIDGE_ADMIN_TOKEN": admin_token,
+                "CALBRIDGE_PUBLIC_URL": f"http://127.0.0.1:{port}",
+                **_sandbox_env(info),
+            }
+            server = _serve(workdir, env, port, worker=True, name="busy")
+            try:
+
+                async def busy() -> dict[str, Any]:
+                    await wait_until_healthy(f"http://127.0.0.1:{port}", server)
+                    return await _busy_phase(
+                        f"http://127.0.0.1:{port}",
+                        admin_token,
+                        info,
+                        args.busy_mailboxes,
+                        args.busy_rounds,
+                    )
+
+                busy_figures = asyncio.run(busy())
             finally:
                 _stop(server)
         finally:
@@ -388,9 +604,11 @@ def main() -> None:
         json.dumps(
             {
                 "n": args.connections,
+                "client": args.client,
                 "t": args.seconds,
                 "intake": intake_figures,
                 "storm": storm_figures,
+                "busy": busy_figures,
                 # Without a sync.mailbox handler the worker never claims the job: 1 row, 0 runs.
                 "sync_mailbox_handler": registered,
                 "targets_met": bool(
@@ -398,6 +616,9 @@ def main() -> None:
                     and intake_figures["p99_ms"] <= 50
                     and intake_figures["ratio"] >= 0.5
                     and storm_figures["delta_runs"] <= 5
+                    and busy_figures["lag_p99_ms"] is not None
+                    and busy_figures["lag_p99_ms"] <= 2000
+                    and not busy_figures["errors"]
                 ),
             }
         )
