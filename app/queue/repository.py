@@ -127,6 +127,31 @@ _JOB_COLUMNS = (
 
 
 @cache
+def _finish_statement(with_error: bool) -> Any:
+    """The UPDATE that ends a run the worker still holds (see JobManager._held), built once."""
+    table = cast(Table, Job.__table__)
+    c = table.c
+    values: dict[str, Any] = {
+        "state": bindparam("v_state"),
+        "finished_at": bindparam("v_now", type_=c.finished_at.type),
+        "lease_expires_at": None,
+    }
+    if with_error:
+        values["last_error"] = bindparam("v_error")
+    return (
+        update(table)
+        .where(
+            c.id == bindparam("w_id"),
+            c.state == RUNNING,
+            c.worker_id == bindparam("w_worker_id"),
+            c.attempts == bindparam("w_attempts"),
+        )
+        .values(values)
+        .returning(c.id)
+    )
+
+
+@cache
 def _enqueue_statement(dialect: str) -> Any:
     # Built once: constructing an ORM insert per call cost more than executing it.
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
@@ -754,12 +779,18 @@ class JobManager:
         error: str | None,
         every_seconds: float | None,
     ) -> bool:
-        values: dict[str, Any] = {"state": state, "finished_at": now, "lease_expires_at": None}
+        params: dict[str, Any] = {
+            "w_id": job.id,
+            "w_worker_id": job.worker_id,
+            "w_attempts": job.attempts,
+            "v_state": state,
+            "v_now": now,
+        }
         if error is not None:
-            values["last_error"] = error
-        statement = _update().where(self._held(job)).values(**values).returning(Job.id)
+            params["v_error"] = error
+        statement = _finish_statement(error is not None)
         async with self.database.session_scope() as session:
-            if (await session.execute(statement)).scalar_one_or_none() is None:
+            if (await session.execute(statement, params)).scalar_one_or_none() is None:
                 return False
             if every_seconds is not None:
                 await schedule_tick(session, job.kind, every_seconds, now=now)

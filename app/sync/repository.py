@@ -9,7 +9,7 @@ from datetime import datetime
 from typing import Any, cast
 
 from pydantic import ValidationError
-from sqlalchemy import ColumnElement, Executable, Table, and_, func, insert, select, update
+from sqlalchemy import Table, and_, bindparam, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import CursorResult
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -67,41 +67,16 @@ async def load_state(
     connection = await session.get(Connection, connection_id)
     if connection is None:
         return None
-    snapshot = (
-        await session.execute(
-            select(Appointment.payload, Appointment.canceled, Appointment.updated_at).where(
-                Appointment.connection_id == connection_id,
-                Appointment.appointment_id == appointment_id,
-            )
-        )
-    ).one_or_none()
+    key = {"w_connection_id": connection_id, "w_appointment_id": appointment_id}
+    snapshot = (await session.execute(_SQL.snapshot, key)).one_or_none()
     if snapshot is None:
         return None
     payload = dict(snapshot.payload)
     listed = listed_employees(payload.get("bookingResourceList"))
     employees: dict[str, str] = {}
     if listed:
-        found = await session.execute(
-            select(Employee.booking_resource_id, Employee.mailbox).where(
-                Employee.connection_id == connection_id,
-                Employee.booking_resource_id.in_(listed),
-            )
-        )
+        found = await session.execute(_SQL.employees, {**key, "w_resources": listed})
         employees = {row.booking_resource_id: row.mailbox for row in found}
-    mapping = _MAPPING.c
-    rows = await session.execute(
-        select(
-            mapping.booking_resource_id,
-            mapping.mailbox,
-            mapping.generation,
-            mapping.graph_event_id,
-            mapping.field_hashes,
-            mapping.deleted,
-            mapping.detached,
-        )
-        .where(mapping.connection_id == connection_id, mapping.appointment_id == appointment_id)
-        .order_by(mapping.id)
-    )
     mappings = [
         MappingState(
             booking_resource_id=row.booking_resource_id,
@@ -112,19 +87,11 @@ async def load_state(
             deleted=row.deleted,
             detached=row.detached,
         )
-        for row in rows
+        for row in await session.execute(_SQL.mappings, key)
     ]
     recorded: frozenset[str] = frozenset()
     if any(resource not in employees for resource in listed):
-        found_records = await session.scalars(
-            select(SyncRecord.booking_resource_id)
-            .where(
-                SyncRecord.connection_id == connection_id,
-                SyncRecord.appointment_id == appointment_id,
-                SyncRecord.code == UNMAPPED_CODE,
-            )
-            .distinct()
-        )
+        found_records = await session.scalars(_SQL.unmapped_recorded, key)
         recorded = frozenset(r for r in found_records if r is not None)
     return SyncState(
         connection=connection,
@@ -157,46 +124,150 @@ class Target:
 _MAPPING = cast(Table, EventMapping.__table__)
 _EMPLOYEE = cast(Table, Employee.__table__)
 _RECORD = cast(Table, SyncRecord.__table__)
+_APPOINTMENT = cast(Table, Appointment.__table__)
 
 
-def _generation_key(target: Target, generation: int) -> ColumnElement[bool]:
-    c = _MAPPING.c
-    return and_(
-        c.connection_id == target.connection_id,
-        c.appointment_id == target.appointment_id,
-        c.booking_resource_id == target.resource,
-        c.generation == generation,
-    )
+class _Statements:
+    """Every statement of a sync run, built once: a job runs each of them, and building (and
+    cache-keying) a statement costs more than executing it. Parameters: `w_*` in WHERE clauses,
+    `v_*` in SET clauses (a bound parameter may not share a column's name there)."""
 
-
-def _insert_ignoring_conflict(session: AsyncSession, values: dict[str, Any]) -> Executable:
-    """INSERT of a mapping row that does nothing when its generation's row already exists."""
-    insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
-    return (
-        insert(_MAPPING)
-        .values(**values)
-        .on_conflict_do_nothing(
-            index_elements=["connection_id", "appointment_id", "booking_resource_id", "generation"]
+    def __init__(self) -> None:
+        m, e = _MAPPING.c, _EMPLOYEE.c
+        self.snapshot = select(
+            _APPOINTMENT.c.payload, _APPOINTMENT.c.canceled, _APPOINTMENT.c.updated_at
+        ).where(
+            _APPOINTMENT.c.connection_id == bindparam("w_connection_id"),
+            _APPOINTMENT.c.appointment_id == bindparam("w_appointment_id"),
         )
-    )
+        self.employees = select(e.booking_resource_id, e.mailbox).where(
+            e.connection_id == bindparam("w_connection_id"),
+            e.booking_resource_id.in_(bindparam("w_resources", expanding=True)),
+        )
+        appointment = and_(
+            m.connection_id == bindparam("w_connection_id"),
+            m.appointment_id == bindparam("w_appointment_id"),
+        )
+        self.mappings = (
+            select(
+                m.booking_resource_id,
+                m.mailbox,
+                m.generation,
+                m.graph_event_id,
+                m.field_hashes,
+                m.deleted,
+                m.detached,
+            )
+            .where(appointment)
+            .order_by(m.id)
+        )
+        r = _RECORD.c
+        self.unmapped_recorded = (
+            select(r.booking_resource_id)
+            .where(
+                r.connection_id == bindparam("w_connection_id"),
+                r.appointment_id == bindparam("w_appointment_id"),
+                r.code == UNMAPPED_CODE,
+            )
+            .distinct()
+        )
+        employee = and_(appointment, m.booking_resource_id == bindparam("w_resource"))
+        conflict = ["connection_id", "appointment_id", "booking_resource_id", "generation"]
+        self.intent = {
+            "postgresql": postgresql.insert(_MAPPING).on_conflict_do_nothing(
+                index_elements=conflict
+            ),
+            "sqlite": sqlite.insert(_MAPPING).on_conflict_do_nothing(index_elements=conflict),
+        }
+        self.save_created = (
+            update(_MAPPING)
+            .where(employee, m.generation == bindparam("w_generation"))
+            .values(
+                mailbox=bindparam("v_mailbox"),
+                graph_event_id=bindparam("v_graph_event_id"),
+                ical_uid=bindparam("v_ical_uid"),
+                change_key=bindparam("v_change_key"),
+                field_hashes=bindparam("v_field_hashes"),
+                deleted=False,
+                updated_at=bindparam("v_now"),
+            )
+        )
+        live = and_(employee, m.deleted.is_(False))
+        self.live_by_id = and_(live, m.graph_event_id == bindparam("w_graph_event_id"))
+        self.live_without_id = and_(live, m.graph_event_id.is_(None))
+        self.save_updated = (
+            update(_MAPPING)
+            .where(self.live_by_id)
+            .values(
+                change_key=bindparam("v_change_key"),
+                ical_uid=func.coalesce(bindparam("v_ical_uid", type_=m.ical_uid.type), m.ical_uid),
+                field_hashes=bindparam("v_field_hashes"),
+                updated_at=bindparam("v_now"),
+            )
+        )
+        self.live_rows = {
+            True: select(m.id, m.mailbox).where(self.live_by_id),
+            False: select(m.id, m.mailbox).where(self.live_without_id),
+        }
+        self.tombstone = (
+            update(_MAPPING)
+            .where(m.id.in_(bindparam("w_ids", expanding=True)))
+            .values(deleted=True, updated_at=bindparam("v_now"))
+        )
+        self.record = insert(_RECORD)
+        of_employee = and_(
+            e.connection_id == bindparam("w_connection_id"),
+            e.booking_resource_id == bindparam("w_resource"),
+        )
+        self.employee_success = (
+            update(_EMPLOYEE)
+            .where(of_employee)
+            .values(
+                last_success_at=bindparam("v_now"),
+                last_error_at=None,
+                last_error_code=None,
+                last_error_message=None,
+                updated_at=bindparam("v_now"),
+            )
+        )
+        self.employee_error = (
+            update(_EMPLOYEE)
+            .where(of_employee)
+            .values(
+                last_error_at=bindparam("v_now"),
+                last_error_code=bindparam("v_code"),
+                last_error_message=bindparam("v_message"),
+                updated_at=bindparam("v_now"),
+            )
+        )
+
+
+_SQL = _Statements()
+
+
+def _row_key(target: Target) -> dict[str, Any]:
+    return {
+        "w_connection_id": target.connection_id,
+        "w_appointment_id": target.appointment_id,
+        "w_resource": target.resource,
+    }
 
 
 async def ensure_intent(session: AsyncSession, target: Target, *, generation: int) -> None:
     """The row of a create about to be sent (no event id yet); a retried create keeps its row."""
+    dialect = session.get_bind().dialect.name
     await session.execute(
-        _insert_ignoring_conflict(
-            session,
-            {
-                "connection_id": target.connection_id,
-                "appointment_id": target.appointment_id,
-                "booking_resource_id": target.resource,
-                "mailbox": target.mailbox or "",
-                "generation": generation,
-                "field_hashes": {},
-                "deleted": False,
-                "detached": False,
-            },
-        )
+        _SQL.intent["postgresql" if dialect == "postgresql" else "sqlite"],
+        {
+            "connection_id": target.connection_id,
+            "appointment_id": target.appointment_id,
+            "booking_resource_id": target.resource,
+            "mailbox": target.mailbox or "",
+            "generation": generation,
+            "field_hashes": {},
+            "deleted": False,
+            "detached": False,
+        },
     )
 
 
@@ -209,52 +280,36 @@ async def save_created(
     field_hashes: dict[str, str],
 ) -> None:
     """Store a created (or adopted) event on its generation's row (added if it is missing)."""
-    values = {
-        "mailbox": target.mailbox or "",
-        "graph_event_id": event.id,
-        "ical_uid": event.ical_uid,
-        "change_key": event.change_key,
-        "field_hashes": dict(field_hashes),
-        "deleted": False,
-        "updated_at": utcnow(),
+    params = {
+        **_row_key(target),
+        "w_generation": generation,
+        "v_mailbox": target.mailbox or "",
+        "v_graph_event_id": event.id,
+        "v_ical_uid": event.ical_uid,
+        "v_change_key": event.change_key,
+        "v_field_hashes": dict(field_hashes),
+        "v_now": utcnow(),
     }
-    updated = await session.execute(
-        update(_MAPPING).where(_generation_key(target, generation)).values(**values)
-    )
+    updated = await session.execute(_SQL.save_created, params)
     if cast(CursorResult[Any], updated).rowcount == 0:  # no intent row (it is written first)
         await ensure_intent(session, target, generation=generation)
-        await session.execute(
-            update(_MAPPING).where(_generation_key(target, generation)).values(**values)
-        )
-
-
-def _live(target: Target, graph_event_id: str | None) -> ColumnElement[bool]:
-    c = _MAPPING.c
-    return and_(
-        c.connection_id == target.connection_id,
-        c.appointment_id == target.appointment_id,
-        c.booking_resource_id == target.resource,
-        c.deleted.is_(False),
-        c.graph_event_id.is_(None)
-        if graph_event_id is None
-        else c.graph_event_id == graph_event_id,
-    )
+        await session.execute(_SQL.save_created, params)
 
 
 async def save_updated(
     session: AsyncSession, target: Target, *, event: Event, field_hashes: dict[str, str]
 ) -> None:
     """Store the new changeKey and hashes after a PATCH."""
-    c = _MAPPING.c
     await session.execute(
-        update(_MAPPING)
-        .where(_live(target, event.id))
-        .values(
-            change_key=event.change_key,
-            ical_uid=func.coalesce(event.ical_uid, c.ical_uid),
-            field_hashes=dict(field_hashes),
-            updated_at=utcnow(),
-        )
+        _SQL.save_updated,
+        {
+            **_row_key(target),
+            "w_graph_event_id": event.id,
+            "v_change_key": event.change_key,
+            "v_ical_uid": event.ical_uid,
+            "v_field_hashes": dict(field_hashes),
+            "v_now": utcnow(),
+        },
     )
 
 
@@ -263,13 +318,13 @@ async def mark_deleted(
 ) -> None:
     """Turn the rows of a deleted (or vanished) event in the target's mailbox into tombstones."""
     mailbox = (target.mailbox or "").strip().casefold()
-    c = _MAPPING.c
-    rows = await session.execute(select(c.id, c.mailbox).where(_live(target, graph_event_id)))
+    rows = await session.execute(
+        _SQL.live_rows[graph_event_id is not None],
+        {**_row_key(target), "w_graph_event_id": graph_event_id},
+    )
     ids = [row.id for row in rows if row.mailbox.strip().casefold() == mailbox]
     if ids:
-        await session.execute(
-            update(_MAPPING).where(c.id.in_(ids)).values(deleted=True, updated_at=utcnow())
-        )
+        await session.execute(_SQL.tombstone, {"w_ids": ids, "v_now": utcnow()})
 
 
 async def add_record(
@@ -286,20 +341,21 @@ async def add_record(
     graph_request_id: str | None,
 ) -> None:
     await session.execute(
-        insert(_RECORD).values(
-            connection_id=target.connection_id,
-            appointment_id=target.appointment_id,
-            booking_resource_id=target.booking_resource_id,
-            mailbox=target.mailbox,
-            job_id=job_id,
-            action=action,
-            status=status,
-            code=code,
-            message=message,
-            details=details,
-            duration_ms=duration_ms,
-            graph_request_id=graph_request_id,
-        )
+        _SQL.record,
+        {
+            "connection_id": target.connection_id,
+            "appointment_id": target.appointment_id,
+            "booking_resource_id": target.booking_resource_id,
+            "mailbox": target.mailbox,
+            "job_id": job_id,
+            "action": action,
+            "status": status,
+            "code": code,
+            "message": message,
+            "details": details,
+            "duration_ms": duration_ms,
+            "graph_request_id": graph_request_id,
+        },
     )
 
 
@@ -313,23 +369,10 @@ async def set_employee_status(
     error_message: str | None = None,
 ) -> None:
     """Success (no error code): `last_success_at` set, error cleared; else the error set."""
-    values: dict[str, Any] = (
-        {
-            "last_success_at": now,
-            "last_error_at": None,
-            "last_error_code": None,
-            "last_error_message": None,
-        }
-        if error_code is None
-        else {
-            "last_error_at": now,
-            "last_error_code": error_code,
-            "last_error_message": error_message,
-        }
-    )
-    c = _EMPLOYEE.c
-    await session.execute(
-        update(_EMPLOYEE)
-        .where(c.connection_id == connection_id, c.booking_resource_id == booking_resource_id)
-        .values(**values, updated_at=now)
-    )
+    key = {"w_connection_id": connection_id, "w_resource": booking_resource_id, "v_now": now}
+    if error_code is None:
+        await session.execute(_SQL.employee_success, key)
+    else:
+        await session.execute(
+            _SQL.employee_error, {**key, "v_code": error_code, "v_message": error_message}
+        )
