@@ -63,6 +63,9 @@ class RetentionSettings(BaseModel):
 
     done_jobs_days: float = Field(default=7.0, gt=0)
     inbox_days: float = Field(default=30.0, gt=0)
+    history_days: float = Field(
+        default=180.0, gt=0, description="sync history records older than this are removed"
+    )
     prune_interval_seconds: float = Field(default=3600.0, gt=0)
 
 

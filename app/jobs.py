@@ -8,7 +8,7 @@ from functools import partial
 from typing import Any, cast
 
 from sqlalchemy import CursorResult, delete, select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import InstrumentedAttribute
 
 from app.config import Settings
 from app.connections.checks import CHECK_MAILBOX_JOB, check_mailbox_job
@@ -19,7 +19,7 @@ from app.connections.secrets import (
 )
 from app.crypto import SecretBox
 from app.db import Database
-from app.models import InboxEvent
+from app.models import InboxEvent, SyncRecord
 from app.outlook import subscriptions
 from app.outlook.delta import sweep_mailboxes, sync_mailbox
 from app.outlook.jobs import MAILBOX_SWEEP, SYNC_MAILBOX
@@ -71,38 +71,54 @@ def build_registry(
 
 
 async def prune(ctx: JobContext) -> None:
-    """Periodic: remove finished jobs and inbox rows past their retention."""
+    """Periodic: remove finished jobs, inbox rows and history records past their retention."""
     await prune_impl(ctx.database, ctx.settings, now=ctx.clock())
 
 
-async def prune_impl(database: Database, settings: Settings, *, now: datetime) -> tuple[int, int]:
-    """Delete `done` jobs and inbox events older than the retention; (jobs, inbox rows)."""
+async def prune_impl(
+    database: Database, settings: Settings, *, now: datetime
+) -> tuple[int, int, int]:
+    """Delete `done` jobs, inbox events and sync history records older than their retention;
+    (jobs, inbox rows, history records)."""
     retention = settings.retention
     jobs_before = now - timedelta(days=retention.done_jobs_days)
-    inbox_before = now - timedelta(days=retention.inbox_days)
-    jobs = inbox = 0
+    jobs = 0
     while True:
         async with database.session_scope() as session:
             deleted = await prune_done_jobs(session, finished_before=jobs_before, limit=PRUNE_BATCH)
         jobs += deleted
         if deleted < PRUNE_BATCH:
             break
+    inbox = await _prune_oldest(
+        database, InboxEvent, InboxEvent.received_at, now - timedelta(days=retention.inbox_days)
+    )
+    history = await _prune_oldest(
+        database, SyncRecord, SyncRecord.created_at, now - timedelta(days=retention.history_days)
+    )
+    log.info("pruned %d done jobs, %d inbox events, %d history records", jobs, inbox, history)
+    return jobs, inbox, history
+
+
+async def _prune_oldest(
+    database: Database, model: Any, stamp: InstrumentedAttribute[datetime], before: datetime
+) -> int:
+    """Delete the rows of an append-only table stamped before `before`, oldest first, in
+    batches. Ids grow with time, so each batch is found from the lowest id on, and a table whose
+    oldest row is young enough is not scanned at all."""
+    pruned = 0
+    oldest = select(stamp).order_by(model.id).limit(1)
     while True:
         async with database.session_scope() as session:
-            deleted = await _prune_inbox(session, received_before=inbox_before, limit=PRUNE_BATCH)
-        inbox += deleted
+            first = await session.scalar(oldest)
+            if first is None or first >= before:
+                return pruned
+            doomed = select(model.id).where(stamp < before).order_by(model.id).limit(PRUNE_BATCH)
+            statement = (
+                delete(model)
+                .where(model.id.in_(doomed.scalar_subquery()))
+                .execution_options(synchronize_session=False)
+            )
+            deleted = cast(CursorResult[Any], await session.execute(statement)).rowcount
+        pruned += deleted
         if deleted < PRUNE_BATCH:
-            break
-    log.info("pruned %d done jobs and %d inbox events", jobs, inbox)
-    return jobs, inbox
-
-
-async def _prune_inbox(session: AsyncSession, *, received_before: datetime, limit: int) -> int:
-    doomed = select(InboxEvent.id).where(InboxEvent.received_at < received_before).limit(limit)
-    statement = (
-        delete(InboxEvent)
-        .where(InboxEvent.id.in_(doomed.scalar_subquery()))
-        .execution_options(synchronize_session=False)
-    )
-    result = cast(CursorResult[Any], await session.execute(statement))
-    return result.rowcount
+            return pruned

@@ -10,7 +10,7 @@ from app.config import RetentionSettings, Settings
 from app.crypto import SecretBox
 from app.db import Database
 from app.jobs import PRUNE_KIND, build_registry, prune_impl
-from app.models import InboxEvent
+from app.models import Connection, InboxEvent, SyncRecord
 from app.queue.registry import JobRegistry
 from app.queue.repository import JobManager, enqueue
 from app.queue.worker import Worker
@@ -63,7 +63,29 @@ async def test_prune_removes_only_expired_done_jobs_and_inbox_rows(
                 )
             )
 
-    assert await prune_impl(database, settings, now=clock()) == (1, 1)
+    async with database.session_scope() as session:
+        connection = Connection(
+            organization_id="org-prune",
+            tenant="contoso.example",
+            client_id="00000000-0000-0000-0000-000000000001",
+            client_secret_encrypted="x",
+            webhook_secret_encrypted="x",
+        )
+        session.add(connection)
+        await session.flush()
+        for n, age in enumerate((200, 181, 179, 1)):
+            session.add(
+                SyncRecord(
+                    connection_id=connection.id,
+                    action="create",
+                    status="success",
+                    code="created",
+                    message=f"record {n}",
+                    created_at=clock() - timedelta(days=age),
+                )
+            )
+
+    assert await prune_impl(database, settings, now=clock()) == (1, 1, 2)
     remaining = {(j.kind, j.state) for j in await jobs(database)}
     assert remaining == {
         ("test.job", "dead"),
@@ -73,7 +95,10 @@ async def test_prune_removes_only_expired_done_jobs_and_inbox_rows(
     async with database.session() as session:
         ids = (await session.scalars(select(InboxEvent.external_id))).all()
     assert sorted(ids) == ["msg_1", "msg_2"]
-    assert await prune_impl(database, settings, now=clock()) == (0, 0)
+    async with database.session() as session:
+        messages = (await session.scalars(select(SyncRecord.message))).all()
+    assert sorted(messages) == ["record 2", "record 3"]
+    assert await prune_impl(database, settings, now=clock()) == (0, 0, 0)
 
 
 async def test_worker_schedules_and_runs_the_prune(
