@@ -141,6 +141,12 @@ class Settings(BaseSettings):
         ),
     )
 
+    opentelemetry: bool = Field(
+        default=False,
+        description="FastAPI's built-in OpenTelemetry spans, metrics and logs per request "
+        "(configured with the OTEL_* environment variables); off, it costs nothing",
+    )
+
     worker: WorkerSettings = WorkerSettings()
     retention: RetentionSettings = RetentionSettings()
     outlook: OutlookSettings = OutlookSettings()

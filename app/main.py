@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI
 
@@ -40,6 +42,15 @@ calbridge keeps Microsoft 365 (Outlook) calendars and bookingtime in step, push-
   Send `Authorization: Bearer <token>` (`calbridge token create --name NAME`).
 * Errors are `application/problem+json` (RFC 9457) with a stable `code`.
 """
+
+
+def _telemetry_options(settings: Settings) -> dict[str, Any]:
+    """FastAPI's own OpenTelemetry instrumentation (newer FastAPI versions) off unless the
+    operator asks for it: even with no OpenTelemetry provider set up, looking for one on every
+    request cost several percent of a webhook's CPU, and calbridge has its own metrics."""
+    if settings.opentelemetry or "telemetry" not in inspect.signature(FastAPI).parameters:
+        return {}
+    return {"telemetry": {"tracing": False, "metrics": False, "logs": False}}
 
 
 def create_app(
@@ -97,6 +108,7 @@ def create_app(
         version=__version__,
         description=DESCRIPTION,
         lifespan=lifespan,
+        **_telemetry_options(settings),
     )
     install_problem_handlers(app)
     app.add_middleware(BodyCapMiddleware, limit=ADMIN_MAX_BODY_BYTES, prefix=ADMIN_PREFIX)
