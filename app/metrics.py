@@ -34,7 +34,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import load_only
 
-from app.admin.auth import _bearer, require_admin
+from app.admin.auth import bearer_scheme, require_admin
 from app.config import Settings
 from app.db import get_session
 from app.models import Connection, Job, Subscription
@@ -372,7 +372,7 @@ read from the database at scrape time. Needs an admin token (either role) unless
 async def metrics(
     request: Request,
     session: Annotated[AsyncSession, Depends(get_session)],
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)],
 ) -> Response:
     settings: Settings = request.app.state.settings
     if not settings.metrics_public:

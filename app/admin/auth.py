@@ -38,7 +38,9 @@ SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 MAX_FAILURES = 10
 FAILURE_WINDOW_SECONDS = 60.0
 
-_bearer = HTTPBearer(auto_error=False, description="an admin token: `Authorization: Bearer …`")
+bearer_scheme = HTTPBearer(
+    auto_error=False, description="an admin token: `Authorization: Bearer …`"
+)
 
 
 @dataclass(frozen=True)
@@ -200,7 +202,7 @@ async def _authenticate(
 async def require_admin(
     request: Request,
     session: Annotated[AsyncSession, Depends(get_session)],
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)],
 ) -> Principal:
     """FastAPI dependency: the caller's principal; a 401 problem without a valid token, 429 after
     too many failures from the address, 403 when a `read` token uses anything but a safe method."""
