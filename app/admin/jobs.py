@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Path, Query
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.admin.auth import AdminPrincipal, require_admin
@@ -47,7 +47,8 @@ class JobOut(BaseModel):
     id: int
     kind: str = Field(description="dotted job kind, e.g. `sync.appointment`")
     args: dict[str, Any] | None = Field(
-        description="the job's arguments; null for a `read` token (they are payload)"
+        description="the job's arguments; null for a `read` token (they are payload). Values "
+        "under a key naming a secret (such as `client_secret_encrypted`) read `[redacted]`."
     )
     state: JobState
     run_at: datetime = Field(description="not started before this time")
@@ -62,6 +63,28 @@ class JobOut(BaseModel):
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
+
+    @field_validator("args")
+    @classmethod
+    def _hide_secrets(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        return None if value is None else _masked(value)
+
+
+REDACTED = "[redacted]"
+
+
+def _masked(value: Any) -> Any:
+    """`value` with everything under a key that names a secret replaced: a job that must reach
+    Graph after its connection is gone carries the (encrypted) client secret, and even a
+    ciphertext has no business in an API answer."""
+    if isinstance(value, dict):
+        return {
+            key: REDACTED if "secret" in str(key).lower() else _masked(item)
+            for key, item in value.items()
+        }
+    if isinstance(value, list):
+        return [_masked(item) for item in value]
+    return value
 
 
 def _example(status: int, code: str, title: str, detail: str) -> dict[str, Any]:

@@ -211,3 +211,35 @@ async def test_mounted_in_the_app(
     assert response.status_code == 200
     assert [item["id"] for item in response.json()["items"]] == [job_id]
     assert (await client.get("/api/v1/jobs")).status_code == 401
+
+
+async def test_secrets_in_job_arguments_are_masked(
+    api: httpx.AsyncClient, admin_headers: dict[str, str], database: Database
+) -> None:
+    """A subscription delete that outlives its connection carries the encrypted client secret:
+    the admin sees the job, never the ciphertext."""
+    await add(
+        database,
+        "subscription.delete",
+        args={
+            "subscription_id": "sub-1",
+            "credentials": {
+                "tenant": "contoso.example",
+                "client_id": "app-1",
+                "client_secret_encrypted": "gAAAAABciphertext",
+            },
+            "items": [{"webhook_secret": "whsec_x", "mailbox": "max@contoso.example"}],
+        },
+    )
+    response = await api.get("/api/v1/jobs", headers=admin_headers)
+    [item] = response.json()["items"]
+    assert item["args"] == {
+        "subscription_id": "sub-1",
+        "credentials": {
+            "tenant": "contoso.example",
+            "client_id": "app-1",
+            "client_secret_encrypted": "[redacted]",
+        },
+        "items": [{"webhook_secret": "[redacted]", "mailbox": "max@contoso.example"}],
+    }
+    assert "gAAAAABciphertext" not in response.text
