@@ -50,6 +50,15 @@ class SecretBox:
                 "was the key changed without keeping the old one after the new?"
             ) from exc
 
+    def decrypt_or_none(self, token: str | None) -> str | None:
+        """The plaintext, or None for no token or one no current key can read."""
+        if token is None:
+            return None
+        try:
+            return self.decrypt(token)
+        except SecretKeyError:
+            return None
+
     def rotate(self, token: str) -> str:
         """Re-encrypt a stored token with the first (newest) key."""
         return self._fernet.rotate(token.encode("ascii")).decode("ascii")

@@ -162,25 +162,32 @@ class Client:
         host, port = base_url.removeprefix("http://").rsplit(":", 1)
         self.raw = RawConnection(host, int(port)) if kind == "raw" else None
         limits = httpx.Limits(max_connections=1, max_keepalive_connections=1)
-        self.http = httpx.AsyncClient(base_url=base_url, limits=limits, timeout=30.0)
+        self.http = (
+            None
+            if self.raw is not None
+            else httpx.AsyncClient(base_url=base_url, limits=limits, timeout=30.0)
+        )
 
     async def post(self, path: str, body: bytes) -> tuple[int, str]:
         headers = {"content-type": "application/json"}
         if self.raw is not None:
             status, content = await self.raw.post(path, headers, body)
             return status, content.decode(errors="replace")
+        assert self.http is not None
         response = await self.http.post(path, content=body, headers=headers)
         return response.status_code, response.text
 
     async def get(self, path: str) -> int:
         if self.raw is not None:
             return (await self.raw.get(path))[0]
+        assert self.http is not None
         return (await self.http.get(path)).status_code
 
     async def close(self) -> None:
         if self.raw is not None:
             await self.raw.close()
-        await self.http.aclose()
+        if self.http is not None:
+            await self.http.aclose()
 
 
 async def _run(

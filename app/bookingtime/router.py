@@ -33,7 +33,7 @@ from app.bookingtime.service import (
 )
 from app.bookingtime.signature import SignatureError, UndecodableBody, WebhookVerifier
 from app.config import Settings
-from app.crypto import SecretBox, SecretKeyError
+from app.crypto import SecretBox
 from app.inbox.repository import Receiver
 from app.problems import ProblemError, problem_responses
 from app.routing import RawRequestRoute, read_body, refuse_declared_oversize
@@ -55,18 +55,10 @@ def _verifier(secret_box: SecretBox, receiver: Receiver) -> WebhookVerifier:
     # longer has.
     return WebhookVerifier(
         secret_box.decrypt(receiver.webhook_secret_encrypted),
-        previous_secret=_decrypted(secret_box, receiver.previous_webhook_secret_encrypted),
+        # A replaced secret under a key that is gone: only the current one works.
+        previous_secret=secret_box.decrypt_or_none(receiver.previous_webhook_secret_encrypted),
         previous_expires_at=receiver.previous_webhook_secret_expires_at,
     )
-
-
-def _decrypted(secret_box: SecretBox, encrypted: str | None) -> str | None:
-    if encrypted is None:
-        return None
-    try:
-        return secret_box.decrypt(encrypted)
-    except SecretKeyError:
-        return None  # a replaced secret under a key that is gone: only the current one works
 
 
 def _invalid_json(exc: ValueError) -> ProblemError:

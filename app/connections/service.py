@@ -104,12 +104,9 @@ def generate_webhook_secret() -> str:
 
 
 def _same_secret(secret_box: SecretBox, stored: str, given: str) -> bool:
-    try:
-        current = secret_box.decrypt(stored)
-    except SecretKeyError:
-        # Stored under a key that is gone: sending the secret again is how an admin repairs it.
-        return False
-    return hmac.compare_digest(current.encode(), given.encode())
+    # Stored under a key that is gone (None): sending the secret again is how an admin repairs it.
+    current = secret_box.decrypt_or_none(stored)
+    return current is not None and hmac.compare_digest(current.encode(), given.encode())
 
 
 async def get_connection(session: AsyncSession, *, organization_id: str) -> Connection:
@@ -284,19 +281,14 @@ def rotate_webhook_secret(
     grace, or a replaced secret that can no longer be decrypted, keeps none.
     """
     replaced: str | None = connection.webhook_secret_encrypted
-    if grace <= timedelta(0) or not _readable(secret_box, connection.webhook_secret_encrypted):
+    if (
+        grace <= timedelta(0)
+        or secret_box.decrypt_or_none(connection.webhook_secret_encrypted) is None
+    ):
         replaced = None
     connection.previous_webhook_secret_encrypted = replaced
     connection.previous_webhook_secret_expires_at = None if replaced is None else now + grace
     connection.webhook_secret_encrypted = secret_box.encrypt(new_secret)
-
-
-def _readable(secret_box: SecretBox, stored: str) -> bool:
-    try:
-        secret_box.decrypt(stored)
-    except SecretKeyError:
-        return False
-    return True
 
 
 def _stored(data: ConnectionIn) -> dict[str, object] | None:

@@ -39,43 +39,38 @@ def _mailbox_args(connection_id: int, mailbox: str) -> dict[str, Any]:
     return {"connection_id": connection_id, "mailbox": mailbox}
 
 
-def mailbox_sync_job(connection_id: int, mailbox: str, *, full: bool = False) -> NewJob:
-    """The delta run of one mailbox (`full`: drop the delta link and start over)."""
+def _mailbox_job(
+    kind: str, serial: str, connection_id: int, mailbox: str, flag: str | None
+) -> NewJob:
+    """A job about one mailbox, one pending per kind, mailbox and flag; serialised with the
+    other jobs of `serial` for that mailbox."""
     key = _key(connection_id, mailbox)
     return keyed_job(
-        SYNC_MAILBOX,
+        kind,
         key,
         _mailbox_args(connection_id, mailbox),
-        flag="full" if full else None,
-        serial_key=f"{SYNC_MAILBOX}:{key}",
+        flag=flag,
+        serial_key=f"{serial}:{key}",
         mailbox=mailbox,
     )
+
+
+def mailbox_sync_job(connection_id: int, mailbox: str, *, full: bool = False) -> NewJob:
+    """The delta run of one mailbox (`full`: drop the delta link and start over)."""
+    flag = "full" if full else None
+    return _mailbox_job(SYNC_MAILBOX, SYNC_MAILBOX, connection_id, mailbox, flag)
 
 
 def subscription_job(connection_id: int, mailbox: str, *, recreate: bool = False) -> NewJob:
     """Create the mailbox's subscription (`recreate`: even if one is on record)."""
-    key = _key(connection_id, mailbox)
-    return keyed_job(
-        SUBSCRIPTION_ENSURE,
-        key,
-        _mailbox_args(connection_id, mailbox),
-        flag="recreate" if recreate else None,
-        serial_key=f"subscription:{key}",
-        mailbox=mailbox,
-    )
+    flag = "recreate" if recreate else None
+    return _mailbox_job(SUBSCRIPTION_ENSURE, "subscription", connection_id, mailbox, flag)
 
 
 def renew_job(connection_id: int, mailbox: str, *, reauthorize: bool = False) -> NewJob:
     """PATCH the mailbox's subscription (`reauthorize`: answer a reauthorizationRequired)."""
-    key = _key(connection_id, mailbox)
-    return keyed_job(
-        SUBSCRIPTION_RENEW,
-        key,
-        _mailbox_args(connection_id, mailbox),
-        flag="reauthorize" if reauthorize else None,
-        serial_key=f"subscription:{key}",
-        mailbox=mailbox,
-    )
+    flag = "reauthorize" if reauthorize else None
+    return _mailbox_job(SUBSCRIPTION_RENEW, "subscription", connection_id, mailbox, flag)
 
 
 def delete_job(

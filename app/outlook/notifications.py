@@ -25,7 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app import metrics
 from app.config import Settings
-from app.crypto import SecretBox, SecretKeyError
+from app.crypto import SecretBox
 from app.db import Database
 from app.inbox.group_commit import GroupCommitter
 from app.models.base import utcnow
@@ -153,13 +153,10 @@ class NotificationIntake:
         return found
 
     def _decrypt(self, token: str | None) -> str | None:
-        if token is None:
-            return None
-        try:
-            return self.secret_box.decrypt(token)
-        except SecretKeyError:
+        plain = self.secret_box.decrypt_or_none(token)
+        if token is not None and plain is None:
             log.error("a subscription's clientState cannot be decrypted with the current keys")
-            return None
+        return plain
 
     async def receive(self, items: list[Any], *, source: str = "graph_notifications") -> bool:
         """Check every item, queue the jobs of the valid ones; True when anything was queued.
