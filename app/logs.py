@@ -17,7 +17,7 @@ import re
 import sys
 import time
 from collections.abc import Callable, Mapping
-from contextvars import ContextVar
+from contextvars import ContextVar, Token
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Literal, TextIO
 
@@ -87,6 +87,23 @@ def new_request_id() -> str:
     return f"{_REQUEST_ID_PREFIX}{next(_request_ids):016x}"
 
 
+def request_id_of(scope: Scope) -> str:
+    """The request's own valid X-Request-ID, or a new id."""
+    for name, value in scope["headers"]:
+        if name == REQUEST_ID_HEADER:
+            return valid_request_id(value) or new_request_id()
+    return new_request_id()
+
+
+def enter_request(request_id: str) -> Token[Mapping[str, Any]]:
+    """Start a request's context (its log lines carry `request_id`); undo with `leave_request`."""
+    return _context.set({"request_id": request_id})
+
+
+def leave_request(token: Token[Mapping[str, Any]]) -> None:
+    _context.reset(token)
+
+
 class RequestIdMiddleware:
     """Pure ASGI (no BaseHTTPMiddleware: the intake is benchmarked per microsecond): binds a
     request id for the request's log lines and returns it as `X-Request-ID`."""
@@ -98,12 +115,7 @@ class RequestIdMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        request_id = None
-        for name, value in scope["headers"]:
-            if name == REQUEST_ID_HEADER:
-                request_id = valid_request_id(value)
-                break
-        request_id = request_id or new_request_id()
+        request_id = request_id_of(scope)
         header = (REQUEST_ID_HEADER, request_id.encode("ascii"))
 
         async def send_with_id(message: Message) -> None:
@@ -111,13 +123,13 @@ class RequestIdMiddleware:
                 message["headers"] = [*message.get("headers", ()), header]
             await send(message)
 
-        token = _context.set({"request_id": request_id})
+        token = enter_request(request_id)
         try:
             await self.app(scope, receive, send_with_id)
         finally:
             # In-process clients (httpx's ASGITransport) run the app in the caller's task: the
             # request's context must not outlive the request there.
-            _context.reset(token)
+            leave_request(token)
 
 
 def install_request_ids(app: Starlette) -> None:

@@ -30,6 +30,7 @@ from app.problems import install_problem_handlers
 from app.queue.registry import JobRegistry
 from app.routing import BodyCapMiddleware, HeaderLimitMiddleware
 from app.sync.graph_clients import GraphClients
+from app.webhook_lane import install_webhook_lane
 
 log = logging.getLogger(__name__)
 
@@ -114,6 +115,7 @@ def create_app(
     app.add_middleware(BodyCapMiddleware, limit=ADMIN_MAX_BODY_BYTES, prefix=ADMIN_PREFIX)
     app.add_middleware(HeaderLimitMiddleware)
     install_request_ids(app)
+    install_webhook_lane(app, (bookingtime_router, graph_notifications_router))
     app.include_router(health_router)
     app.include_router(metrics_router)
     app.include_router(bookingtime_router)

@@ -118,31 +118,34 @@ MAX_HEADER_COUNT = 100
 MAX_HEADER_BYTES = 32 * 1024
 
 
+def headers_too_large(scope: Scope) -> Response | None:
+    """The 431 `headers_too_large` answer (closing the connection) for a request with more than
+    MAX_HEADER_COUNT headers or more than MAX_HEADER_BYTES of them; None for any other."""
+    headers = scope["headers"]
+    if len(headers) <= MAX_HEADER_COUNT and (
+        sum(len(name) + len(value) for name, value in headers) <= MAX_HEADER_BYTES
+    ):
+        return None
+    return problem_response(
+        Request(scope),
+        status=431,
+        code="headers_too_large",
+        title="Request headers too large",
+        detail=f"at most {MAX_HEADER_COUNT} headers of at most {MAX_HEADER_BYTES} bytes together",
+        headers={"Connection": "close"},
+    )
+
+
 class HeaderLimitMiddleware:
-    """431 `headers_too_large` for a request with more than MAX_HEADER_COUNT headers or more
-    than MAX_HEADER_BYTES of them, before any route sees it (and the connection is closed)."""
+    """Answers `headers_too_large` (431) before any route sees such a request."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
-            headers = scope["headers"]
-            if len(headers) > MAX_HEADER_COUNT or (
-                sum(len(name) + len(value) for name, value in headers) > MAX_HEADER_BYTES
-            ):
-                detail = (
-                    f"at most {MAX_HEADER_COUNT} headers of at most {MAX_HEADER_BYTES} bytes "
-                    "together"
-                )
-                response = problem_response(
-                    Request(scope),
-                    status=431,
-                    code="headers_too_large",
-                    title="Request headers too large",
-                    detail=detail,
-                    headers={"Connection": "close"},
-                )
-                await response(scope, receive, send)
+            refusal = headers_too_large(scope)
+            if refusal is not None:
+                await refusal(scope, receive, send)
                 return
         await self.app(scope, receive, send)
