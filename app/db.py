@@ -1,4 +1,5 @@
-"""Engine, session factory, the request-session dependency and `session_scope()` for jobs.
+"""Engine, session factory, the request-session dependency, `session_scope()` for jobs, and
+`run_unit()` for hot-path units of work written as plain SQL.
 
 SQLite runs in WAL mode with one shared connection per process: every transaction queues for it
 in asyncio (fair, no busy-wait sleeps) and starts with `BEGIN IMMEDIATE`, so no two writers ever
@@ -8,20 +9,26 @@ one is open in the same task (on SQLite it would wait for itself).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import sqlite3
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, TypeVar, cast
 
+import aiosqlite
 from fastapi import Request
 from sqlalchemy import event
-from sqlalchemy.engine import URL, make_url
+from sqlalchemy.engine import URL, Dialect, make_url
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
     async_sessionmaker,
     create_async_engine,
 )
+from sqlalchemy.orm import Session
+
+R = TypeVar("R")
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 
@@ -78,6 +85,15 @@ def configure_sqlite(sync_engine: Any) -> None:
     def _begin_immediate(conn: Any) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE")
 
+    @event.listens_for(sync_engine, "reset")
+    def _rollback_if_open(dbapi_connection: Any, record: Any, state: Any) -> None:
+        # A connection goes back to the pool with a transaction still open only when its user
+        # failed half-way; the driver runs in autocommit mode otherwise, so asking costs a
+        # flag read (aiosqlite's `in_transaction`), not a round trip.
+        driver = record.driver_connection
+        if state.asyncio_safe and driver is not None and driver.in_transaction:
+            dbapi_connection.rollback()
+
 
 def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
     """An async engine for a calbridge database URL, configured for its backend."""
@@ -91,6 +107,9 @@ def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
         kwargs.setdefault("pool_size", 1)
         kwargs.setdefault("max_overflow", 0)
         kwargs.setdefault("pool_timeout", 60)
+        # The reset on return is `_rollback_if_open` (configure_sqlite): the pool's own would
+        # cost a hand-off to the driver's thread on every return, transaction or not.
+        kwargs.setdefault("pool_reset_on_return", None)
         engine = create_async_engine(target, **kwargs)
         configure_sqlite(engine.sync_engine)
         return engine
@@ -98,6 +117,44 @@ def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
     kwargs.setdefault("max_overflow", 20)
     kwargs.setdefault("pool_pre_ping", True)
     return create_async_engine(target, **kwargs)
+
+
+class Statements(Protocol):
+    """Plain SQL for a unit of work (`Database.run_unit`), run synchronously, in the dialect's
+    parameter style: `?` on SQLite, `%s` on PostgreSQL. Driver errors are SQLAlchemy's."""
+
+    dialect: Dialect
+
+    def rows(self, sql: str, parameters: Sequence[Any]) -> Sequence[tuple[Any, ...]]:
+        """Run one statement; the rows it returns (none for a statement without RETURNING)."""
+        ...
+
+
+class _SqliteStatements:
+    def __init__(self, connection: sqlite3.Connection, dialect: Dialect) -> None:
+        self._connection = connection
+        self.dialect = dialect
+
+    def rows(self, sql: str, parameters: Sequence[Any]) -> Sequence[tuple[Any, ...]]:
+        try:
+            return self._connection.execute(sql, parameters).fetchall()
+        except sqlite3.Error as exc:
+            raise DBAPIError.instance(sql, parameters, exc, sqlite3.Error) from exc
+
+
+class _SessionStatements:
+    def __init__(self, session: Session) -> None:
+        self._session = session
+        self.dialect = session.get_bind().dialect
+
+    def rows(self, sql: str, parameters: Sequence[Any]) -> Sequence[tuple[Any, ...]]:
+        result = self._session.connection().exec_driver_sql(sql, tuple(parameters))
+        return result.all() if result.returns_rows else []
+
+
+async def run_in_session(session: AsyncSession, unit: Callable[[Statements], R]) -> R:
+    """Run a unit of work's statements in the caller's session and transaction."""
+    return await session.run_sync(lambda sync_session: unit(_SessionStatements(sync_session)))
 
 
 class Database:
@@ -128,6 +185,38 @@ class Database:
         async with self.session() as session:
             yield session
             await session.commit()
+
+    async def run_unit(self, unit: Callable[[Statements], R]) -> R:
+        """Run `unit` as one transaction, committed when it returns, rolled back if it raises.
+
+        On SQLite the whole unit (BEGIN IMMEDIATE, its statements, COMMIT) runs in the driver's
+        own thread in one hand-off, instead of one per statement, each of which waits for a turn
+        of the (busy) event loop; the GIL is released while SQLite works, so the loop goes on
+        serving requests meanwhile. On PostgreSQL it runs in an ordinary session.
+        """
+        if not self.is_sqlite:
+            async with self.session_scope() as session:
+                return await run_in_session(session, unit)
+        async with self.engine.connect() as connection:
+            raw = await connection.get_raw_connection()
+            driver = cast(aiosqlite.Connection, raw.driver_connection)
+            dialect = self.engine.dialect
+
+            def transaction() -> R:
+                sqlite = driver._conn
+                sqlite.execute("BEGIN IMMEDIATE")
+                try:
+                    result = unit(_SqliteStatements(sqlite, dialect))
+                except BaseException:
+                    if sqlite.in_transaction:  # some errors end the transaction themselves
+                        sqlite.execute("ROLLBACK")
+                    raise
+                sqlite.execute("COMMIT")
+                return result
+
+            # aiosqlite's one entry for running a function in its connection's thread (what its
+            # own methods use); tests/test_db.py holds it to that.
+            return cast(R, await driver._execute(transaction))  # type: ignore[no-untyped-call]
 
     async def dispose(self) -> None:
         await self.engine.dispose()

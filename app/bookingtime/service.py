@@ -2,7 +2,8 @@
 
 Recording inserts the inbox rows, stores each appointment's snapshot when it is not older than the
 stored one and enqueues `sync.appointment`, for a whole batch of deliveries at once (group
-commit: app/inbox/group_commit.py). It never commits and never calls Graph.
+commit: app/inbox/group_commit.py), as one plain-SQL unit of work. It never commits and never
+calls Graph.
 """
 
 from __future__ import annotations
@@ -20,13 +21,13 @@ from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.bookingtime.schemas import APPOINTMENT_EVENT_TYPES, AppointmentEvent, OtherEvent
-from app.db import Database
+from app.db import Database, Statements, run_in_session
 from app.inbox import repository as inbox
 from app.inbox.group_commit import GroupCommitter
 from app.inbox.repository import NewInboxEvent, NewSnapshot, Receiver
 from app.models.base import utcnow
 from app.models.inbox_event import INBOX_ACCEPTED, INBOX_IGNORED, INBOX_STALE
-from app.queue.repository import enqueue_many
+from app.queue.repository import insert_jobs
 from app.sync.jobs import sync_job
 
 SOURCE = "bookingtime"
@@ -204,12 +205,17 @@ class Delivery:
 async def record_deliveries(
     session: AsyncSession, deliveries: Sequence[Delivery]
 ) -> list[IntakeOutcome]:
-    """Record verified deliveries in the caller's transaction, with the outcome each would have
-    had if recorded one after another in this order; a `duplicate` stores nothing."""
+    """`record_deliveries_in` in the caller's session and transaction."""
+    return await run_in_session(session, lambda db: record_deliveries_in(db, deliveries))
+
+
+def record_deliveries_in(db: Statements, deliveries: Sequence[Delivery]) -> list[IntakeOutcome]:
+    """Record verified deliveries in the unit of work's transaction, with the outcome each would
+    have had if recorded one after another in this order; a `duplicate` stores nothing."""
     now = utcnow()
     outcomes: list[IntakeOutcome | None] = [None] * len(deliveries)
-    inserted = await inbox.insert_inbox_events(
-        session,
+    inserted = inbox.insert_inbox_events(
+        db,
         [
             NewInboxEvent(
                 source=SOURCE,
@@ -244,7 +250,7 @@ async def record_deliveries(
         for key, indexes in by_appointment.items()
     }
     contested = [key for key, indexes in by_appointment.items() if len(indexes) > 1]
-    stored_before = await inbox.stored_event_times(session, contested)
+    stored_before = inbox.stored_event_times(db, contested)
     snapshots = []
     for (connection_id, appointment_id), i in winners.items():
         event = deliveries[i].event
@@ -259,9 +265,9 @@ async def record_deliveries(
                 canceled=event.canceled,
             )
         )
-    stored = await inbox.upsert_snapshots_if_newer(session, snapshots, now=now)
+    stored = inbox.upsert_snapshots_if_newer(db, snapshots, now=now)
     sync_jobs = {key: sync_job(*key) for key in winners if key in stored}
-    job_ids = await enqueue_many(session, list(sync_jobs.values()))
+    job_ids = insert_jobs(db, list(sync_jobs.values()))
 
     stale: list[int] = []
     for key, indexes in by_appointment.items():
@@ -282,7 +288,7 @@ async def record_deliveries(
                 status="accepted", inbox_event_id=inbox_id, job_id=job_id, coalesced=job_id is None
             )
             job_id = None
-    await inbox.set_inbox_outcome(session, stale, INBOX_STALE)
+    inbox.set_inbox_outcome(db, stale, INBOX_STALE)
     assert all(outcome is not None for outcome in outcomes)  # every branch above sets one
     return cast(list[IntakeOutcome], outcomes)
 
@@ -347,5 +353,5 @@ def build_intake(database: Database) -> BookingtimeIntake:
     """The process's bookingtime intake (built once, in the app's lifespan)."""
     return BookingtimeIntake(
         receivers=ReceiverDirectory(database),
-        deliveries=GroupCommitter(database, record_deliveries),
+        deliveries=GroupCommitter(database, unit=record_deliveries_in),
     )

@@ -5,6 +5,9 @@ loop turn once, takes whatever has queued up by then (up to `max_batch`), writes
 function in one transaction, commits and answers every waiter. A request is answered only after
 its transaction committed, so nothing acknowledged is ever lost. If a batch fails, its items are
 retried one by one, so one bad item fails alone.
+
+The batch function is either async over a session (`write`) or a plain-SQL unit of work
+(`unit`, run by `Database.run_unit`: on SQLite the whole batch in one hand-off to the driver).
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from typing import Generic, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.db import Database
+from app.db import Database, Statements
 
 log = logging.getLogger(__name__)
 
@@ -26,6 +29,7 @@ T = TypeVar("T")
 R = TypeVar("R")
 
 BatchWriter = Callable[[AsyncSession, Sequence[T]], Awaitable[list[R]]]
+BatchUnit = Callable[[Statements, Sequence[T]], list[R]]
 
 
 class GroupCommitClosed(RuntimeError):
@@ -33,13 +37,22 @@ class GroupCommitClosed(RuntimeError):
 
 
 class GroupCommitter(Generic[T, R]):
-    """Runs `write(session, items) -> results` for batches of concurrently submitted items."""
+    """Runs `write(session, items) -> results`, or `unit(statements, items) -> results`, for
+    batches of concurrently submitted items."""
 
     def __init__(
-        self, database: Database, write: BatchWriter[T, R], *, max_batch: int = 128
+        self,
+        database: Database,
+        write: BatchWriter[T, R] | None = None,
+        *,
+        unit: BatchUnit[T, R] | None = None,
+        max_batch: int = 128,
     ) -> None:
+        if (write is None) == (unit is None):
+            raise TypeError("give either write or unit")
         self._database = database
         self._write = write
+        self._unit = unit
         self._max_batch = max_batch
         self._queue: asyncio.Queue[tuple[T, asyncio.Future[R]]] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
@@ -89,9 +102,9 @@ class GroupCommitter(Generic[T, R]):
                     self._queue.task_done()
 
     async def _commit(self, batch: list[tuple[T, asyncio.Future[R]]]) -> None:
+        items = [item for item, _ in batch]
         try:
-            async with self._database.session_scope() as session:
-                results = await self._write(session, [item for item, _ in batch])
+            results = await self._run_batch(items)
         except Exception as exc:
             if len(batch) == 1:
                 _settle(batch[0][1], exc=exc)
@@ -106,6 +119,14 @@ class GroupCommitter(Generic[T, R]):
             return
         for (_, future), result in zip(batch, results, strict=True):
             _settle(future, result=result)
+
+    async def _run_batch(self, items: list[T]) -> list[R]:
+        if self._unit is not None:
+            unit = self._unit
+            return await self._database.run_unit(lambda statements: unit(statements, items))
+        assert self._write is not None
+        async with self._database.session_scope() as session:
+            return await self._write(session, items)
 
 
 def _settle(

@@ -9,12 +9,13 @@ never from the database clock, so every process and every test agrees on it.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from functools import cache
+from functools import cache, lru_cache
 from typing import Any, Final, cast
 
+from pydantic_core import to_json
 from sqlalchemy import (
     ColumnElement,
     CursorResult,
@@ -33,12 +34,13 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
 from app.config import Settings
-from app.db import Database
+from app.db import Database, Statements
 from app.models import Job, Mailbox
 from app.models.base import UTCDateTime, utcnow
 from app.queue.errors import DuplicatePendingJob, JobNotFound, JobNotRetriable
@@ -215,13 +217,8 @@ async def enqueue(
     return (await session.execute(statement, row)).scalar_one_or_none()
 
 
-async def enqueue_many(session: AsyncSession, jobs: Sequence[NewJob]) -> dict[str, int | None]:
-    """Add several jobs in one statement, in the caller's transaction.
-
-    Returns each dedupe key's new job id, or None where a pending job already had the key (or an
-    earlier job of the same list: the first one wins).
-    """
-    now = utcnow()
+def _job_rows(jobs: Sequence[NewJob], now: datetime) -> dict[str, dict[str, Any]]:
+    """The rows to insert by dedupe key (the first job of a key wins)."""
     rows: dict[str, dict[str, Any]] = {}
     for job in jobs:
         rows.setdefault(
@@ -237,6 +234,16 @@ async def enqueue_many(session: AsyncSession, jobs: Sequence[NewJob]) -> dict[st
                 now=now,
             ),
         )
+    return rows
+
+
+async def enqueue_many(session: AsyncSession, jobs: Sequence[NewJob]) -> dict[str, int | None]:
+    """Add several jobs in one statement, in the caller's transaction.
+
+    Returns each dedupe key's new job id, or None where a pending job already had the key (or an
+    earlier job of the same list: the first one wins).
+    """
+    rows = _job_rows(jobs, utcnow())
     if not rows:
         return {}
     statement = _enqueue_statement(session.get_bind().dialect.name)
@@ -244,6 +251,65 @@ async def enqueue_many(session: AsyncSession, jobs: Sequence[NewJob]) -> dict[st
     result = await session.execute(statement, list(rows.values()))
     created = {key: job_id for job_id, key in result.all()}
     return {key: created.get(key) for key in rows}
+
+
+def insert_jobs(db: Statements, jobs: Sequence[NewJob]) -> dict[str, int | None]:
+    """`enqueue_many` inside a unit of work (`Database.run_unit`): the same rows and answer, as
+    plain SQL with values converted by the columns' own types."""
+    rows = _job_rows(jobs, utcnow())
+    if not rows:
+        return {}
+    convert = [_bind_processor(db.dialect, column) for column in _JOB_COLUMNS]
+    created: dict[str, int] = {}
+    values = list(rows.values())
+    for start in range(0, len(values), _JOB_ROWS_PER_STATEMENT):
+        chunk = values[start : start + _JOB_ROWS_PER_STATEMENT]
+        parameters = [
+            process(row[column])
+            for row in chunk
+            for column, process in zip(_JOB_COLUMNS, convert, strict=True)
+        ]
+        for job_id, key in db.rows(_insert_jobs_sql(db.dialect.name, len(chunk)), parameters):
+            created[key] = job_id
+    return {key: created.get(key) for key in rows}
+
+
+_JOB_ROWS_PER_STATEMENT = 256
+
+
+@cache
+def _insert_jobs_sql(dialect_name: str, rows: int) -> str:
+    mark = "?" if dialect_name == "sqlite" else "%s"
+    row = ", ".join(
+        f"CAST({mark} AS JSONB)" if column == "args" and dialect_name != "sqlite" else mark
+        for column in _JOB_COLUMNS
+    )
+    return _INSERT_JOBS.format(
+        columns=", ".join(_JOB_COLUMNS), values=", ".join([f"({row})"] * rows)
+    )
+
+
+_INSERT_JOBS = """INSERT INTO job ({columns}) VALUES {values}
+ON CONFLICT (dedupe_key) WHERE state = 'pending' DO NOTHING
+RETURNING id, dedupe_key"""
+
+
+@lru_cache(maxsize=64)  # keyed by the dialect (engine) instance: a handful per process
+def _bind_processor(dialect: Dialect, column: str) -> Callable[[Any], Any]:
+    """A job column's value as the driver takes it (JSON as text: PostgreSQL casts it)."""
+    if column == "args":
+        return _json_text
+    column_type = cast(Table, Job.__table__).c[column].type.dialect_impl(dialect)
+    process = column_type.bind_processor(dialect)
+    return process if process is not None else _unchanged
+
+
+def _json_text(value: Any) -> str:
+    return to_json(value).decode()
+
+
+def _unchanged(value: Any) -> Any:
+    return value
 
 
 # --- periodic jobs -------------------------------------------------------------------------

@@ -1,0 +1,187 @@
+"""`Database.run_unit`: a plain-SQL unit of work as one transaction (on SQLite in one hand-off to
+the driver's thread), on both engines; and `insert_jobs`, the queue's enqueue inside such a unit."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+
+import aiosqlite
+import pytest
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+
+from app.db import Database, Statements
+from app.models import Connection, Job
+from app.queue.repository import NewJob, enqueue_many, insert_jobs
+
+
+def _mark(db: Statements) -> str:
+    return "?" if db.dialect.name == "sqlite" else "%s"
+
+
+def _insert_inbox_row(db: Statements, external_id: str, connection_id: int) -> None:
+    mark = _mark(db)
+    db.rows(
+        "INSERT INTO inbox_event (source, connection_id, external_id, event_type, outcome, "
+        f"received_at) VALUES ('test', {mark}, {mark}, 'x', 'accepted', CURRENT_TIMESTAMP)",
+        (connection_id, external_id),
+    )
+
+
+async def _count_inbox(database: Database) -> int:
+    def count(db: Statements) -> int:
+        [(n,)] = db.rows("SELECT count(*) FROM inbox_event", ())
+        return int(n)
+
+    return await database.run_unit(count)
+
+
+async def _seed_connection(database: Database) -> int:
+    async with database.session_scope() as session:
+        connection = Connection(
+            organization_id="f6Org",
+            tenant="contoso.onmicrosoft.com",
+            client_id="c",
+            client_secret_encrypted="x",
+            webhook_secret_encrypted="y",
+        )
+        session.add(connection)
+        await session.flush()
+        return connection.id
+
+
+async def test_a_unit_commits_when_it_returns(database: Database) -> None:
+    connection_id = await _seed_connection(database)
+
+    def insert(db: Statements) -> str:
+        _insert_inbox_row(db, "a", connection_id)
+        _insert_inbox_row(db, "b", connection_id)
+        return "done"
+
+    assert await database.run_unit(insert) == "done"
+    assert await _count_inbox(database) == 2
+
+
+async def test_a_unit_that_raises_leaves_nothing_behind(database: Database) -> None:
+    connection_id = await _seed_connection(database)
+
+    def half(db: Statements) -> None:
+        _insert_inbox_row(db, "a", connection_id)
+        raise RuntimeError("stop")
+
+    with pytest.raises(RuntimeError, match="stop"):
+        await database.run_unit(half)
+    assert await _count_inbox(database) == 0
+    # The connection is usable again: nothing was left half open.
+    await database.run_unit(lambda db: _insert_inbox_row(db, "b", connection_id))
+    assert await _count_inbox(database) == 1
+
+
+async def test_driver_errors_are_sqlalchemys_and_roll_back(database: Database) -> None:
+    connection_id = await _seed_connection(database)
+
+    def valid_then_orphan(db: Statements) -> None:
+        _insert_inbox_row(db, "a", connection_id)
+        _insert_inbox_row(db, "b", connection_id + 999)  # no such connection: a foreign key
+
+    with pytest.raises(IntegrityError):
+        await database.run_unit(valid_then_orphan)
+    assert await _count_inbox(database) == 0
+
+
+async def test_units_and_sessions_share_the_database_in_turn(database: Database) -> None:
+    """Concurrent units and ordinary sessions all complete (on SQLite they queue for the one
+    connection; none sees another's half-done transaction)."""
+    connection_id = await _seed_connection(database)
+
+    async def via_session(n: int) -> None:
+        async with database.session_scope() as session:
+            await enqueue_many(session, [NewJob("test.kind", {"n": n}, f"session:{n}")])
+
+    await asyncio.gather(
+        *(
+            database.run_unit(lambda db, n=n: _insert_inbox_row(db, f"u{n}", connection_id))
+            for n in range(20)
+        ),
+        *(via_session(n) for n in range(20)),
+    )
+    assert await _count_inbox(database) == 20
+    async with database.session() as session:
+        assert len((await session.scalars(select(Job))).all()) == 20
+
+
+async def test_insert_jobs_writes_what_enqueue_many_writes(database: Database) -> None:
+    run_at = datetime(2026, 12, 5, 10, 0, tzinfo=UTC)
+    jobs = [
+        NewJob("sync.appointment", {"connection_id": 1, "appointment_id": "ä1"}, "k:1"),
+        NewJob(
+            "sync.appointment",
+            {"connection_id": 1, "appointment_id": "2"},
+            "k:2",
+            serial_key="s:2",
+            mailbox="max@contoso.example",
+            run_at=run_at,
+            max_attempts=3,
+        ),
+        NewJob("sync.appointment", {"connection_id": 1, "appointment_id": "dup"}, "k:1"),
+    ]
+    first = await database.run_unit(lambda db: insert_jobs(db, jobs))
+    assert set(first) == {"k:1", "k:2"} and all(job_id is not None for job_id in first.values())
+    # Again while pending: nothing new, as with enqueue_many.
+    again = await database.run_unit(lambda db: insert_jobs(db, jobs))
+    assert again == {"k:1": None, "k:2": None}
+    async with database.session_scope() as session:
+        assert await enqueue_many(session, jobs[:1]) == {"k:1": None}
+
+    async with database.session() as session:
+        rows = {job.dedupe_key: job for job in (await session.scalars(select(Job))).all()}
+    assert rows["k:1"].id == first["k:1"]
+    assert rows["k:1"].args == {"connection_id": 1, "appointment_id": "ä1"}
+    assert rows["k:1"].state == "pending" and rows["k:1"].attempts == 0
+    assert rows["k:1"].serial_key is None and rows["k:1"].mailbox is None
+    created = rows["k:1"].created_at
+    assert created.tzinfo is not None
+    assert abs(datetime.now(UTC) - created) < timedelta(minutes=1)
+    assert rows["k:1"].run_at == created  # due at once
+    assert rows["k:2"].run_at == run_at
+    assert (rows["k:2"].serial_key, rows["k:2"].mailbox, rows["k:2"].max_attempts) == (
+        "s:2",
+        "max@contoso.example",
+        3,
+    )
+
+
+def test_aiosqlite_still_runs_functions_in_its_thread() -> None:
+    """`run_unit` relies on aiosqlite's `Connection._execute(fn)` (its own methods use it)."""
+
+    async def check() -> int:
+        async with aiosqlite.connect(":memory:") as connection:
+            value = await connection._execute(  # type: ignore[no-untyped-call]
+                lambda: connection._conn.execute("SELECT 7").fetchone()[0]
+            )
+            return int(value)
+
+    assert asyncio.run(check()) == 7
+
+
+async def test_a_connection_returned_mid_transaction_is_rolled_back(database: Database) -> None:
+    """SQLite's pool skips its reset hand-off; a transaction left open is still rolled back."""
+    if not database.is_sqlite:
+        pytest.skip("the reset on return is SQLite's own (PostgreSQL keeps the pool's)")
+    connection_id = await _seed_connection(database)
+    async with database.engine.connect() as connection:
+        raw = await connection.get_raw_connection()
+        driver = raw.driver_connection
+        assert driver is not None
+        await driver.execute("BEGIN IMMEDIATE")
+        await driver.execute(
+            "INSERT INTO inbox_event (source, connection_id, external_id, event_type, outcome, "
+            "received_at) VALUES ('test', ?, 'left-open', 'x', 'accepted', CURRENT_TIMESTAMP)",
+            (connection_id,),
+        )
+        assert driver.in_transaction
+    # Back in the pool: the next unit can begin, and the half-done insert is gone.
+    assert await _count_inbox(database) == 0
+    await database.run_unit(lambda db: _insert_inbox_row(db, "next", connection_id))
+    assert await _count_inbox(database) == 1
