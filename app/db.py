@@ -12,12 +12,13 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Protocol, TypeVar, cast
 
 import aiosqlite
 from fastapi import Request
-from sqlalchemy import event
+from sqlalchemy import Column, event
 from sqlalchemy.engine import URL, Dialect, make_url
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import (
@@ -150,6 +151,29 @@ class _SessionStatements:
     def rows(self, sql: str, parameters: Sequence[Any]) -> Sequence[tuple[Any, ...]]:
         result = self._session.connection().exec_driver_sql(sql, tuple(parameters))
         return result.all() if result.returns_rows else []
+
+
+def param_marker(dialect_name: str) -> str:
+    """The driver's parameter marker: `?` (sqlite3) or `%s` (psycopg)."""
+    return "?" if dialect_name == "sqlite" else "%s"
+
+
+@lru_cache(maxsize=256)  # keyed by dialect (one per engine) and column: a bounded set
+def to_driver(dialect: Dialect, column: Column[Any]) -> Callable[[Any], Any]:
+    """A value of `column` as the dialect's driver takes it, converted as SQLAlchemy would."""
+    process = column.type.dialect_impl(dialect).bind_processor(dialect)
+    return process if process is not None else _unchanged
+
+
+@lru_cache(maxsize=256)
+def from_driver(dialect: Dialect, column: Column[Any]) -> Callable[[Any], Any]:
+    """A value of `column` as SQLAlchemy would read it from the dialect's driver."""
+    process = column.type.dialect_impl(dialect).result_processor(dialect, None)
+    return process if process is not None else _unchanged
+
+
+def _unchanged(value: Any) -> Any:
+    return value
 
 
 async def run_in_session(session: AsyncSession, unit: Callable[[Statements], R]) -> R:

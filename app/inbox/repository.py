@@ -12,19 +12,18 @@ except the snapshot's JSON, which pydantic-core serialises in a third of `json.d
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from functools import cache, lru_cache
+from functools import cache
 from itertools import chain
 from typing import Any, Literal, NamedTuple, TypeVar, cast
 
 from pydantic_core import to_json
 from sqlalchemy import Table, select
-from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.db import Statements
+from app.db import Statements, from_driver, param_marker, to_driver
 from app.models import Appointment, Connection, InboxEvent
 
 _inbox = cast(Table, InboxEvent.__table__)
@@ -99,7 +98,7 @@ def insert_inbox_events(
     it is missing from the result. On PostgreSQL a concurrent insert of the same key waits for
     the other transaction and then does nothing: the loser of a race sees it missing too.
     """
-    stamp = _processor(db.dialect, _inbox, "received_at")(received_at)
+    stamp = to_driver(db.dialect, _inbox.c.received_at)(received_at)
     inserted: dict[tuple[int, str], int] = {}
     for chunk in _chunks(events):
         sql = _sql(db.dialect.name, "inbox", len(chunk))
@@ -118,9 +117,9 @@ def upsert_snapshots_if_newer(
     At most one row per (connection_id, appointment_id): PostgreSQL refuses to update a row twice
     in one statement.
     """
-    event_at = _processor(db.dialect, _appointment, "event_at")
-    canceled = _processor(db.dialect, _appointment, "canceled")
-    stamp = _processor(db.dialect, _appointment, "updated_at")(now)
+    event_at = to_driver(db.dialect, _appointment.c.event_at)
+    canceled = to_driver(db.dialect, _appointment.c.canceled)
+    stamp = to_driver(db.dialect, _appointment.c.updated_at)(now)
     stored: set[tuple[int, str]] = set()
     for chunk in _chunks(snapshots):
         rows = db.rows(
@@ -155,7 +154,7 @@ def stored_event_times(
     db: Statements, keys: Sequence[tuple[int, str]]
 ) -> dict[tuple[int, str], datetime]:
     """The stored snapshots' `event_at` by (connection_id, appointment_id)."""
-    read = _result_processor(db.dialect, _appointment, "event_at")
+    read = from_driver(db.dialect, _appointment.c.event_at)
     found: dict[tuple[int, str], datetime] = {}
     for chunk in _chunks(keys):
         sql = _sql(db.dialect.name, "event_times", len(chunk))
@@ -207,7 +206,7 @@ StatementName = Literal["inbox", "snapshot", "outcome", "event_times"]
 @cache
 def _sql(dialect_name: str, statement: StatementName, rows: int) -> str:
     """The statement for `rows` rows (or ids, or keys), in the dialect's parameter style."""
-    value = _mark(dialect_name)
+    value = param_marker(dialect_name)
     if statement == "outcome" or statement == "event_times":
         template, row, separator = _LOOKUPS[statement]
         return template.format(mark=value, rows=separator.join([row.format(mark=value)] * rows))
@@ -217,30 +216,6 @@ def _sql(dialect_name: str, statement: StatementName, rows: int) -> str:
         for column in columns
     )
     return template.format(columns=", ".join(columns), values=", ".join([f"({row})"] * rows))
-
-
-def _mark(dialect_name: str) -> str:
-    """The driver's parameter marker."""
-    return "?" if dialect_name == "sqlite" else "%s"
-
-
-@lru_cache(maxsize=64)  # keyed by the dialect (engine) instance: a handful per process
-def _result_processor(dialect: Dialect, table: Table, column: str) -> Callable[[Any], Any]:
-    """A column's value as SQLAlchemy would read it from the dialect's driver."""
-    column_type = table.c[column].type.dialect_impl(dialect)
-    process = column_type.result_processor(dialect, None)
-    return process if process is not None else _unchanged
-
-
-@lru_cache(maxsize=64)  # keyed by the dialect (engine) instance: a handful per process
-def _processor(dialect: Dialect, table: Table, column: str) -> Callable[[Any], Any]:
-    """The value as the dialect's driver takes it, converted the way SQLAlchemy converts it."""
-    process = table.c[column].type.dialect_impl(dialect).bind_processor(dialect)
-    return process if process is not None else _unchanged
-
-
-def _unchanged(value: Any) -> Any:
-    return value
 
 
 def _chunks(rows: Sequence[T]) -> list[Sequence[T]]:

@@ -21,12 +21,11 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import PlainTextResponse, Response
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from app import metrics
 from app.config import Settings
 from app.crypto import SecretBox
-from app.db import Database
+from app.db import Database, Statements
 from app.inbox.group_commit import GroupCommitter
 from app.models.base import utcnow
 from app.outlook import sub_repository as repo
@@ -82,8 +81,8 @@ class _Write:
     learned: dict[int, str]  # subscription row → its mailbox owner's object id, first seen
 
 
-async def _write_batch(session: AsyncSession, writes: Sequence[_Write]) -> list[set[str]]:
-    """One transaction for concurrent requests' writes; each learns which of its jobs were
+def _write_batch(db: Statements, writes: Sequence[_Write]) -> list[set[str]]:
+    """One unit of work for concurrent requests' writes; each learns which of its jobs were
     new (the others coalesced into a pending job)."""
     jobs: list[NewJob] = []
     touched: dict[int, datetime] = {}
@@ -93,7 +92,7 @@ async def _write_batch(session: AsyncSession, writes: Sequence[_Write]) -> list[
         learned |= write.learned
         for row_id, at in write.touched.items():
             touched[row_id] = max(at, touched.get(row_id, at))
-    created = await repo.record_notifications(session, jobs=jobs, touched=touched, learned=learned)
+    created = repo.record_notifications(db, jobs=jobs, touched=touched, learned=learned)
     return [{job.dedupe_key for job in write.jobs} & created for write in writes]
 
 
@@ -116,7 +115,7 @@ class NotificationIntake:
     _writer: GroupCommitter[_Write, set[str]] | None = None
 
     def __post_init__(self) -> None:
-        self._writer = GroupCommitter(self.database, _write_batch)
+        self._writer = GroupCommitter(self.database, unit=_write_batch)
 
     async def close(self) -> None:
         if self._writer is not None:

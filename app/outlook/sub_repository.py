@@ -7,14 +7,15 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import func, select, update
+from sqlalchemy import Table, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.db import Statements, param_marker, to_driver
 from app.models import Connection, Employee, Subscription, SyncRecord
 from app.outlook.jobs import mailbox_key as mailbox_key  # re-exported: repo.mailbox_key
-from app.queue.repository import NewJob, enqueue_many
+from app.queue.repository import NewJob, insert_jobs
 
 
 async def get(session: AsyncSession, *, connection_id: int, mailbox: str) -> Subscription | None:
@@ -166,32 +167,34 @@ async def find_by_graph_ids(
     }
 
 
-async def record_notifications(
-    session: AsyncSession,
+def record_notifications(
+    db: Statements,
     *,
     jobs: Sequence[NewJob],
     touched: dict[int, datetime],
     learned: dict[int, str],
 ) -> set[str]:
     """Enqueue the jobs (deduplicated per mailbox), stamp `last_notification_at` and store
-    owner ids seen for the first time; the dedupe keys of the jobs that were new."""
-    queued = await enqueue_many(session, jobs)
+    owner ids seen for the first time, inside a unit of work (the notification intake's batch
+    write); the dedupe keys of the jobs that were new."""
+    queued = insert_jobs(db, jobs)
+    mark = param_marker(db.dialect.name)
     for row_id, user_id in learned.items():
-        await session.execute(
-            update(Subscription)
-            .where(Subscription.id == row_id, Subscription.graph_user_id.is_(None))
-            .values(graph_user_id=user_id)
-            .execution_options(synchronize_session=False)
-        )
+        db.rows(_LEARN_OWNER.format(mark=mark), (user_id, row_id))
     if touched:
         # One statement for the batch: the stamps of one batch lie milliseconds apart.
-        await session.execute(
-            update(Subscription)
-            .where(Subscription.id.in_(list(touched)))
-            .values(last_notification_at=max(touched.values()))
-            .execution_options(synchronize_session=False)
-        )
+        stamp = to_driver(db.dialect, _subscription.c.last_notification_at)(max(touched.values()))
+        ids = sorted(touched)
+        places = ", ".join([mark] * len(ids))
+        db.rows(_STAMP.format(mark=mark, ids=places), (stamp, *ids))
     return {key for key, job_id in queued.items() if job_id is not None}
+
+
+_subscription = cast(Table, Subscription.__table__)
+_LEARN_OWNER = (
+    "UPDATE subscription SET graph_user_id = {mark} WHERE id = {mark} AND graph_user_id IS NULL"
+)
+_STAMP = "UPDATE subscription SET last_notification_at = {mark} WHERE id IN ({ids})"
 
 
 async def list_page(

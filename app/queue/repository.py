@@ -12,7 +12,7 @@ import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from functools import cache, lru_cache
+from functools import cache
 from typing import Any, Final, cast
 
 from pydantic_core import to_json
@@ -40,7 +40,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
 from app.config import Settings
-from app.db import Database, Statements
+from app.db import Database, Statements, param_marker, to_driver
 from app.models import Job, Mailbox
 from app.models.base import UTCDateTime, utcnow
 from app.queue.errors import DuplicatePendingJob, JobNotFound, JobNotRetriable
@@ -259,7 +259,7 @@ def insert_jobs(db: Statements, jobs: Sequence[NewJob]) -> dict[str, int | None]
     rows = _job_rows(jobs, utcnow())
     if not rows:
         return {}
-    convert = [_bind_processor(db.dialect, column) for column in _JOB_COLUMNS]
+    convert = [_to_driver(db.dialect, column) for column in _JOB_COLUMNS]
     created: dict[str, int] = {}
     values = list(rows.values())
     for start in range(0, len(values), _JOB_ROWS_PER_STATEMENT):
@@ -279,7 +279,7 @@ _JOB_ROWS_PER_STATEMENT = 256
 
 @cache
 def _insert_jobs_sql(dialect_name: str, rows: int) -> str:
-    mark = "?" if dialect_name == "sqlite" else "%s"
+    mark = param_marker(dialect_name)
     row = ", ".join(
         f"CAST({mark} AS JSONB)" if column == "args" and dialect_name != "sqlite" else mark
         for column in _JOB_COLUMNS
@@ -294,22 +294,15 @@ ON CONFLICT (dedupe_key) WHERE state = 'pending' DO NOTHING
 RETURNING id, dedupe_key"""
 
 
-@lru_cache(maxsize=64)  # keyed by the dialect (engine) instance: a handful per process
-def _bind_processor(dialect: Dialect, column: str) -> Callable[[Any], Any]:
+def _to_driver(dialect: Dialect, column: str) -> Callable[[Any], Any]:
     """A job column's value as the driver takes it (JSON as text: PostgreSQL casts it)."""
     if column == "args":
         return _json_text
-    column_type = cast(Table, Job.__table__).c[column].type.dialect_impl(dialect)
-    process = column_type.bind_processor(dialect)
-    return process if process is not None else _unchanged
+    return to_driver(dialect, cast(Table, Job.__table__).c[column])
 
 
 def _json_text(value: Any) -> str:
     return to_json(value).decode()
-
-
-def _unchanged(value: Any) -> Any:
-    return value
 
 
 # --- periodic jobs -------------------------------------------------------------------------
