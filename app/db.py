@@ -176,6 +176,20 @@ def _unchanged(value: Any) -> Any:
     return value
 
 
+def memoized(convert: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """`convert` remembering its answers: for one batch's values, which mostly repeat."""
+    seen: dict[Any, Any] = {}
+
+    def remembered(value: Any) -> Any:
+        try:
+            return seen[value]
+        except KeyError:
+            seen[value] = result = convert(value)
+            return result
+
+    return remembered
+
+
 async def run_in_session(session: AsyncSession, unit: Callable[[Statements], R]) -> R:
     """Run a unit of work's statements in the caller's session and transaction."""
     return await session.run_sync(lambda sync_session: unit(_SessionStatements(sync_session)))

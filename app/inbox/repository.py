@@ -23,7 +23,7 @@ from pydantic_core import to_json
 from sqlalchemy import Table, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.db import Statements, from_driver, param_marker, to_driver
+from app.db import Statements, from_driver, memoized, param_marker, to_driver
 from app.models import Appointment, Connection, InboxEvent
 
 _inbox = cast(Table, InboxEvent.__table__)
@@ -117,7 +117,7 @@ def upsert_snapshots_if_newer(
     At most one row per (connection_id, appointment_id): PostgreSQL refuses to update a row twice
     in one statement.
     """
-    event_at = to_driver(db.dialect, _appointment.c.event_at)
+    event_at = memoized(to_driver(db.dialect, _appointment.c.event_at))
     canceled = to_driver(db.dialect, _appointment.c.canceled)
     stamp = to_driver(db.dialect, _appointment.c.updated_at)(now)
     stored: set[tuple[int, str]] = set()

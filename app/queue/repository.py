@@ -9,10 +9,11 @@ never from the database clock, so every process and every test agrees on it.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import cache
+from itertools import chain
 from typing import Any, Final, cast
 
 from pydantic_core import to_json
@@ -34,13 +35,12 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
 from app.config import Settings
-from app.db import Database, Statements, param_marker, to_driver
+from app.db import Database, Statements, memoized, param_marker, to_driver
 from app.models import Job, Mailbox
 from app.models.base import UTCDateTime, utcnow
 from app.queue.errors import DuplicatePendingJob, JobNotFound, JobNotRetriable
@@ -58,6 +58,7 @@ MAX_ERROR_CHARS = 2000
 _MAX_CLAIM_CANDIDATES = 10
 
 _PENDING_WHERE = text("state = 'pending'")
+_job = cast(Table, Job.__table__)
 
 
 def _insert(session: AsyncSession) -> Any:
@@ -256,22 +257,38 @@ async def enqueue_many(session: AsyncSession, jobs: Sequence[NewJob]) -> dict[st
 def insert_jobs(db: Statements, jobs: Sequence[NewJob]) -> dict[str, int | None]:
     """`enqueue_many` inside a unit of work (`Database.run_unit`): the same rows and answer, as
     plain SQL with values converted by the columns' own types."""
-    rows = _job_rows(jobs, utcnow())
-    if not rows:
+    now = utcnow()
+    unique: dict[str, NewJob] = {}
+    for job in jobs:
+        unique.setdefault(job.dedupe_key, job)  # the first job of a key wins
+    if not unique:
         return {}
-    convert = [_to_driver(db.dialect, column) for column in _JOB_COLUMNS]
+    # Only the datetimes and the JSON need converting (strings and integers pass as they are);
+    # a batch's datetimes are mostly one `now`, converted once.
+    run_at = memoized(to_driver(db.dialect, _job.c.run_at))
+    created_at = to_driver(db.dialect, _job.c.created_at)(now)
+    rows = [
+        (
+            job.kind,
+            to_json(job.args or {}).decode(),
+            PENDING,
+            run_at(job.run_at or now),
+            0,
+            job.max_attempts,
+            job.dedupe_key,
+            job.serial_key,
+            job.mailbox,
+            created_at,
+        )
+        for job in unique.values()
+    ]
     created: dict[str, int] = {}
-    values = list(rows.values())
-    for start in range(0, len(values), _JOB_ROWS_PER_STATEMENT):
-        chunk = values[start : start + _JOB_ROWS_PER_STATEMENT]
-        parameters = [
-            process(row[column])
-            for row in chunk
-            for column, process in zip(_JOB_COLUMNS, convert, strict=True)
-        ]
-        for job_id, key in db.rows(_insert_jobs_sql(db.dialect.name, len(chunk)), parameters):
+    for start in range(0, len(rows), _JOB_ROWS_PER_STATEMENT):
+        chunk = rows[start : start + _JOB_ROWS_PER_STATEMENT]
+        sql = _insert_jobs_sql(db.dialect.name, len(chunk))
+        for job_id, key in db.rows(sql, tuple(chain.from_iterable(chunk))):
             created[key] = job_id
-    return {key: created.get(key) for key in rows}
+    return {key: created.get(key) for key in unique}
 
 
 _JOB_ROWS_PER_STATEMENT = 256
@@ -292,17 +309,6 @@ def _insert_jobs_sql(dialect_name: str, rows: int) -> str:
 _INSERT_JOBS = """INSERT INTO job ({columns}) VALUES {values}
 ON CONFLICT (dedupe_key) WHERE state = 'pending' DO NOTHING
 RETURNING id, dedupe_key"""
-
-
-def _to_driver(dialect: Dialect, column: str) -> Callable[[Any], Any]:
-    """A job column's value as the driver takes it (JSON as text: PostgreSQL casts it)."""
-    if column == "args":
-        return _json_text
-    return to_driver(dialect, cast(Table, Job.__table__).c[column])
-
-
-def _json_text(value: Any) -> str:
-    return to_json(value).decode()
 
 
 # --- periodic jobs -------------------------------------------------------------------------
