@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from fastapi import APIRouter, FastAPI
+from starlette.convertors import StringConvertor
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute
@@ -43,7 +44,7 @@ def lane_routes(routes: Iterable[BaseRoute]) -> list[_LaneRoute]:
         if isinstance(route, RawRequestRoute):
             # Path parameters are plain strings (StringConvertor) on every webhook route: the
             # lane hands over the matched text as FastAPI would.
-            if any(type(c).__name__ != "StringConvertor" for c in route.param_convertors.values()):
+            if not all(isinstance(c, StringConvertor) for c in route.param_convertors.values()):
                 raise ValueError(f"{route.path}: the webhook lane takes string parameters only")
             for method in route.methods or ():
                 found.append(_LaneRoute(method, route.path_regex, route.endpoint))

@@ -11,17 +11,13 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from app.db import Database, Statements
+from app.db import Database, Statements, param_marker
 from app.models import Connection, Job
 from app.queue.repository import NewJob, enqueue_many, insert_jobs
 
 
-def _mark(db: Statements) -> str:
-    return "?" if db.dialect.name == "sqlite" else "%s"
-
-
 def _insert_inbox_row(db: Statements, external_id: str, connection_id: int) -> None:
-    mark = _mark(db)
+    mark = param_marker(db.dialect.name)
     db.rows(
         "INSERT INTO inbox_event (source, connection_id, external_id, event_type, outcome, "
         f"received_at) VALUES ('test', {mark}, {mark}, 'x', 'accepted', CURRENT_TIMESTAMP)",

@@ -40,7 +40,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
 from app.config import Settings
-from app.db import Database, Statements, memoized, param_marker, to_driver
+from app.db import Database, Statements, memoized, param_marker, run_in_session, to_driver
 from app.models import Job, Mailbox
 from app.models.base import UTCDateTime, utcnow
 from app.queue.errors import DuplicatePendingJob, JobNotFound, JobNotRetriable
@@ -218,45 +218,19 @@ async def enqueue(
     return (await session.execute(statement, row)).scalar_one_or_none()
 
 
-def _job_rows(jobs: Sequence[NewJob], now: datetime) -> dict[str, dict[str, Any]]:
-    """The rows to insert by dedupe key (the first job of a key wins)."""
-    rows: dict[str, dict[str, Any]] = {}
-    for job in jobs:
-        rows.setdefault(
-            job.dedupe_key,
-            _job_row(
-                kind=job.kind,
-                args=job.args,
-                dedupe_key=job.dedupe_key,
-                serial_key=job.serial_key,
-                mailbox=job.mailbox,
-                run_at=job.run_at,
-                max_attempts=job.max_attempts,
-                now=now,
-            ),
-        )
-    return rows
-
-
 async def enqueue_many(session: AsyncSession, jobs: Sequence[NewJob]) -> dict[str, int | None]:
     """Add several jobs in one statement, in the caller's transaction.
 
     Returns each dedupe key's new job id, or None where a pending job already had the key (or an
     earlier job of the same list: the first one wins).
     """
-    rows = _job_rows(jobs, utcnow())
-    if not rows:
-        return {}
-    statement = _enqueue_statement(session.get_bind().dialect.name)
-    # executemany: SQLAlchemy sends it as multi-row INSERTs ("insertmanyvalues").
-    result = await session.execute(statement, list(rows.values()))
-    created = {key: job_id for job_id, key in result.all()}
-    return {key: created.get(key) for key in rows}
+    return await run_in_session(session, lambda db: insert_jobs(db, jobs))
 
 
 def insert_jobs(db: Statements, jobs: Sequence[NewJob]) -> dict[str, int | None]:
-    """`enqueue_many` inside a unit of work (`Database.run_unit`): the same rows and answer, as
-    plain SQL with values converted by the columns' own types."""
+    """`enqueue_many` inside a unit of work (`Database.run_unit`, or the caller's session through
+    `run_in_session`): one multi-row INSERT per 256 jobs, as plain SQL with values converted by
+    the columns' own types."""
     now = utcnow()
     unique: dict[str, NewJob] = {}
     for job in jobs:
