@@ -301,6 +301,12 @@ async def _plan_page(run: _Run, page: DeltaPage) -> _PagePlan:
             if any(e.transaction_id and e.id not in rows for e in page.events)
             else []
         )
+        # PostgreSQL reads each statement at its own snapshot (READ COMMITTED): an id the
+        # executor stored after the read by id shows up here only. Its event is calbridge's
+        # own, not a stray to delete.
+        for stored in mailbox_rows:
+            if stored.graph_event_id in ids and stored.graph_event_id not in rows:
+                rows[stored.graph_event_id] = stored
         snapshots = await repo.snapshots(
             session, connection_id, {r.appointment_id for r in rows.values()}
         )

@@ -9,7 +9,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
+import psycopg
 import pytest
+from sqlalchemy import event as sa_event
 from sqlalchemy import select
 
 from app.config import Settings
@@ -663,6 +665,63 @@ async def test_a_create_in_flight_is_left_alone(world: World) -> None:
     assert outcome.strays_removed == 0 and outcome.echoes == 1
     assert len(world.events()) == 1
     assert await world.blocks() == []
+
+
+async def test_a_create_stored_between_the_pages_reads_is_not_a_stray(world: World) -> None:
+    """PostgreSQL reads each statement of a transaction at its own snapshot (READ COMMITTED): the
+    executor may store its new event's id after the delta looked the page's ids up and before it
+    read the mailbox's rows by transactionId. That event is calbridge's own, not a stray; deleting
+    it lost an appointment in the crash test."""
+    if world.database.is_sqlite:
+        pytest.skip("SQLite reads a whole transaction at one snapshot: no such interleaving")
+    await world.store()
+    async with world.database.session_scope() as session:
+        session.add(
+            EventMapping(
+                connection_id=world.connection_id,
+                appointment_id=APPOINTMENT,
+                booking_resource_id=MAX,
+                mailbox=MAX_MAILBOX,
+                generation=1,
+                field_hashes={},
+                deleted=False,
+            )
+        )
+        connection = await session.get(Connection, world.connection_id)
+        assert connection is not None
+    client = world.graph.client_for(connection, world.secret_box)
+    created = await client.create_event(
+        MAX_MAILBOX,
+        translate(appointment(), translation_settings(connection)).to_graph(),
+        transaction_id=transaction_id(ORG, APPOINTMENT, MAX, 1),
+        tag=appointment_tag(ORG, APPOINTMENT, MAX),
+    )
+    conninfo = world.database.engine.url.set(drivername="postgresql").render_as_string(False)
+    stored: list[str] = []
+
+    def store_between(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        # Right before the read by mailbox: the executor commits the id on its own connection.
+        if "lower(event_mapping.mailbox)" not in statement or stored:
+            return
+        with psycopg.connect(conninfo, autocommit=True) as other:
+            other.execute(
+                "UPDATE event_mapping SET graph_event_id = %s, change_key = %s"
+                " WHERE appointment_id = %s",
+                (created.value.id, created.value.change_key, APPOINTMENT),
+            )
+        stored.append(created.value.id)
+
+    engine = world.database.engine.sync_engine
+    sa_event.listen(engine, "before_cursor_execute", store_between)
+    try:
+        outcome = await world.delta()
+    finally:
+        sa_event.remove(engine, "before_cursor_execute", store_between)
+    assert stored == [created.value.id]  # the interleaving did happen
+    assert (outcome.strays_removed, outcome.echoes, outcome.conflicts) == (0, 1, 0)
+    assert [e["id"] for e in world.events()] == [created.value.id]
+    assert await world.blocks() == []
+    assert await world.records("stray_") == []
 
 
 async def test_a_throttled_page_retries_after_graphs_delay_and_resumes(world: World) -> None:

@@ -26,7 +26,7 @@ from app.graph.auth import build_ssl_context
 from app.graph.client import TAG_PROPERTY_ID
 from app.jobs import build_registry
 from app.main import create_app
-from app.models import EventMapping, Job
+from app.models import EventMapping, Job, SyncRecord
 from app.sandbox import SandboxServer
 from app.sync.graph_clients import GraphClients
 from app.sync.keys import appointment_tag
@@ -284,6 +284,32 @@ class World:
     async def mappings(self) -> list[EventMapping]:
         async with self.database.session() as session:
             return list(await session.scalars(select(EventMapping).order_by(EventMapping.id)))
+
+    async def story(self, appointment_id: str) -> list[str]:
+        """What happened to one appointment, for a failure message: the sandbox's writes of its
+        events (oldest first) and its sync history."""
+        lines: list[str] = []
+        mailbox_of = {user_id: mailbox for mailbox, user_id in self.user_ids.items()}
+        for write in self.sandbox.control.writes().writes:
+            if any(appointment_id in value for value in write.extended.values()):
+                lines.append(
+                    f"  write #{write.sequence} {write.change_type} in "
+                    f"{mailbox_of.get(write.user_id, write.user_id)}: {write.event_id[-12:]} "
+                    f"txid {write.transaction_id} start {write.start}"
+                )
+        query = (
+            select(SyncRecord)
+            .where(SyncRecord.appointment_id == appointment_id)
+            .order_by(SyncRecord.id)
+        )
+        async with self.database.session() as session:
+            for record in await session.scalars(query):
+                lines.append(
+                    f"  history {record.created_at:%H:%M:%S.%f} job {record.job_id} "
+                    f"{record.mailbox} {record.action} {record.status} {record.code} "
+                    f"{record.details}"
+                )
+        return lines
 
 
 def _tag(event: dict[str, Any]) -> str | None:

@@ -13,6 +13,7 @@ import asyncio
 import logging
 import os
 import random
+import re
 import signal
 import sys
 import time
@@ -216,7 +217,29 @@ async def test_worker_killed_repeatedly_loses_and_duplicates_nothing(
                 sender.cancel()
             await run.worker.close()
         problems = await calendar_problems(world, script)
-        assert not problems, f"seed {seed}: {len(problems)} problems:\n" + "\n".join(problems)
+        if problems:
+            # What happened to each troubled appointment, and what the worker said.
+            story: list[str] = []
+            for appointment_id in sorted(set(re.findall(r"edCrashFault\d+", "\n".join(problems)))):
+                story += [f"{appointment_id}:", *await world.story(appointment_id)]
+            logs = [
+                f"worker run {number}:\n" + worker_log_excerpt(tmp_path / f"worker-{number}.log")
+                for number in range(1, run.worker.runs + 1)
+            ]
+            raise AssertionError(
+                f"seed {seed}: {len(problems)} problems:\n"
+                + "\n".join([*problems, "", *story, "", *logs])
+            )
+
+
+def worker_log_excerpt(path: Path, lines: int = 40) -> str:
+    """The last warnings and errors of a worker run's log."""
+    noteworthy = [
+        line
+        for line in path.read_text(errors="replace").splitlines()
+        if '"level": "WARNING"' in line or '"level": "ERROR"' in line
+    ]
+    return "\n".join(noteworthy[-lines:])
 
 
 async def test_the_check_names_a_lost_and_a_duplicated_event(db_url: str) -> None:
