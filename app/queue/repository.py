@@ -736,19 +736,23 @@ class JobManager:
 
     # leases
 
-    async def heartbeat(self, job_ids: Iterable[int], *, worker_id: str, now: datetime) -> set[int]:
-        """Extend the leases of jobs this worker still holds; the ids it does hold."""
-        ids = list(job_ids)
+    async def heartbeat(
+        self, jobs: Iterable[ClaimedJob], *, worker_id: str, now: datetime
+    ) -> set[tuple[int, int]]:
+        """Extend the leases of the runs this worker still holds; those runs, as (job id,
+        attempt). A run is lost once its lease lapsed and the job was recovered, even if this
+        same worker claimed it again (a new attempt)."""
+        ids = list({job.id for job in jobs})
         if not ids:
             return set()
         statement = (
             _update()
             .where(Job.id.in_(ids), Job.state == RUNNING, Job.worker_id == worker_id)
             .values(lease_expires_at=now + self.lease)
-            .returning(Job.id)
+            .returning(Job.id, Job.attempts)
         )
         async with self.database.session_scope() as session:
-            return set((await session.execute(statement)).scalars().all())
+            return {(row.id, row.attempts) for row in await session.execute(statement)}
 
     async def recover_stalled(
         self, *, now: datetime, periodic: Mapping[str, float] | None = None, limit: int = 100

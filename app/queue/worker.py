@@ -58,6 +58,9 @@ class Worker:
         self.retry_strategy = retry_strategy or RetryStrategy.from_settings(settings.worker)
         self.manager = manager or JobManager.from_settings(database, settings)
         self._in_flight: dict[asyncio.Task[None], ClaimedJob] = {}
+        # Runs (job id, attempt) whose handler has ended and whose outcome is being recorded:
+        # never cancelled.
+        self._finishing: set[tuple[int, int]] = set()
         self._stopping = asyncio.Event()
         self._wakeup = asyncio.Event()
         self._periodic = {k.kind: k.every_seconds for k in registry.periodic if k.every_seconds}
@@ -130,14 +133,27 @@ class Worker:
                 await asyncio.sleep(interval)
 
     async def _heartbeat(self) -> None:
-        held = {job.id for job in self._in_flight.values()}
-        if not held:
+        runs = dict(self._in_flight)
+        if not runs:
             return
-        kept = await self.manager.heartbeat(held, worker_id=self.worker_id, now=self.clock())
-        for lost in sorted(held - kept):
-            # Only after the lease lapsed and another worker recovered it; the outcome of our
-            # run will not be recorded.
-            log.warning("worker %s lost the lease of job %s", self.worker_id, lost)
+        kept = await self.manager.heartbeat(
+            runs.values(), worker_id=self.worker_id, now=self.clock()
+        )
+        for task, job in runs.items():
+            run = (job.id, job.attempts)
+            if run in kept or run in self._finishing or task.done():
+                continue
+            # The lease lapsed (a stalled loop, a lost database) and the job was recovered: its
+            # next run may already be going, here or in another worker. Two runs of one job
+            # would race each other's Graph writes, so this one stops as if its worker had
+            # died; its outcome would not be recorded anyway.
+            log.warning(
+                "worker %s lost the lease of job %s (attempt %s); stopping that run",
+                self.worker_id,
+                job.id,
+                job.attempts,
+            )
+            task.cancel()
 
     async def _recover_stalled(self) -> None:
         stalled = await self.manager.recover_stalled(now=self.clock(), periodic=self._periodic)
@@ -248,12 +264,16 @@ class Worker:
         )
 
     async def _record(self, job: ClaimedJob, outcome: Awaitable[bool]) -> None:
+        run = (job.id, job.attempts)
+        self._finishing.add(run)
         try:
             recorded = await outcome
         except Exception:
             # The job stays running under our lease until it lapses; then it is recovered.
             log.exception("job %s %s: recording the outcome failed", job.id, job.kind)
             return
+        finally:
+            self._finishing.discard(run)
         if not recorded:
             log.warning("job %s %s: outcome dropped, the lease was lost", job.id, job.kind)
 

@@ -179,7 +179,8 @@ async def test_heartbeat_extends_only_held_leases(database: Database, manager: J
     theirs = await manager.claim(worker_id="them", kinds=KINDS, now=clock())
     assert mine is not None and theirs is not None
     clock.advance(20)
-    assert await manager.heartbeat([mine.id, theirs.id], worker_id="me", now=clock()) == {mine.id}
+    kept = await manager.heartbeat([mine, theirs], worker_id="me", now=clock())
+    assert kept == {(mine.id, mine.attempts)}
     assert (await job(database, mine.id)).lease_expires_at == clock() + timedelta(seconds=30)
     assert (await job(database, theirs.id)).lease_expires_at == mine.lease_expires_at
 

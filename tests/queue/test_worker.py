@@ -10,9 +10,12 @@ from collections import Counter
 from collections.abc import Callable
 from datetime import timedelta
 
+import pytest
+from sqlalchemy import update
+
 from app.config import Settings
 from app.db import Database
-from app.models import Mailbox
+from app.models import Job, Mailbox
 from app.queue.errors import PermanentError, RetryAfter
 from app.queue.registry import JobContext, JobRegistry
 from app.queue.repository import JobManager, enqueue, next_tick
@@ -306,6 +309,44 @@ async def test_heartbeat_keeps_a_long_job_leased(
             await eventually(lambda: all_settled(database))
     assert runs == ["holder"]
     assert (await job(database, job_id)).attempts == 1
+
+
+@pytest.mark.parametrize("recovered_by", ["another worker", "this worker, a new attempt"])
+async def test_a_run_whose_lease_was_lost_is_stopped(
+    database: Database, fast_settings: Settings, recovered_by: str
+) -> None:
+    """A run that lost its lease (its job recovered after a stall) stops at the next heartbeat:
+    never two runs of one job racing each other's writes, even within one worker."""
+    runs: list[int] = []
+    stopped = asyncio.Event()
+
+    async def handler(ctx: JobContext) -> None:
+        runs.append(ctx.attempt)
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            stopped.set()
+            raise
+
+    registry = JobRegistry()
+    registry.register("test.job", handler)
+    job_id = await add(database)
+    holder = Worker(database, fast_settings, registry, worker_id="holder")
+    async with running(holder):
+        await eventually(lambda: runs == [1])
+        # What recovery and a new claim leave behind: the job running as a later attempt.
+        rival = "rival" if recovered_by == "another worker" else "holder"
+        async with database.session_scope() as session:
+            await session.execute(
+                update(Job)
+                .where(Job.id == job_id)
+                .values(worker_id=rival, attempts=Job.attempts + 1)
+            )
+        await asyncio.wait_for(stopped.wait(), fast_settings.worker.heartbeat_interval * 20)
+        # The stopped run recorded nothing: the job is the new attempt's, still running.
+        row = await job(database, job_id)
+        assert (row.state, row.worker_id, row.attempts) == ("running", rival, 2)
+    assert runs == [1]
 
 
 async def _leased_until(database: Database, job_id: int, when: object) -> bool:
