@@ -1,6 +1,8 @@
 """The bookingtime webhook body (reference/bookingtime.md §1.6) as pydantic models.
 
-Field names are bookingtime's own; fields calbridge does not read are allowed and kept.
+Field names are bookingtime's own. Fields calbridge does not read are allowed; the intake keeps
+the appointment object as received, so the models validate what calbridge reads and ignore the
+rest (collecting it as extras would double the validation's cost).
 """
 
 from __future__ import annotations
@@ -62,7 +64,7 @@ ZoneName = Annotated[StrictStr, Field(max_length=64, pattern=f"^{_ZONE_NAME.patt
 class BookingtimeAppointment(BaseModel):
     """An appointment: the full current state, as bookingtime's `APPOINTMENT` entity."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="ignore", json_schema_extra={"additionalProperties": True})
 
     id: StrictStr = Field(
         min_length=1, max_length=64, examples=["edAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"]
@@ -74,7 +76,7 @@ class BookingtimeAppointment(BaseModel):
 
 
 class AppointmentEventData(BaseModel):
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="ignore", json_schema_extra={"additionalProperties": True})
 
     organizationId: StrictStr = Field(
         min_length=1, max_length=64, examples=["f6AAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"]
@@ -85,7 +87,7 @@ class AppointmentEventData(BaseModel):
 class AppointmentEvent(BaseModel):
     """`appointment.created | updated | moved | canceled`."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="ignore", json_schema_extra={"additionalProperties": True})
 
     type: AppointmentEventType
     timestamp: IsoDatetime
