@@ -4,6 +4,8 @@ the driver's thread), on both engines; and `insert_jobs`, the queue's enqueue in
 from __future__ import annotations
 
 import asyncio
+import sqlite3
+import threading
 from datetime import UTC, datetime, timedelta
 
 import aiosqlite
@@ -11,7 +13,7 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from app.db import Database, Statements, param_marker
+from app.db import SQLITE_BUSY_TIMEOUT_MS, Database, Statements, param_marker, sqlite_path
 from app.models import Connection, Job
 from app.queue.repository import NewJob, enqueue_many, insert_jobs
 
@@ -181,3 +183,50 @@ async def test_a_connection_returned_mid_transaction_is_rolled_back(database: Da
     assert await _count_inbox(database) == 0
     await database.run_unit(lambda db: _insert_inbox_row(db, "next", connection_id))
     assert await _count_inbox(database) == 1
+
+
+async def test_a_unit_runs_on_the_loop_when_the_write_lock_is_free(database: Database) -> None:
+    """No GIL hand-offs between the loop and the driver's thread for every statement."""
+    if not database.is_sqlite:
+        pytest.skip("PostgreSQL runs units in a session")
+    connection_id = await _seed_connection(database)
+    threads: list[int] = []
+
+    def unit(db: Statements) -> None:
+        threads.append(threading.get_ident())
+        _insert_inbox_row(db, "on-the-loop", connection_id)
+
+    await database.run_unit(unit)
+    assert threads == [threading.get_ident()]
+    assert await _count_inbox(database) == 1
+
+
+async def test_a_unit_waits_off_the_loop_while_another_process_writes(
+    database: Database, db_url: str
+) -> None:
+    """Another process holding SQLite's write lock: the unit waits for it in the driver's thread
+    (the loop goes on), then commits; the connection's busy timeout is what it was."""
+    if not database.is_sqlite:
+        pytest.skip("PostgreSQL runs units in a session")
+    connection_id = await _seed_connection(database)
+    path = sqlite_path(db_url)
+    assert path is not None
+    other = sqlite3.connect(path, isolation_level=None)  # as another process would
+    other.execute("BEGIN IMMEDIATE")
+    try:
+        unit = asyncio.create_task(
+            database.run_unit(lambda db: _insert_inbox_row(db, "after-the-other", connection_id))
+        )
+        ticks = 0
+        for _ in range(20):
+            await asyncio.sleep(0.01)
+            ticks += 1
+        assert ticks == 20 and not unit.done()  # the loop ran on; the unit is waiting
+    finally:
+        other.execute("COMMIT")
+        other.close()
+    await asyncio.wait_for(unit, 10)
+    assert await _count_inbox(database) == 1
+    async with database.engine.connect() as connection:
+        timeout = (await connection.exec_driver_sql("PRAGMA busy_timeout")).scalar_one()
+    assert timeout == SQLITE_BUSY_TIMEOUT_MS

@@ -7,7 +7,7 @@ its transaction committed, so nothing acknowledged is ever lost. If a batch fail
 retried one by one, so one bad item fails alone.
 
 The batch function is either async over a session (`write`) or a plain-SQL unit of work
-(`unit`, run by `Database.run_unit`: on SQLite the whole batch in one hand-off to the driver).
+(`unit`, run by `Database.run_unit`: on SQLite the whole batch as synchronous driver calls).
 """
 
 from __future__ import annotations

@@ -4,10 +4,11 @@
 Writes are multi-row `INSERT … ON CONFLICT … RETURNING` statements, so concurrent deliveries are
 decided by the unique constraints, never by a read-then-write race, and a batch of deliveries
 costs a few statements, not a few per delivery. They are the intake's hot path, so they are plain
-SQL run inside a unit of work (`Database.run_unit`: on SQLite the whole batch in one hand-off to
-the driver's thread), skipping the SQL compiler: fixed SQL text, values converted by the
-dialect's own type processors (so the rows read back exactly as if SQLAlchemy had written them),
-except the snapshot's JSON, which pydantic-core serialises in a third of `json.dumps`'s time.
+SQL run inside a unit of work (`Database.run_unit`: on SQLite the whole batch as synchronous
+driver calls, usually on the event loop's thread), skipping the SQL compiler: fixed SQL text,
+values converted by the dialect's own type processors (so the rows read back exactly as if
+SQLAlchemy had written them), except the snapshot's JSON, which pydantic-core serialises in a
+third of `json.dumps`'s time.
 """
 
 from __future__ import annotations
