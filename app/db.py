@@ -9,6 +9,9 @@ one is open in the same task (on SQLite it would wait for itself).
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 import sqlite3
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
@@ -31,7 +34,10 @@ from sqlalchemy.orm import Session
 
 R = TypeVar("R")
 
+log = logging.getLogger(__name__)
+
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+SQLITE_AUTOCHECKPOINT_PAGES = 1000  # SQLite's default
 
 
 def async_url(url: str) -> URL:
@@ -74,6 +80,7 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     # may lose the last transactions (see docs/operations.md).
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+    cursor.execute(f"PRAGMA wal_autocheckpoint={SQLITE_AUTOCHECKPOINT_PAGES}")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()
 
@@ -175,11 +182,25 @@ def _begin_without_waiting(sqlite: sqlite3.Connection) -> bool:
     return True
 
 
-def _complete(sqlite: sqlite3.Connection, unit: Callable[[Statements], R], db: Statements) -> R:
-    """The unit's statements in the open transaction, then COMMIT (ROLLBACK if it raises)."""
+def _complete(
+    sqlite: sqlite3.Connection,
+    unit: Callable[[Statements], R],
+    db: Statements,
+    *,
+    checkpoint: bool = True,
+) -> R:
+    """The unit's statements in the open transaction, then COMMIT (ROLLBACK if it raises);
+    without `checkpoint`, the COMMIT skips SQLite's automatic checkpoint."""
     try:
         result = unit(db)
-        _execute(sqlite, "COMMIT")
+        if checkpoint:
+            _execute(sqlite, "COMMIT")
+        else:
+            sqlite.execute("PRAGMA wal_autocheckpoint=0")
+            try:
+                _execute(sqlite, "COMMIT")
+            finally:
+                sqlite.execute(f"PRAGMA wal_autocheckpoint={SQLITE_AUTOCHECKPOINT_PAGES}")
     except BaseException:
         if sqlite.in_transaction:  # some errors end the transaction themselves
             sqlite.execute("ROLLBACK")
@@ -232,10 +253,17 @@ async def run_in_session(session: AsyncSession, unit: Callable[[Statements], R])
 class Database:
     """The engine and session factory shared by every request and job of one process."""
 
+    # A unit run on the loop commits without SQLite's automatic checkpoint (which would copy the
+    # WAL into the database and fsync it inside that COMMIT, on the loop); every this many such
+    # units, a checkpoint runs in a thread of its own instead.
+    units_per_checkpoint = 16
+
     def __init__(self, url: str, **engine_kwargs: Any) -> None:
         self.url = url
         self.engine = create_engine(url, **engine_kwargs)
         self.sessionmaker = async_sessionmaker(self.engine, expire_on_commit=False)
+        self._units_on_loop = 0
+        self._checkpointer = _Checkpointer(sqlite_path(url))
 
     @property
     def is_sqlite(self) -> bool:
@@ -277,7 +305,11 @@ class Database:
             driver = cast(aiosqlite.Connection, raw.driver_connection)
             sqlite, statements = driver._conn, _SqliteStatements(driver._conn, self.engine.dialect)
             if _begin_without_waiting(sqlite):
-                return _complete(sqlite, unit, statements)
+                result = _complete(sqlite, unit, statements, checkpoint=False)
+                self._units_on_loop += 1
+                if self._units_on_loop % self.units_per_checkpoint == 0:
+                    self._checkpointer.start()
+                return result
 
             def waiting() -> R:
                 _execute(sqlite, "BEGIN IMMEDIATE")
@@ -287,8 +319,55 @@ class Database:
             # own methods use); tests/test_db.py holds it to that.
             return cast(R, await driver._execute(waiting))  # type: ignore[no-untyped-call]
 
+    @property
+    def checkpoints(self) -> int:
+        """Checkpoints run in the background so far (SQLite)."""
+        return self._checkpointer.runs
+
     async def dispose(self) -> None:
+        await self._checkpointer.close()
         await self.engine.dispose()
+
+
+class _Checkpointer:
+    """`PRAGMA wal_checkpoint(PASSIVE)` in a worker thread, on a connection of its own, one at a
+    time: it copies committed WAL frames into the database without waiting for (or blocking)
+    readers and writers, and its fsyncs keep off the event loop."""
+
+    def __init__(self, path: Path | None) -> None:
+        self._path = path
+        self._connection: sqlite3.Connection | None = None
+        self._running: asyncio.Future[None] | None = None
+        self.runs = 0
+
+    def start(self) -> None:
+        if self._path is None or (self._running is not None and not self._running.done()):
+            return
+        self._running = asyncio.get_running_loop().run_in_executor(None, self._checkpoint)
+        self._running.add_done_callback(_log_checkpoint_failure)
+
+    def _checkpoint(self) -> None:
+        assert self._path is not None
+        if self._connection is None:
+            self._connection = sqlite3.connect(
+                self._path, isolation_level=None, check_same_thread=False
+            )
+        self._connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+        self.runs += 1
+
+    async def close(self) -> None:
+        if self._running is not None:
+            with contextlib.suppress(Exception):
+                await self._running
+        if self._connection is not None:
+            self._connection.close()
+            self._connection = None
+
+
+def _log_checkpoint_failure(future: asyncio.Future[None]) -> None:
+    if not future.cancelled() and future.exception() is not None:
+        # The WAL only grows until the next one (or a session's automatic checkpoint).
+        log.warning("SQLite background checkpoint failed: %r", future.exception())
 
 
 async def get_session(request: Request) -> AsyncIterator[AsyncSession]:

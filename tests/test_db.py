@@ -13,7 +13,14 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from app.db import SQLITE_BUSY_TIMEOUT_MS, Database, Statements, param_marker, sqlite_path
+from app.db import (
+    SQLITE_AUTOCHECKPOINT_PAGES,
+    SQLITE_BUSY_TIMEOUT_MS,
+    Database,
+    Statements,
+    param_marker,
+    sqlite_path,
+)
 from app.models import Connection, Job
 from app.queue.repository import NewJob, enqueue_many, insert_jobs
 
@@ -230,3 +237,23 @@ async def test_a_unit_waits_off_the_loop_while_another_process_writes(
     async with database.engine.connect() as connection:
         timeout = (await connection.exec_driver_sql("PRAGMA busy_timeout")).scalar_one()
     assert timeout == SQLITE_BUSY_TIMEOUT_MS
+
+
+async def test_units_on_the_loop_leave_checkpoints_to_a_thread(database: Database) -> None:
+    """A unit's COMMIT on the loop skips SQLite's automatic checkpoint (fsyncs on the loop);
+    every few such units a checkpoint runs in a thread instead, and sessions keep theirs."""
+    if not database.is_sqlite:
+        pytest.skip("PostgreSQL runs units in a session")
+    connection_id = await _seed_connection(database)
+    database.units_per_checkpoint = 4
+    for number in range(12):
+        await database.run_unit(lambda db, n=number: _insert_inbox_row(db, f"u{n}", connection_id))
+    for _ in range(200):
+        if database.checkpoints >= 1:
+            break
+        await asyncio.sleep(0.01)
+    assert database.checkpoints >= 1
+    assert await _count_inbox(database) == 12
+    async with database.engine.connect() as connection:
+        pages = (await connection.exec_driver_sql("PRAGMA wal_autocheckpoint")).scalar_one()
+    assert pages == SQLITE_AUTOCHECKPOINT_PAGES
