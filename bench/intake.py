@@ -2,7 +2,9 @@
 
 Starts uvicorn (one process, SQLite file) as a subprocess, sends pre-signed webhooks over N
 keep-alive connections for T seconds (distinct appointments plus ~10 % re-deliveries of ids
-already answered), then `GET /healthz` the same way, and prints one JSON line of figures.
+already answered), then `GET /healthz` the same way, and prints one JSON line of figures. The
+two phases alternate in `--rounds` windows (default 5 of T/5 seconds each), so drift in the
+machine's speed does not land on one of them.
 
     .venv/bin/python bench/intake.py --connections 32 --seconds 10 [--client raw|httpx]
 
@@ -242,6 +244,27 @@ class ServerCpu:
         return None if process is None or main is None else (process, main)
 
 
+_NO_CPU: CpuSample = ((0.0, 0.0), (0.0, 0.0))
+
+
+def _cpu_add(
+    total: CpuSample | None, before: CpuSample | None, after: CpuSample | None
+) -> CpuSample | None:
+    """`total` plus the CPU spent from `before` to `after` (None once a sample is missing)."""
+    if total is None or before is None or after is None:
+        return None
+    return (
+        (
+            total[0][0] + after[0][0] - before[0][0],
+            total[0][1] + after[0][1] - before[0][1],
+        ),
+        (
+            total[1][0] + after[1][0] - before[1][0],
+            total[1][1] + after[1][1] - before[1][1],
+        ),
+    )
+
+
 def _cpu_per_request(
     before: CpuSample | None, after: CpuSample | None, requests: int
 ) -> dict[str, float] | None:
@@ -312,11 +335,20 @@ async def _bench(
     try:
         # Every connection open and warm before the clock starts.
         await asyncio.gather(*(get_healthz(connection) for connection in connections))
-        cpu_start = cpu.sample()
-        webhook_seconds = await _run_for(args.seconds, connections, send_webhook)
-        cpu_webhooks = cpu.sample()
-        healthz_seconds = await _run_for(args.seconds, connections, count_healthz)
-        cpu_healthz = cpu.sample()
+        # The phases alternate in rounds (T/R seconds each), so a machine whose speed drifts
+        # (other tenants, frequency scaling) weighs on both alike instead of on one phase.
+        window = args.seconds / args.rounds
+        webhook_seconds = healthz_seconds = 0.0
+        cpu_webhooks: CpuSample | None = _NO_CPU
+        cpu_healthz: CpuSample | None = _NO_CPU
+        for _ in range(args.rounds):
+            before = cpu.sample()
+            webhook_seconds += await _run_for(window, connections, send_webhook)
+            middle = cpu.sample()
+            healthz_seconds += await _run_for(window, connections, count_healthz)
+            after = cpu.sample()
+            cpu_webhooks = _cpu_add(cpu_webhooks, before, middle)
+            cpu_healthz = _cpu_add(cpu_healthz, middle, after)
     finally:
         await asyncio.gather(*(connection.close() for connection in connections))
 
@@ -337,8 +369,8 @@ async def _bench(
         "healthz_per_s": round(healthz_per_s, 1),
         "ratio": round(accepted_per_s / healthz_per_s, 3),
         # Server CPU per request of each phase (webhooks counts duplicates too).
-        "server_cpu_per_webhook": _cpu_per_request(cpu_start, cpu_webhooks, len(latencies)),
-        "server_cpu_per_healthz": _cpu_per_request(cpu_webhooks, cpu_healthz, healthz),
+        "server_cpu_per_webhook": _cpu_per_request(_NO_CPU, cpu_webhooks, len(latencies)),
+        "server_cpu_per_healthz": _cpu_per_request(_NO_CPU, cpu_healthz, healthz),
     }
 
 
@@ -372,6 +404,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--connections", type=int, default=32, help="concurrent connections")
     parser.add_argument("--seconds", type=float, default=10.0, help="duration of each phase")
+    parser.add_argument(
+        "--rounds", type=int, default=5, help="the phases alternate this many times (T/R each)"
+    )
     parser.add_argument("--client", choices=("raw", "httpx"), default="raw")
     parser.add_argument("--profile", type=Path, help="run the server under cProfile, dump here")
     parser.add_argument(
@@ -437,6 +472,7 @@ def main() -> None:
     result = {
         "n": args.connections,
         "t": args.seconds,
+        "rounds": args.rounds,
         **figures,
         "stored": stored,
         "stored_ok": stored["inbox_event"] == accepted
