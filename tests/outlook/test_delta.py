@@ -18,7 +18,7 @@ from app.config import Settings
 from app.crypto import SecretBox
 from app.db import Database
 from app.graph.errors import GraphError
-from app.graph.schemas import DeltaPage, Event
+from app.graph.schemas import DeltaPage, Event, GraphResult
 from app.jobs import build_registry
 from app.models import BusyBlock, CalendarSync, Connection, Employee, EventMapping, SyncRecord
 from app.outlook import delta
@@ -636,9 +636,9 @@ async def test_a_create_carried_out_after_the_cancellation_is_removed(world: Wor
     assert (await world.delta()).strays_removed == 0
 
 
-async def test_a_create_in_flight_is_left_alone(world: World) -> None:
-    """The row of a create of unknown outcome (no id yet): its event is the executor's to adopt,
-    neither a stray nor a busy block."""
+async def create_in_flight(world: World) -> GraphResult[Event]:
+    """A create whose outcome calbridge does not know yet: its row (generation 1, no event id)
+    and the event Graph made for it."""
     await world.store()
     async with world.database.session_scope() as session:
         session.add(
@@ -655,12 +655,18 @@ async def test_a_create_in_flight_is_left_alone(world: World) -> None:
         connection = await session.get(Connection, world.connection_id)
         assert connection is not None
     client = world.graph.client_for(connection, world.secret_box)
-    await client.create_event(
+    return await client.create_event(
         MAX_MAILBOX,
         translate(appointment(), translation_settings(connection)).to_graph(),
         transaction_id=transaction_id(ORG, APPOINTMENT, MAX, 1),
         tag=appointment_tag(ORG, APPOINTMENT, MAX),
     )
+
+
+async def test_a_create_in_flight_is_left_alone(world: World) -> None:
+    """The row of a create of unknown outcome (no id yet): its event is the executor's to adopt,
+    neither a stray nor a busy block."""
+    await create_in_flight(world)
     outcome = await world.delta()
     assert outcome.strays_removed == 0 and outcome.echoes == 1
     assert len(world.events()) == 1
@@ -674,28 +680,7 @@ async def test_a_create_stored_between_the_pages_reads_is_not_a_stray(world: Wor
     it lost an appointment in the crash test."""
     if world.database.is_sqlite:
         pytest.skip("SQLite reads a whole transaction at one snapshot: no such interleaving")
-    await world.store()
-    async with world.database.session_scope() as session:
-        session.add(
-            EventMapping(
-                connection_id=world.connection_id,
-                appointment_id=APPOINTMENT,
-                booking_resource_id=MAX,
-                mailbox=MAX_MAILBOX,
-                generation=1,
-                field_hashes={},
-                deleted=False,
-            )
-        )
-        connection = await session.get(Connection, world.connection_id)
-        assert connection is not None
-    client = world.graph.client_for(connection, world.secret_box)
-    created = await client.create_event(
-        MAX_MAILBOX,
-        translate(appointment(), translation_settings(connection)).to_graph(),
-        transaction_id=transaction_id(ORG, APPOINTMENT, MAX, 1),
-        tag=appointment_tag(ORG, APPOINTMENT, MAX),
-    )
+    created = await create_in_flight(world)
     conninfo = world.database.engine.url.set(drivername="postgresql").render_as_string(False)
     stored: list[str] = []
 
