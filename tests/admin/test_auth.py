@@ -7,10 +7,11 @@ import hashlib
 import httpx
 import pytest
 from fastapi import FastAPI
-from sqlalchemy import text
+from sqlalchemy import update
 
 from app.admin.auth import AuthFailureLimiter, create_token
 from app.db import Database
+from app.models import AdminToken
 from app.models.base import utcnow
 from tests.admin.conftest import assert_problem, raw_rows
 from tests.conftest import ADMIN_TOKEN
@@ -99,8 +100,7 @@ async def test_revoked_token_is_rejected(client: httpx.AsyncClient, database: Da
     other = await new_token(database, "other")
     async with database.session_scope() as session:
         await session.execute(
-            text("UPDATE admin_token SET revoked_at = :now WHERE name = 'ops'"),
-            {"now": utcnow().replace(tzinfo=None)},
+            update(AdminToken).where(AdminToken.name == "ops").values(revoked_at=utcnow())
         )
     assert_unauthorized(await client.get(URL, headers={"Authorization": f"Bearer {token}"}))
     response = await client.get(URL, headers={"Authorization": f"Bearer {other}"})
