@@ -37,6 +37,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
+from contextlib import closing
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -375,7 +376,7 @@ async def _bench(
 
 
 def _stored(path: Path) -> dict[str, int]:
-    with sqlite3.connect(path) as db:
+    with closing(sqlite3.connect(path)) as db:
         return {
             table: db.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
             for table in ("inbox_event", "appointment", "job")

@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import closing
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -47,7 +48,7 @@ def test_migrate_creates_the_schema(tmp_path: Path) -> None:
     result = _run(["migrate"], _env(tmp_path), tmp_path)
     assert result.returncode == 0, result.stderr
     assert "schema at" in result.stdout
-    with sqlite3.connect(tmp_path / "calbridge.db") as conn:
+    with closing(sqlite3.connect(tmp_path / "calbridge.db")) as conn:
         tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master")}
     assert {"connection", "employee", "job", "inbox_event", "alembic_version"} <= tables
 
@@ -57,7 +58,7 @@ def test_token_create_prints_once_and_stores_only_the_hash(tmp_path: Path) -> No
     assert result.returncode == 0, result.stderr
     token = result.stdout.strip()
     assert token.startswith("cbt_") and len(token) > 40
-    with sqlite3.connect(tmp_path / "calbridge.db") as conn:
+    with closing(sqlite3.connect(tmp_path / "calbridge.db")) as conn:
         rows = conn.execute("SELECT name, token_hash, role FROM admin_token").fetchall()
     assert rows == [("ops", hashlib.sha256(token.encode()).hexdigest(), "admin")]
 
@@ -170,7 +171,7 @@ def test_serve_end_to_end(served: tuple[str, dict[str, str]], tmp_path: Path) ->
     # The connection points at the real Microsoft endpoints (unreachable here): the job retries.
     assert job["state"] in ("pending", "running")
 
-    with sqlite3.connect(tmp_path / "calbridge.db") as conn:
+    with closing(sqlite3.connect(tmp_path / "calbridge.db")) as conn:
         dump = "\n".join(conn.iterdump())
     assert "very-secret-value" not in dump and webhook_secret not in dump
 

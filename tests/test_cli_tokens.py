@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+from contextlib import closing
 from pathlib import Path
 
 import httpx
@@ -51,7 +52,7 @@ async def test_list_shows_roles_never_tokens_and_revoke_takes_effect_at_once(
     ops = _create(tmp_path, "ops")  # admin unless said otherwise
     ci_1 = _create(tmp_path, "ci", "--role", "admin")
     ci_2 = _create(tmp_path, "ci")
-    with sqlite3.connect(db_path) as conn:
+    with closing(sqlite3.connect(db_path)) as conn:
         roles = dict(conn.execute("SELECT name, role FROM admin_token WHERE name != 'ci'"))
     assert roles == {"dashboard": "read", "ops": "admin"}
     assert await _status(db_path, ops) == 200
