@@ -29,7 +29,7 @@ from app.crypto import SecretBox
 from app.db import Database, sync_url
 from app.main import create_app
 from app.migrate import head_revision
-from app.models import Base
+from app.models import Base, Connection
 
 if TYPE_CHECKING:
     from app.sandbox import SandboxServer
@@ -173,6 +173,18 @@ def admin_headers() -> dict[str, str]:
 
 
 __all__ = ["ADMIN_TOKEN", "POSTGRES_SKIP_REASON", "POSTGRES_URL", "SECRET_KEY"]
+
+
+def bare_connection(organization_id: str) -> Connection:
+    """A connection row with placeholder credentials, for tests that only need it to exist (its
+    id for foreign keys): nothing here reaches Graph or verifies a webhook."""
+    return Connection(
+        organization_id=organization_id,
+        tenant="contoso.example",
+        client_id="00000000-0000-0000-0000-000000000001",
+        client_secret_encrypted="x",
+        webhook_secret_encrypted="x",
+    )
 
 
 def sandbox_settings(db_url: str, sandbox: SandboxServer, **overrides: Any) -> Settings:

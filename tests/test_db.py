@@ -21,8 +21,9 @@ from app.db import (
     param_marker,
     sqlite_path,
 )
-from app.models import Connection, Job
+from app.models import Job
 from app.queue.repository import NewJob, enqueue_many, insert_jobs
+from tests.conftest import bare_connection
 
 
 def _insert_inbox_row(db: Statements, external_id: str, connection_id: int) -> None:
@@ -44,13 +45,7 @@ async def _count_inbox(database: Database) -> int:
 
 async def _seed_connection(database: Database) -> int:
     async with database.session_scope() as session:
-        connection = Connection(
-            organization_id="f6Org",
-            tenant="contoso.onmicrosoft.com",
-            client_id="c",
-            client_secret_encrypted="x",
-            webhook_secret_encrypted="y",
-        )
+        connection = bare_connection("f6Org")
         session.add(connection)
         await session.flush()
         return connection.id

@@ -10,7 +10,8 @@ import httpx
 import pytest
 
 from app.db import Database
-from app.models import BusyBlock, CalendarSync, Connection, Employee
+from app.models import BusyBlock, CalendarSync, Employee
+from tests.conftest import bare_connection
 
 ORG = "orgBusy"
 EMPLOYEE = "brBusy"
@@ -27,20 +28,7 @@ async def seeded(database: Database) -> None:
     """Blocks of Anna's mailbox (stored under its case-folded address) and one of another
     connection's mailbox with the same address."""
     async with database.session_scope() as session:
-        connection = Connection(
-            organization_id=ORG,
-            tenant="contoso.example",
-            client_id="6731de76-14a6-49ae-97bc-6eba6914391e",
-            client_secret_encrypted="x",
-            webhook_secret_encrypted="x",
-        )
-        other = Connection(
-            organization_id="orgOther",
-            tenant="contoso.example",
-            client_id="6731de76-14a6-49ae-97bc-6eba6914391e",
-            client_secret_encrypted="x",
-            webhook_secret_encrypted="x",
-        )
+        connection, other = bare_connection(ORG), bare_connection("orgOther")
         session.add_all([connection, other])
         await session.flush()
         session.add(

@@ -10,12 +10,12 @@ from app.config import RetentionSettings, Settings
 from app.crypto import SecretBox
 from app.db import Database
 from app.jobs import PRUNE_KIND, build_registry, prune_impl
-from app.models import Connection, InboxEvent, SyncRecord
+from app.models import InboxEvent, SyncRecord
 from app.queue.registry import JobRegistry
 from app.queue.repository import JobManager, enqueue
 from app.queue.worker import Worker
 from app.sync.graph_clients import GraphClients
-from tests.conftest import SECRET_KEY
+from tests.conftest import SECRET_KEY, bare_connection
 from tests.queue.conftest import Clock, eventually, jobs, running
 
 SECRET_BOX = SecretBox([SECRET_KEY.encode()])
@@ -64,13 +64,7 @@ async def test_prune_removes_only_expired_done_jobs_and_inbox_rows(
             )
 
     async with database.session_scope() as session:
-        connection = Connection(
-            organization_id="org-prune",
-            tenant="contoso.example",
-            client_id="00000000-0000-0000-0000-000000000001",
-            client_secret_encrypted="x",
-            webhook_secret_encrypted="x",
-        )
+        connection = bare_connection("org-prune")
         session.add(connection)
         await session.flush()
         for n, age in enumerate((200, 181, 179, 1)):
