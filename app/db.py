@@ -160,13 +160,6 @@ class _SessionStatements:
         return result.all() if result.returns_rows else []
 
 
-def _execute(sqlite: sqlite3.Connection, sql: str) -> None:
-    try:
-        sqlite.execute(sql)
-    except sqlite3.Error as exc:
-        raise DBAPIError.instance(sql, (), exc, sqlite3.Error) from exc
-
-
 def _begin_without_waiting(sqlite: sqlite3.Connection) -> bool:
     """BEGIN IMMEDIATE if no other process holds the write lock; False (no transaction) if one
     does. The busy timeout is off for this one statement only."""
@@ -194,11 +187,11 @@ def _complete(
     try:
         result = unit(db)
         if checkpoint:
-            _execute(sqlite, "COMMIT")
+            db.rows("COMMIT", ())
         else:
             sqlite.execute("PRAGMA wal_autocheckpoint=0")
             try:
-                _execute(sqlite, "COMMIT")
+                db.rows("COMMIT", ())
             finally:
                 sqlite.execute(f"PRAGMA wal_autocheckpoint={SQLITE_AUTOCHECKPOINT_PAGES}")
     except BaseException:
@@ -312,7 +305,7 @@ class Database:
                 return result
 
             def waiting() -> R:
-                _execute(sqlite, "BEGIN IMMEDIATE")
+                statements.rows("BEGIN IMMEDIATE", ())
                 return _complete(sqlite, unit, statements)
 
             # aiosqlite's one entry for running a function in its connection's thread (what its
