@@ -70,27 +70,45 @@ def sqlite_path(url: str) -> Path | None:
     return Path(parsed.database)
 
 
-def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any, *, autocheckpoint: int) -> None:
     # Autocommit at the driver level so that SQLAlchemy's "begin" event below decides how a
     # transaction starts (pysqlite's own implicit BEGIN is deferred).
     dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
+    # First: switching to WAL waits for another process's lock like any write.
+    cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
     cursor.execute("PRAGMA journal_mode=WAL")
     # NORMAL in WAL mode: a committed transaction survives a crash of calbridge; a power loss
     # may lose the last transactions (see docs/operations.md).
     cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
-    cursor.execute(f"PRAGMA wal_autocheckpoint={SQLITE_AUTOCHECKPOINT_PAGES}")
+    cursor.execute(f"PRAGMA wal_autocheckpoint={autocheckpoint}")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()
 
 
-def configure_sqlite(sync_engine: Any) -> None:
-    """Apply calbridge's SQLite connection settings to a (sync) engine."""
-    event.listen(sync_engine, "connect", _sqlite_pragmas)
+def configure_sqlite(sync_engine: Any, *, on_the_loop: bool = False) -> None:
+    """Apply calbridge's SQLite connection settings to an engine.
+
+    `on_the_loop` (the service's async engine, whose connections are `_LoopConnection`s): a
+    transaction begins on the event loop's thread when no other process holds the write lock,
+    and commits skip SQLite's automatic checkpoint (`Database` runs checkpoints in a thread).
+    """
+    autocheckpoint = 0 if on_the_loop else SQLITE_AUTOCHECKPOINT_PAGES
+    event.listen(
+        sync_engine,
+        "connect",
+        lambda dbapi_connection, record: _sqlite_pragmas(
+            dbapi_connection, record, autocheckpoint=autocheckpoint
+        ),
+    )
 
     @event.listens_for(sync_engine, "begin")
     def _begin_immediate(conn: Any) -> None:
+        driver = conn.connection.driver_connection
+        if isinstance(driver, _LoopConnection) and _begin_without_waiting(driver._conn):
+            return
+        # Another process holds the lock (or a plain driver): wait for it in the busy handler,
+        # which for a `_LoopConnection` means in aiosqlite's thread, not on the loop.
         conn.exec_driver_sql("BEGIN IMMEDIATE")
 
     @event.listens_for(sync_engine, "reset")
@@ -101,6 +119,37 @@ def configure_sqlite(sync_engine: Any) -> None:
         driver = record.driver_connection
         if state.asyncio_safe and driver is not None and driver.in_transaction:
             dbapi_connection.rollback()
+
+
+class _LoopConnection(aiosqlite.Connection):
+    """aiosqlite's connection, except that a call made inside a transaction runs at once on the
+    event loop's thread instead of in aiosqlite's.
+
+    Inside a transaction nothing can wait for another process: every transaction begins with
+    `BEGIN IMMEDIATE`, so it holds the write lock, WAL readers never wait, and a COMMIT skips the
+    automatic checkpoint (its fsyncs). A statement is then a C call of microseconds, whereas the
+    hand-off to the thread and back cost each one a wake-up and, on a busy loop, up to a GIL
+    switch interval (5 ms) before the thread could run it. Outside a transaction (BEGIN
+    waiting for another process's lock, connecting, closing) calls still go to the thread.
+    """
+
+    async def _execute(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        connection = self._connection
+        if self._running and connection is not None and connection.in_transaction:
+            return fn(*args, **kwargs)
+        return await super()._execute(fn, *args, **kwargs)  # type: ignore[no-untyped-call]
+
+
+def _loop_connect(database: str, *, iter_chunk_size: int = 64, **kwargs: Any) -> _LoopConnection:
+    """`aiosqlite.connect`, making a `_LoopConnection` (SQLAlchemy's `async_creator_fn`)."""
+
+    def connector() -> sqlite3.Connection:
+        connection: sqlite3.Connection = sqlite3.connect(database, **kwargs)
+        return connection
+
+    connection = _LoopConnection(connector, iter_chunk_size)
+    connection._thread.daemon = True  # as SQLAlchemy's dialect sets it for aiosqlite's own
+    return connection
 
 
 def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
@@ -118,8 +167,12 @@ def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
         # The reset on return is `_rollback_if_open` (configure_sqlite): the pool's own would
         # cost a hand-off to the driver's thread on every return, transaction or not.
         kwargs.setdefault("pool_reset_on_return", None)
+        kwargs["connect_args"] = {
+            "async_creator_fn": _loop_connect,
+            **kwargs.get("connect_args", {}),
+        }
         engine = create_async_engine(target, **kwargs)
-        configure_sqlite(engine.sync_engine)
+        configure_sqlite(engine.sync_engine, on_the_loop=True)
         return engine
     kwargs.setdefault("pool_size", 10)
     kwargs.setdefault("max_overflow", 20)
@@ -175,25 +228,11 @@ def _begin_without_waiting(sqlite: sqlite3.Connection) -> bool:
     return True
 
 
-def _complete(
-    sqlite: sqlite3.Connection,
-    unit: Callable[[Statements], R],
-    db: Statements,
-    *,
-    checkpoint: bool = True,
-) -> R:
-    """The unit's statements in the open transaction, then COMMIT (ROLLBACK if it raises);
-    without `checkpoint`, the COMMIT skips SQLite's automatic checkpoint."""
+def _complete(sqlite: sqlite3.Connection, unit: Callable[[Statements], R], db: Statements) -> R:
+    """The unit's statements in the open transaction, then COMMIT (ROLLBACK if it raises)."""
     try:
         result = unit(db)
-        if checkpoint:
-            db.rows("COMMIT", ())
-        else:
-            sqlite.execute("PRAGMA wal_autocheckpoint=0")
-            try:
-                db.rows("COMMIT", ())
-            finally:
-                sqlite.execute(f"PRAGMA wal_autocheckpoint={SQLITE_AUTOCHECKPOINT_PAGES}")
+        db.rows("COMMIT", ())
     except BaseException:
         if sqlite.in_transaction:  # some errors end the transaction themselves
             sqlite.execute("ROLLBACK")
@@ -246,17 +285,24 @@ async def run_in_session(session: AsyncSession, unit: Callable[[Statements], R])
 class Database:
     """The engine and session factory shared by every request and job of one process."""
 
-    # A unit run on the loop commits without SQLite's automatic checkpoint (which would copy the
-    # WAL into the database and fsync it inside that COMMIT, on the loop); every this many such
-    # units, a checkpoint runs in a thread of its own instead.
-    units_per_checkpoint = 16
+    # On SQLite, commits skip SQLite's automatic checkpoint (which would copy the WAL into the
+    # database and fsync it inside that COMMIT, on the loop); every this many commits, a
+    # checkpoint runs in a thread of its own instead.
+    commits_per_checkpoint = 16
 
     def __init__(self, url: str, **engine_kwargs: Any) -> None:
         self.url = url
         self.engine = create_engine(url, **engine_kwargs)
         self.sessionmaker = async_sessionmaker(self.engine, expire_on_commit=False)
-        self._units_on_loop = 0
+        self._commits = 0
         self._checkpointer = _Checkpointer(sqlite_path(url))
+        if self.is_sqlite:
+            event.listen(self.engine.sync_engine, "commit", lambda _connection: self._committed())
+
+    def _committed(self) -> None:
+        self._commits += 1
+        if self._commits % self.commits_per_checkpoint == 0:
+            self._checkpointer.start()
 
     @property
     def is_sqlite(self) -> bool:
@@ -282,13 +328,11 @@ class Database:
     async def run_unit(self, unit: Callable[[Statements], R]) -> R:
         """Run `unit` as one transaction, committed when it returns, rolled back if it raises.
 
-        On SQLite the unit runs on the event loop's thread, synchronously, when the write lock is
-        free (the process's one connection is checked out, so only another process can hold
-        it): a batch's statements are C calls of well under a millisecond, while in the driver's
-        thread each of them had to win the GIL back from the busy loop, which made a unit take
-        several times as long. When another process holds the lock, the unit waits for it in
-        the driver's thread instead, never on the loop. On PostgreSQL it runs in an ordinary
-        session.
+        On SQLite the unit runs on the event loop's thread, synchronously and straight on the
+        driver (no SQLAlchemy in between), when the write lock is free (the process's one
+        connection is checked out, so only another process can hold it). When another process
+        holds the lock, the unit waits for it in the driver's thread instead, never on the
+        loop. On PostgreSQL it runs in an ordinary session.
         """
         if not self.is_sqlite:
             async with self.session_scope() as session:
@@ -297,20 +341,20 @@ class Database:
             raw = await connection.get_raw_connection()
             driver = cast(aiosqlite.Connection, raw.driver_connection)
             sqlite, statements = driver._conn, _SqliteStatements(driver._conn, self.engine.dialect)
+            result: R
             if _begin_without_waiting(sqlite):
-                result = _complete(sqlite, unit, statements, checkpoint=False)
-                self._units_on_loop += 1
-                if self._units_on_loop % self.units_per_checkpoint == 0:
-                    self._checkpointer.start()
-                return result
+                result = _complete(sqlite, unit, statements)
+            else:
 
-            def waiting() -> R:
-                statements.rows("BEGIN IMMEDIATE", ())
-                return _complete(sqlite, unit, statements)
+                def waiting() -> R:
+                    statements.rows("BEGIN IMMEDIATE", ())
+                    return _complete(sqlite, unit, statements)
 
-            # aiosqlite's one entry for running a function in its connection's thread (what its
-            # own methods use); tests/test_db.py holds it to that.
-            return cast(R, await driver._execute(waiting))  # type: ignore[no-untyped-call]
+                # aiosqlite's one entry for running a function in its connection's thread (what
+                # its own methods use); tests/test_db.py holds it to that.
+                result = await driver._execute(waiting)  # type: ignore[no-untyped-call]
+            self._committed()
+            return result
 
     @property
     def checkpoints(self) -> int:

@@ -10,15 +10,15 @@ from datetime import UTC, datetime, timedelta
 
 import aiosqlite
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlalchemy.exc import IntegrityError
 
 from app.db import (
-    SQLITE_AUTOCHECKPOINT_PAGES,
     SQLITE_BUSY_TIMEOUT_MS,
     Database,
     Statements,
     param_marker,
+    run_in_session,
     sqlite_path,
 )
 from app.models import Job
@@ -234,21 +234,83 @@ async def test_a_unit_waits_off_the_loop_while_another_process_writes(
     assert timeout == SQLITE_BUSY_TIMEOUT_MS
 
 
-async def test_units_on_the_loop_leave_checkpoints_to_a_thread(database: Database) -> None:
-    """A unit's COMMIT on the loop skips SQLite's automatic checkpoint (fsyncs on the loop);
-    every few such units a checkpoint runs in a thread instead, and sessions keep theirs."""
+async def test_commits_leave_checkpoints_to_a_thread(database: Database) -> None:
+    """No COMMIT runs SQLite's automatic checkpoint (fsyncs on the loop), a unit's or a
+    session's; every few commits a checkpoint runs in a thread instead."""
     if not database.is_sqlite:
-        pytest.skip("PostgreSQL runs units in a session")
+        pytest.skip("PostgreSQL has no WAL checkpoints to schedule")
     connection_id = await _seed_connection(database)
-    database.units_per_checkpoint = 4
-    for number in range(12):
+    database.commits_per_checkpoint = 4
+
+    async def checkpointed(runs: int) -> bool:
+        for _ in range(200):
+            if database.checkpoints >= runs:
+                return True
+            await asyncio.sleep(0.01)
+        return False
+
+    before = database.checkpoints
+    for number in range(6):
+        async with database.session_scope() as session:
+            await run_in_session(
+                session, lambda db, n=number: _insert_inbox_row(db, f"s{n}", connection_id)
+            )
+    assert await checkpointed(before + 1)  # sessions' commits count
+    for number in range(6):
         await database.run_unit(lambda db, n=number: _insert_inbox_row(db, f"u{n}", connection_id))
-    for _ in range(200):
-        if database.checkpoints >= 1:
-            break
-        await asyncio.sleep(0.01)
-    assert database.checkpoints >= 1
+    assert await checkpointed(before + 2)  # and units'
     assert await _count_inbox(database) == 12
     async with database.engine.connect() as connection:
         pages = (await connection.exec_driver_sql("PRAGMA wal_autocheckpoint")).scalar_one()
-    assert pages == SQLITE_AUTOCHECKPOINT_PAGES
+    assert pages == 0
+
+
+async def _session_threads(database: Database) -> list[int]:
+    """The threads that ran a session's statement, recorded by a SQL function."""
+    threads: list[int] = []
+    async with database.engine.connect() as connection:
+        raw = await connection.get_raw_connection()
+        driver = raw.driver_connection
+        assert driver is not None
+        driver._conn.create_function(
+            "calling_thread", 0, lambda: threads.append(threading.get_ident()) or 1
+        )
+    async with database.session_scope() as session:
+        await session.execute(text("SELECT calling_thread()"))
+    return threads
+
+
+async def test_a_sessions_statements_run_on_the_loop(database: Database) -> None:
+    """Inside a transaction (which holds the write lock) a statement cannot wait for another
+    process, so it runs on the loop's thread, not in aiosqlite's."""
+    if not database.is_sqlite:
+        pytest.skip("psycopg has no driver thread")
+    assert await _session_threads(database) == [threading.get_ident()]
+
+
+async def test_a_session_waits_off_the_loop_while_another_process_writes(
+    database: Database, db_url: str
+) -> None:
+    """Another process holding SQLite's write lock: a session's BEGIN waits for it in the
+    driver's thread (the loop goes on); once it has the lock, it runs on the loop."""
+    if not database.is_sqlite:
+        pytest.skip("PostgreSQL runs no BEGIN IMMEDIATE")
+    await _seed_connection(database)  # connected (and in WAL mode) before the other writes
+    path = sqlite_path(db_url)
+    assert path is not None
+    other = sqlite3.connect(path, isolation_level=None)  # as another process would
+    other.execute("BEGIN IMMEDIATE")
+    try:
+        session = asyncio.create_task(_session_threads(database))
+        ticks = 0
+        for _ in range(20):
+            await asyncio.sleep(0.01)
+            ticks += 1
+        assert ticks == 20 and not session.done()  # the loop ran on; the session is waiting
+    finally:
+        other.execute("COMMIT")
+        other.close()
+    assert await asyncio.wait_for(session, 10) == [threading.get_ident()]
+    async with database.engine.connect() as connection:
+        timeout = (await connection.exec_driver_sql("PRAGMA busy_timeout")).scalar_one()
+    assert timeout == SQLITE_BUSY_TIMEOUT_MS
