@@ -13,11 +13,12 @@ from app.models.base import Base, BigIntPK, JSONDoc, UTCDateTime, utcnow
 
 class Appointment(Base):
     __tablename__ = "appointment"
+    # Its index also serves lookups by connection alone (the cascade from `connection`).
     __table_args__ = (UniqueConstraint("connection_id", "appointment_id"),)
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
     connection_id: Mapped[int] = mapped_column(
-        BigInteger, ForeignKey("connection.id", ondelete="CASCADE"), index=True
+        BigInteger, ForeignKey("connection.id", ondelete="CASCADE")
     )
     # bookingtime's appointment id (`ed…`).
     appointment_id: Mapped[str] = mapped_column(String(64))

@@ -31,7 +31,21 @@ class Job(Base):
         # every pending job's serial and mailbox limits before it sorts (11 ms at 2,000 pending).
         Index("ix_job_state_run_at_id", "state", "run_at", "id"),
         Index("ix_job_serial_key_state", "serial_key", "state"),
-        Index("ix_job_mailbox_state", "mailbox", "state"),
+        # Partial: most jobs (every intake's `sync.appointment`) have no mailbox, and only
+        # finished jobs are pruned by `finished_at`; the intake then adds no entry to either.
+        Index(
+            "ix_job_mailbox_state",
+            "mailbox",
+            "state",
+            sqlite_where=text("mailbox IS NOT NULL"),
+            postgresql_where=text("mailbox IS NOT NULL"),
+        ),
+        Index(
+            "ix_job_finished_at",
+            "finished_at",
+            sqlite_where=text("finished_at IS NOT NULL"),
+            postgresql_where=text("finished_at IS NOT NULL"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
@@ -49,4 +63,4 @@ class Job(Base):
     last_error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
