@@ -536,93 +536,96 @@ async def _return_to_pending(
 
 
 class _ClaimStatements:
-    """The claim's statements, built once: composing them costs more than running them."""
+    """The claim's statements, built once: composing them costs more than running them. Core
+    statements on the table (no ORM entity): a claim needs no objects, and the ORM's bulk-update
+    machinery cost more than the UPDATE itself."""
 
     def __init__(self) -> None:
         now = bindparam("now", type_=UTCDateTime())
-        running = aliased(Job, name="running_job")
-        earlier = aliased(Job, name="earlier_job")
+        job = _job.c
+        running = _job.alias("running_job").c
+        earlier = _job.alias("earlier_job").c
+        mailboxes = cast(Table, Mailbox.__table__).c
         # Serial key free: no running job with it, and no earlier pending one (enqueue order).
         serial_free = or_(
-            Job.serial_key.is_(None),
+            job.serial_key.is_(None),
             and_(
-                ~exists().where(running.serial_key == Job.serial_key, running.state == RUNNING),
+                ~exists().where(running.serial_key == job.serial_key, running.state == RUNNING),
                 ~exists().where(
-                    earlier.serial_key == Job.serial_key,
+                    earlier.serial_key == job.serial_key,
                     earlier.state == PENDING,
-                    earlier.id < Job.id,
+                    earlier.id < job.id,
                 ),
             ),
         )
         mailbox_running = (
             select(func.count())
-            .select_from(running)
-            .where(running.mailbox == Job.mailbox, running.state == RUNNING)
+            .where(running.mailbox == job.mailbox, running.state == RUNNING)
             .scalar_subquery()
         )
         mailbox_free = or_(
-            Job.mailbox.is_(None),
+            job.mailbox.is_(None),
             and_(
-                ~exists().where(Mailbox.address == Job.mailbox, Mailbox.throttled_until > now),
+                ~exists().where(mailboxes.address == job.mailbox, mailboxes.throttled_until > now),
                 mailbox_running < bindparam("mailbox_limit"),
             ),
         )
         claimable = and_(
-            Job.state == PENDING,
-            Job.run_at <= now,
-            Job.kind.in_(bindparam("kinds", expanding=True)),
+            job.state == PENDING,
+            job.run_at <= now,
+            job.kind.in_(bindparam("kinds", expanding=True)),
             serial_free,
             mailbox_free,
         )
         self.candidate = (
-            select(Job.id, Job.serial_key, Job.mailbox)
+            select(job.id, job.serial_key, job.mailbox)
             .where(
                 claimable,
-                Job.id.not_in(bindparam("skipped", expanding=True)),
+                job.id.not_in(bindparam("skipped", expanding=True)),
                 or_(
-                    Job.serial_key.is_(None),
-                    Job.serial_key.not_in(bindparam("skipped_serial_keys", expanding=True)),
+                    job.serial_key.is_(None),
+                    job.serial_key.not_in(bindparam("skipped_serial_keys", expanding=True)),
                 ),
                 or_(
-                    Job.mailbox.is_(None),
-                    Job.mailbox.not_in(bindparam("skipped_mailboxes", expanding=True)),
+                    job.mailbox.is_(None),
+                    job.mailbox.not_in(bindparam("skipped_mailboxes", expanding=True)),
                 ),
             )
-            .order_by(Job.run_at, Job.id)
+            .order_by(job.run_at, job.id)
             .limit(1)
         )
-        self.recheck = select(Job.id).where(Job.id == bindparam("job_id"), claimable)
+        self.recheck = select(job.id).where(job.id == bindparam("job_id"), claimable)
         lease = (
-            _update()
+            update(_job)
             .values(
                 state=RUNNING,
-                attempts=Job.attempts + 1,
+                attempts=job.attempts + 1,
                 worker_id=bindparam("worker_id"),
                 lease_expires_at=bindparam("lease_until", type_=UTCDateTime()),
                 started_at=now,
                 finished_at=None,
             )
             .returning(
-                Job.id,
-                Job.kind,
-                Job.args,
-                Job.attempts,
-                Job.max_attempts,
-                Job.dedupe_key,
-                Job.serial_key,
-                Job.mailbox,
-                Job.worker_id,
-                Job.lease_expires_at,
+                job.id,
+                job.kind,
+                job.args,
+                job.attempts,
+                job.max_attempts,
+                job.dedupe_key,
+                job.serial_key,
+                job.mailbox,
+                job.worker_id,
+                job.lease_expires_at,
             )
         )
-        self.lease = lease.where(Job.id == bindparam("job_id"), Job.state == PENDING)
+        self.lease = lease.where(job.id == bindparam("job_id"), job.state == PENDING)
         # SQLite: the candidate query as the UPDATE's subquery (its own FROM job, uncorrelated).
         self.lease_next = lease.where(
-            Job.id == self.candidate.with_only_columns(Job.id).correlate(None).scalar_subquery(),
-            Job.state == PENDING,
+            job.id == self.candidate.with_only_columns(job.id).correlate(None).scalar_subquery(),
+            job.state == PENDING,
         )
         # PostgreSQL: the candidate row stays locked (and skipped by other claimers) until commit.
-        self.candidate = self.candidate.with_for_update(of=Job, skip_locked=True)
+        self.candidate = self.candidate.with_for_update(of=_job, skip_locked=True)
         # Advisory locks are per database, the queue per schema: the schema is part of the key.
         lock_key = func.concat(func.current_schema(), ":", bindparam("key", type_=String()))
         self.try_lock = select(func.pg_try_advisory_xact_lock(func.hashtextextended(lock_key, 0)))
@@ -662,10 +665,17 @@ class JobManager:
         self, *, worker_id: str, kinds: Iterable[str], now: datetime
     ) -> ClaimedJob | None:
         """Take the next claimable job (by run_at, then id) and lease it to `worker_id`."""
+        claimed = await self.claim_many(worker_id=worker_id, kinds=kinds, now=now, limit=1)
+        return claimed[0] if claimed else None
+
+    async def claim_many(
+        self, *, worker_id: str, kinds: Iterable[str], now: datetime, limit: int
+    ) -> list[ClaimedJob]:
+        """Take up to `limit` claimable jobs (by run_at, then id) in one transaction and lease
+        them to `worker_id`; each pick sees the ones before it (serial keys, mailbox limits)."""
         kinds = list(kinds)
-        if not kinds:
-            return None
-        is_postgres = not self.database.is_sqlite
+        if not kinds or limit < 1:
+            return []
         params: dict[str, Any] = {
             "now": now,
             "kinds": kinds,
@@ -675,32 +685,45 @@ class JobManager:
             "skipped_serial_keys": [],
             "skipped_mailboxes": [],
         }
+        claimed: list[ClaimedJob] = []
         async with self.database.session_scope() as session:
-            if not is_postgres:
-                # Transactions are serialized (BEGIN IMMEDIATE): pick and lease in one statement.
-                return await self._lease(session, _CLAIM.lease_next, params)
-            for _ in range(_MAX_CLAIM_CANDIDATES):
-                candidate = (await session.execute(_CLAIM.candidate, params)).one_or_none()
-                if candidate is None:
-                    return None
-                # Claimers run side by side here: two could each count three running jobs of
-                # a mailbox and both start a fourth. A transaction-scoped lock per serial key
-                # and mailbox makes them take turns, and the recheck (a fresh snapshot, taken
-                # after the lock) sees every claim committed before it.
-                # A key locked by another claimer is skipped for the rest of this claim, so a
-                # busy mailbox does not hide the jobs queued behind it.
-                serial_key, mailbox = candidate.serial_key, candidate.mailbox
-                if not await self._try_lock(session, "serial", serial_key):
-                    params["skipped_serial_keys"] = [*params["skipped_serial_keys"], serial_key]
-                    continue
-                if not await self._try_lock(session, "mailbox", mailbox):
-                    params["skipped_mailboxes"] = [*params["skipped_mailboxes"], mailbox]
-                    continue
-                if not await self._still_claimable(session, candidate.id, params):
-                    params["skipped"] = [*params["skipped"], candidate.id]
-                    continue
-                return await self._lease(session, _CLAIM.lease, {**params, "job_id": candidate.id})
-            return None
+            while len(claimed) < limit:
+                if self.database.is_sqlite:
+                    # Transactions are serialized (BEGIN IMMEDIATE): pick and lease in one
+                    # statement.
+                    job = await self._lease(session, _CLAIM.lease_next, params)
+                else:
+                    job = await self._claim_postgres(session, params)
+                if job is None:
+                    break
+                claimed.append(job)
+        return claimed
+
+    async def _claim_postgres(
+        self, session: AsyncSession, params: dict[str, Any]
+    ) -> ClaimedJob | None:
+        for _ in range(_MAX_CLAIM_CANDIDATES):
+            candidate = (await session.execute(_CLAIM.candidate, params)).one_or_none()
+            if candidate is None:
+                return None
+            # Claimers run side by side here: two could each count three running jobs of a
+            # mailbox and both start a fourth. A transaction-scoped lock per serial key and
+            # mailbox makes them take turns, and the recheck (a fresh snapshot, taken after the
+            # lock) sees every claim committed before it. A key locked by another claimer is
+            # skipped for the rest of this claim, so a busy mailbox does not hide the jobs
+            # queued behind it. Locks this transaction already holds are taken again at once.
+            serial_key, mailbox = candidate.serial_key, candidate.mailbox
+            if not await self._try_lock(session, "serial", serial_key):
+                params["skipped_serial_keys"] = [*params["skipped_serial_keys"], serial_key]
+                continue
+            if not await self._try_lock(session, "mailbox", mailbox):
+                params["skipped_mailboxes"] = [*params["skipped_mailboxes"], mailbox]
+                continue
+            if not await self._still_claimable(session, candidate.id, params):
+                params["skipped"] = [*params["skipped"], candidate.id]
+                continue
+            return await self._lease(session, _CLAIM.lease, {**params, "job_id": candidate.id})
+        return None
 
     async def _try_lock(self, session: AsyncSession, namespace: str, key: str | None) -> bool:
         if key is None:

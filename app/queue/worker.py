@@ -25,6 +25,10 @@ from app.queue.retry import RetryStrategy
 
 log = logging.getLogger(__name__)
 
+# Jobs one claim takes at most (one transaction): a burst is claimed in a few transactions, and
+# the jobs a claim takes start at once, so no worker holds more than it can run.
+_CLAIM_BATCH = 16
+
 
 def default_worker_id() -> str:
     """host:pid:random, unique per Worker even within one process."""
@@ -108,14 +112,18 @@ class Worker:
             # Cleared before claiming, so a wake() during the claim is not lost.
             self._wakeup.clear()
             try:
-                job = await self.manager.claim(
-                    worker_id=self.worker_id, kinds=kinds, now=self.clock()
+                jobs = await self.manager.claim_many(
+                    worker_id=self.worker_id,
+                    kinds=kinds,
+                    now=self.clock(),
+                    limit=min(concurrency - len(self._in_flight), _CLAIM_BATCH),
                 )
             except Exception:
                 log.exception("worker %s: claiming failed; retrying", self.worker_id)
-                job = None
-            if job is not None:
+                jobs = []
+            for job in jobs:
                 self._start(job)
+            if jobs:
                 continue
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wakeup.wait(), self.settings.worker.poll_seconds)

@@ -133,6 +133,27 @@ async def test_mailbox_limit(database: Database, manager: JobManager) -> None:
     assert await claim_all(manager, clock) == [mine[limit]]
 
 
+async def test_one_batched_claim_keeps_every_limit(database: Database, manager: JobManager) -> None:
+    """Each pick of a batch sees the picks before it: one running job per serial key, the
+    mailbox limit, run_at order, and the batch's size."""
+    clock = Clock()
+    limit = manager.mailbox_concurrency
+    mine = [await add(database, mailbox="a@x.test") for _ in range(limit + 2)]
+    first, second = await add(database, serial_key="s"), await add(database, serial_key="s")
+    free = [await add(database) for _ in range(3)]
+    claimed = await manager.claim_many(worker_id="w", kinds=KINDS, now=clock(), limit=100)
+    assert [c.id for c in claimed] == [*mine[:limit], first, *free]
+    assert {(await job(database, c.id)).state for c in claimed} == {"running"}
+    assert (await job(database, second)).state == "pending"
+    assert await manager.claim_many(worker_id="w", kinds=KINDS, now=clock(), limit=100) == []
+    # A batch takes no more than asked.
+    for claim in claimed[:limit]:
+        assert await manager.complete(claim, now=clock())
+    assert await manager.complete(claimed[limit], now=clock())
+    again = await manager.claim_many(worker_id="w", kinds=KINDS, now=clock(), limit=2)
+    assert [c.id for c in again] == [*mine[limit:], second][:2]
+
+
 async def test_throttle_blocks_until_then(database: Database, manager: JobManager) -> None:
     clock = Clock()
     until = clock() + timedelta(seconds=60)
@@ -327,11 +348,14 @@ async def test_concurrent_claims_respect_limits(
     for _ in range(6):
         await add(database, serial_key="appointment:1")
     managers = [JobManager.from_settings(databases(), fast_settings) for _ in range(8)]
-    for _ in range(4):
+    for batch in (1, 1, 3, 5):  # single claims, then batches
         results = await asyncio.gather(
-            *(m.claim(worker_id=f"w{i}", kinds=KINDS, now=clock()) for i, m in enumerate(managers))
+            *(
+                m.claim_many(worker_id=f"w{i}", kinds=KINDS, now=clock(), limit=batch)
+                for i, m in enumerate(managers)
+            )
         )
-        claimed = [r.id for r in results if r is not None]
+        claimed = [r.id for claims in results for r in claims]
         assert len(set(claimed)) == len(claimed)
     # Claimers that lost a lock race came back empty-handed; top up without contention. Nothing
     # ends in this test, so the final count is the peak.
