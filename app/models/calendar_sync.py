@@ -18,7 +18,7 @@ class CalendarSync(Base):
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
     connection_id: Mapped[int] = mapped_column(
-        BigInteger, ForeignKey("connection.id", ondelete="CASCADE"), index=True
+        BigInteger, ForeignKey("connection.id", ondelete="CASCADE")
     )
     mailbox: Mapped[str] = mapped_column(String(320))
     # Graph's @odata.deltaLink (or the nextLink of a round cut short); None: start a full sync.

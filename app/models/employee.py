@@ -16,7 +16,7 @@ class Employee(Base):
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
     connection_id: Mapped[int] = mapped_column(
-        BigInteger, ForeignKey("connection.id", ondelete="CASCADE"), index=True
+        BigInteger, ForeignKey("connection.id", ondelete="CASCADE")
     )
     # bookingtime's booking-resource id (`br…`): the API's {employee_id}.
     booking_resource_id: Mapped[str] = mapped_column(String(64))

@@ -35,7 +35,7 @@ class EventMapping(Base):
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
     connection_id: Mapped[int] = mapped_column(
-        BigInteger, ForeignKey("connection.id", ondelete="CASCADE"), index=True
+        BigInteger, ForeignKey("connection.id", ondelete="CASCADE")
     )
     appointment_id: Mapped[str] = mapped_column(String(64))
     booking_resource_id: Mapped[str] = mapped_column(String(64))

@@ -19,7 +19,7 @@ class Subscription(Base):
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
     connection_id: Mapped[int] = mapped_column(
-        BigInteger, ForeignKey("connection.id", ondelete="CASCADE"), index=True
+        BigInteger, ForeignKey("connection.id", ondelete="CASCADE")
     )
     mailbox: Mapped[str] = mapped_column(String(320))
     # The mailbox owner's Entra object id: notifications name the mailbox by it, not by address.
