@@ -38,6 +38,7 @@ log = logging.getLogger(__name__)
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 SQLITE_AUTOCHECKPOINT_PAGES = 1000  # SQLite's default
+POSTGRES_POOL_SIZE = 10
 
 
 def async_url(url: str) -> URL:
@@ -174,8 +175,11 @@ def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
         engine = create_async_engine(target, **kwargs)
         configure_sqlite(engine.sync_engine, on_the_loop=True)
         return engine
-    kwargs.setdefault("pool_size", 10)
-    kwargs.setdefault("max_overflow", 20)
+    # At most 10 connections per process, however many jobs run at once (each holds one only
+    # for a short transaction, and waits for one in the pool otherwise): a server's default
+    # max_connections of 100 then serves nine processes, with room for an operator's psql.
+    kwargs.setdefault("pool_size", POSTGRES_POOL_SIZE)
+    kwargs.setdefault("max_overflow", 0)
     kwargs.setdefault("pool_pre_ping", True)
     return create_async_engine(target, **kwargs)
 

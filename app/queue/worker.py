@@ -13,6 +13,7 @@ import socket
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import datetime
+from functools import partial
 
 from app import logs, metrics
 from app.config import Settings
@@ -28,6 +29,8 @@ log = logging.getLogger(__name__)
 # Jobs one claim takes at most (one transaction): a burst is claimed in a few transactions, and
 # the jobs a claim takes start at once, so no worker holds more than it can run.
 _CLAIM_BATCH = 16
+# Pauses before a failed outcome write is tried again (then the lease decides).
+_RECORD_RETRY_PAUSES = (0.5, 2.0, 5.0)
 
 
 def default_worker_id() -> str:
@@ -227,7 +230,8 @@ class Worker:
         except PermanentError as exc:
             log.warning("job %s %s failed permanently: %s", job.id, job.kind, exc)
             await self._record(
-                job, self.manager.fail(job, error=exc, now=self.clock(), every_seconds=every)
+                job,
+                partial(self.manager.fail, job, error=exc, now=self.clock(), every_seconds=every),
             )
         except Exception as exc:
             run_at = self.retry_strategy.next_run_at(job.attempts, self.clock())
@@ -235,7 +239,7 @@ class Worker:
         else:
             log.info("job %s %s: done", job.id, job.kind)
             await self._record(
-                job, self.manager.complete(job, now=self.clock(), every_seconds=every)
+                job, partial(self.manager.complete, job, now=self.clock(), every_seconds=every)
             )
 
     async def _retry(
@@ -253,7 +257,7 @@ class Worker:
                 type(exc).__name__,
             )
             await self._record(
-                job, self.manager.mark_dead(job, error=exc, now=now, every_seconds=every)
+                job, partial(self.manager.mark_dead, job, error=exc, now=now, every_seconds=every)
             )
             return
         throttle = run_at if isinstance(exc, RetryAfter) and exc.throttle_mailbox else None
@@ -268,18 +272,35 @@ class Worker:
         )
         await self._record(
             job,
-            self.manager.retry(job, run_at=run_at, error=exc, now=now, throttle_until=throttle),
+            partial(
+                self.manager.retry, job, run_at=run_at, error=exc, now=now, throttle_until=throttle
+            ),
         )
 
-    async def _record(self, job: ClaimedJob, outcome: Awaitable[bool]) -> None:
+    async def _record(self, job: ClaimedJob, outcome: Callable[[], Awaitable[bool]]) -> None:
+        """Write the run's outcome; a failed write (the database briefly unreachable, its
+        connections all taken) is tried again after a pause, while the heartbeat keeps the
+        lease. If every try fails, the job stays running until its lease lapses and is then
+        run again."""
         run = (job.id, job.attempts)
         self._finishing.add(run)
         try:
-            recorded = await outcome
-        except Exception:
-            # The job stays running under our lease until it lapses; then it is recovered.
-            log.exception("job %s %s: recording the outcome failed", job.id, job.kind)
-            return
+            for pause in (*_RECORD_RETRY_PAUSES, None):
+                try:
+                    recorded = await outcome()
+                    break
+                except Exception:
+                    if pause is None:
+                        log.exception("job %s %s: recording the outcome failed", job.id, job.kind)
+                        return
+                    log.warning(
+                        "job %s %s: recording the outcome failed; trying again in %gs",
+                        job.id,
+                        job.kind,
+                        pause,
+                        exc_info=True,
+                    )
+                    await asyncio.sleep(pause)
         finally:
             self._finishing.discard(run)
         if not recorded:

@@ -9,16 +9,18 @@ import signal
 from collections import Counter
 from collections.abc import Callable
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from sqlalchemy import update
+from sqlalchemy.exc import OperationalError
 
 from app.config import Settings
 from app.db import Database
 from app.models import Job, Mailbox
 from app.queue.errors import PermanentError, RetryAfter
 from app.queue.registry import JobContext, JobRegistry
-from app.queue.repository import JobManager, enqueue, next_tick
+from app.queue.repository import ClaimedJob, JobManager, enqueue, next_tick
 from app.queue.retry import RetryStrategy
 from app.queue.worker import Worker, install_signal_handlers
 from tests.queue.conftest import (
@@ -229,6 +231,38 @@ async def test_permanent_error_fails_without_retry(
     assert (row.state, row.attempts, calls[job_id]) == ("failed", 1, 1)
     assert row.last_error == "PermanentError: User d.wellt@organization.com is invalid"
     assert row.finished_at is not None
+
+
+async def test_a_failed_outcome_write_is_tried_again(
+    database: Database, fast_settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The database refusing the outcome once (its connections all taken, say): the write is
+    tried again, so the job ends `done` at once instead of running again after its lease."""
+    monkeypatch.setattr("app.queue.worker._RECORD_RETRY_PAUSES", (0.01, 0.01))
+    calls: Counter[int] = Counter()
+
+    async def handler(ctx: JobContext) -> None:
+        calls[ctx.job_id] += 1
+
+    manager = JobManager.from_settings(database, fast_settings)
+    complete = manager.complete
+    refused: list[int] = []
+
+    async def refusing_once(claimed: ClaimedJob, **kwargs: Any) -> bool:
+        if not refused:
+            refused.append(claimed.id)
+            raise OperationalError("UPDATE job", {}, Exception("too many clients already"))
+        return await complete(claimed, **kwargs)
+
+    monkeypatch.setattr(manager, "complete", refusing_once)
+    registry = JobRegistry()
+    registry.register("test.job", handler)
+    job_id = await add(database)
+    async with running(Worker(database, fast_settings, registry, manager=manager)):
+        await eventually(lambda: all_settled(database))
+    row = await job(database, job_id)
+    assert refused == [job_id]
+    assert (row.state, row.attempts, calls[job_id]) == ("done", 1, 1)
 
 
 async def test_dead_after_max_attempts(database: Database, fast_settings: Settings) -> None:
