@@ -1,12 +1,16 @@
-"""`Database.run_unit`: a plain-SQL unit of work as one transaction (on SQLite in one hand-off to
-the driver's thread), on both engines; and `insert_jobs`, the queue's enqueue inside such a unit."""
+"""`Database`: a plain-SQL unit of work (`run_unit`) as one transaction on both engines; on SQLite
+statements on the event loop while the write lock is held, waits for another process's lock off
+the loop, checkpoints in a thread; and `insert_jobs`, the queue's enqueue inside such a unit."""
 
 from __future__ import annotations
 
 import asyncio
 import sqlite3
 import threading
+from collections.abc import Coroutine
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, TypeVar
 
 import aiosqlite
 import pytest
@@ -24,6 +28,8 @@ from app.db import (
 from app.models import Job
 from app.queue.repository import NewJob, enqueue_many, insert_jobs
 from tests.conftest import bare_connection
+
+T = TypeVar("T")
 
 
 def _insert_inbox_row(db: Statements, external_id: str, connection_id: int) -> None:
@@ -213,25 +219,34 @@ async def test_a_unit_waits_off_the_loop_while_another_process_writes(
     connection_id = await _seed_connection(database)
     path = sqlite_path(db_url)
     assert path is not None
-    other = sqlite3.connect(path, isolation_level=None)  # as another process would
+    await _while_another_process_writes(
+        path, database.run_unit(lambda db: _insert_inbox_row(db, "after-it", connection_id))
+    )
+    assert await _count_inbox(database) == 1
+    assert await _busy_timeout(database) == SQLITE_BUSY_TIMEOUT_MS
+
+
+async def _while_another_process_writes(path: Path, work: Coroutine[Any, Any, T]) -> T:
+    """Run `work` while another connection (as another process would) holds the write lock:
+    the loop must go on while `work` waits; then the lock is released and `work` finishes."""
+    other = sqlite3.connect(path, isolation_level=None)
     other.execute("BEGIN IMMEDIATE")
     try:
-        unit = asyncio.create_task(
-            database.run_unit(lambda db: _insert_inbox_row(db, "after-the-other", connection_id))
-        )
+        task = asyncio.create_task(work)
         ticks = 0
         for _ in range(20):
             await asyncio.sleep(0.01)
             ticks += 1
-        assert ticks == 20 and not unit.done()  # the loop ran on; the unit is waiting
+        assert ticks == 20 and not task.done()  # the loop ran on; the work is waiting
     finally:
         other.execute("COMMIT")
         other.close()
-    await asyncio.wait_for(unit, 10)
-    assert await _count_inbox(database) == 1
+    return await asyncio.wait_for(task, 10)
+
+
+async def _busy_timeout(database: Database) -> int:
     async with database.engine.connect() as connection:
-        timeout = (await connection.exec_driver_sql("PRAGMA busy_timeout")).scalar_one()
-    assert timeout == SQLITE_BUSY_TIMEOUT_MS
+        return int((await connection.exec_driver_sql("PRAGMA busy_timeout")).scalar_one())
 
 
 async def test_commits_leave_checkpoints_to_a_thread(database: Database) -> None:
@@ -298,19 +313,6 @@ async def test_a_session_waits_off_the_loop_while_another_process_writes(
     await _seed_connection(database)  # connected (and in WAL mode) before the other writes
     path = sqlite_path(db_url)
     assert path is not None
-    other = sqlite3.connect(path, isolation_level=None)  # as another process would
-    other.execute("BEGIN IMMEDIATE")
-    try:
-        session = asyncio.create_task(_session_threads(database))
-        ticks = 0
-        for _ in range(20):
-            await asyncio.sleep(0.01)
-            ticks += 1
-        assert ticks == 20 and not session.done()  # the loop ran on; the session is waiting
-    finally:
-        other.execute("COMMIT")
-        other.close()
-    assert await asyncio.wait_for(session, 10) == [threading.get_ident()]
-    async with database.engine.connect() as connection:
-        timeout = (await connection.exec_driver_sql("PRAGMA busy_timeout")).scalar_one()
-    assert timeout == SQLITE_BUSY_TIMEOUT_MS
+    threads = await _while_another_process_writes(path, _session_threads(database))
+    assert threads == [threading.get_ident()]
+    assert await _busy_timeout(database) == SQLITE_BUSY_TIMEOUT_MS
