@@ -255,3 +255,19 @@ def test_migrate_on_postgres(tmp_path: Path) -> None:
         with admin.begin() as conn:
             conn.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
         admin.dispose()
+
+
+def test_the_worker_runs_on_uvloop_where_it_is_installed() -> None:
+    """`calbridge worker` runs its loop like `serve` does: on uvloop, when it is there."""
+    import asyncio
+
+    pytest.importorskip("uvloop", reason="uvloop is not built for this platform")
+    from app.cli import _run_fast
+
+    loops: list[str] = []
+
+    async def note_the_loop() -> None:
+        loops.append(type(asyncio.get_running_loop()).__module__)
+
+    _run_fast(note_the_loop())
+    assert len(loops) == 1 and loops[0].startswith("uvloop"), loops
