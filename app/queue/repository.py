@@ -594,7 +594,6 @@ class _ClaimStatements:
             .order_by(job.run_at, job.id)
             .limit(1)
         )
-        self.recheck = select(job.id).where(job.id == bindparam("job_id"), claimable)
         lease = (
             update(_job)
             .values(
@@ -618,7 +617,10 @@ class _ClaimStatements:
                 job.lease_expires_at,
             )
         )
-        self.lease = lease.where(job.id == bindparam("job_id"), job.state == PENDING)
+        # PostgreSQL: the candidate, if it is still claimable, in a snapshot taken after the
+        # claimer's locks (READ COMMITTED: a statement's own), so it sees every claim committed
+        # before them.
+        self.lease_if_claimable = lease.where(job.id == bindparam("job_id"), claimable)
         # SQLite: the candidate query as the UPDATE's subquery (its own FROM job, uncorrelated).
         self.lease_next = lease.where(
             job.id == self.candidate.with_only_columns(job.id).correlate(None).scalar_subquery(),
@@ -708,10 +710,11 @@ class JobManager:
                 return None
             # Claimers run side by side here: two could each count three running jobs of a
             # mailbox and both start a fourth. A transaction-scoped lock per serial key and
-            # mailbox makes them take turns, and the recheck (a fresh snapshot, taken after the
-            # lock) sees every claim committed before it. A key locked by another claimer is
-            # skipped for the rest of this claim, so a busy mailbox does not hide the jobs
-            # queued behind it. Locks this transaction already holds are taken again at once.
+            # mailbox makes them take turns, and the lease checks the candidate again in a fresh
+            # snapshot, taken after the lock, which sees every claim committed before it. A key
+            # locked by another claimer is skipped for the rest of this claim, so a busy mailbox
+            # does not hide the jobs queued behind it. Locks this transaction already holds are
+            # taken again at once.
             serial_key, mailbox = candidate.serial_key, candidate.mailbox
             if not await self._try_lock(session, "serial", serial_key):
                 params["skipped_serial_keys"] = [*params["skipped_serial_keys"], serial_key]
@@ -719,10 +722,12 @@ class JobManager:
             if not await self._try_lock(session, "mailbox", mailbox):
                 params["skipped_mailboxes"] = [*params["skipped_mailboxes"], mailbox]
                 continue
-            if not await self._still_claimable(session, candidate.id, params):
-                params["skipped"] = [*params["skipped"], candidate.id]
-                continue
-            return await self._lease(session, _CLAIM.lease, {**params, "job_id": candidate.id})
+            job = await self._lease(
+                session, _CLAIM.lease_if_claimable, {**params, "job_id": candidate.id}
+            )
+            if job is not None:
+                return job
+            params["skipped"] = [*params["skipped"], candidate.id]
         return None
 
     async def _try_lock(self, session: AsyncSession, namespace: str, key: str | None) -> bool:
@@ -730,12 +735,6 @@ class JobManager:
             return True
         lock = await session.execute(_CLAIM.try_lock, {"key": f"calbridge.{namespace}:{key}"})
         return bool(lock.scalar_one())
-
-    async def _still_claimable(
-        self, session: AsyncSession, job_id: int, params: dict[str, Any]
-    ) -> bool:
-        found = await session.execute(_CLAIM.recheck, {**params, "job_id": job_id})
-        return found.scalar_one_or_none() is not None
 
     async def _lease(
         self, session: AsyncSession, statement: Any, params: dict[str, Any]
