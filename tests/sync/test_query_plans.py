@@ -12,7 +12,6 @@ from sqlalchemy.dialects import sqlite
 from app.db import Database
 from app.sync.repository import _SQL
 
-
 _KEY = {"w_connection_id": 1, "w_appointment_id": "ed1", "w_resources": ["a", "b"]}
 
 
