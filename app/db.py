@@ -3,8 +3,9 @@
 
 SQLite runs in WAL mode with one shared connection per process: every transaction queues for it
 in asyncio (fair, no busy-wait sleeps) and starts with `BEGIN IMMEDIATE`, so no two writers ever
-race for a lock upgrade. PostgreSQL uses an ordinary pool. So: never open a second session while
-one is open in the same task (on SQLite it would wait for itself).
+race for a lock upgrade; inside a transaction its statements run on the event loop's thread
+(`_LoopConnection`). PostgreSQL uses an ordinary pool of at most 10 connections. So: never open
+a second session while one is open in the same task (on SQLite it would wait for itself).
 """
 
 from __future__ import annotations
@@ -333,10 +334,9 @@ class Database:
         """Run `unit` as one transaction, committed when it returns, rolled back if it raises.
 
         On SQLite the unit runs on the event loop's thread, synchronously and straight on the
-        driver (no SQLAlchemy in between), when the write lock is free (the process's one
-        connection is checked out, so only another process can hold it). When another process
-        holds the lock, the unit waits for it in the driver's thread instead, never on the
-        loop. On PostgreSQL it runs in an ordinary session.
+        driver (no SQLAlchemy in between). The process's one connection is checked out, so only
+        another process can hold the write lock; then only the `BEGIN` waits for it, in the
+        driver's thread, never on the loop. On PostgreSQL it runs in an ordinary session.
         """
         if not self.is_sqlite:
             async with self.session_scope() as session:
@@ -345,18 +345,12 @@ class Database:
             raw = await connection.get_raw_connection()
             driver = cast(aiosqlite.Connection, raw.driver_connection)
             sqlite, statements = driver._conn, _SqliteStatements(driver._conn, self.engine.dialect)
-            result: R
-            if _begin_without_waiting(sqlite):
-                result = _complete(sqlite, unit, statements)
-            else:
-
-                def waiting() -> R:
-                    statements.rows("BEGIN IMMEDIATE", ())
-                    return _complete(sqlite, unit, statements)
-
-                # aiosqlite's one entry for running a function in its connection's thread (what
-                # its own methods use); tests/test_db.py holds it to that.
-                result = await driver._execute(waiting)  # type: ignore[no-untyped-call]
+            if not _begin_without_waiting(sqlite):
+                # Another process holds the lock: wait for it in the driver's thread (aiosqlite's
+                # one entry for running a function there, which tests/test_db.py holds it to).
+                # Once the transaction is open, `_LoopConnection` runs on the loop again.
+                await driver._execute(statements.rows, "BEGIN IMMEDIATE", ())  # type: ignore[no-untyped-call]
+            result = _complete(sqlite, unit, statements)
             self._committed()
             return result
 

@@ -1,5 +1,5 @@
 """GraphClient: every Microsoft Graph call calbridge makes (events, calendarView delta,
-subscriptions, `$batch`), on one shared httpx.AsyncClient, classified into app.graph.errors.
+subscriptions, `$batch`), on the process's HTTP pools (GraphHttp), classified into app.graph.errors.
 """
 
 from __future__ import annotations

@@ -48,6 +48,6 @@ class GraphClients:
 
 @functools.lru_cache(maxsize=1024)
 def _client_secret(secret_box: SecretBox, ciphertext: str) -> SecretStr:
-    # Every job builds its connection's client: decrypting (an HMAC and AES) each time cost more
-    # than the rest of it. A changed secret is a new ciphertext, so it is never served stale.
+    # Every job builds its connection's client; decrypting (an HMAC and AES) each time was about
+    # 1.5 % of a sync job's CPU. A changed secret is a new ciphertext, so it is never served stale.
     return SecretStr(secret_box.decrypt(ciphertext))

@@ -17,9 +17,7 @@ _KEY = {"w_connection_id": 1, "w_appointment_id": "ed1", "w_resources": ["a", "b
 
 async def _plan(database: Database, statement: Any) -> str:
     """SQLite's plan of `statement` with the key's values (literals: the plan is the same)."""
-    names = {bind.key for bind in statement._get_embedded_bindparams()}
-    bound = statement.params({name: value for name, value in _KEY.items() if name in names})
-    compiled = bound.compile(
+    compiled = statement.params(_KEY).compile(
         dialect=sqlite.dialect(),
         compile_kwargs={"literal_binds": True, "render_postcompile": True},
     )
