@@ -14,7 +14,8 @@ import asyncio
 import contextlib
 import logging
 import sqlite3
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections import namedtuple
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from functools import lru_cache
 from pathlib import Path
@@ -32,6 +33,9 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.base import Executable
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.elements import ClauseElement
 
 R = TypeVar("R")
 
@@ -186,13 +190,19 @@ def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
 
 
 class Statements(Protocol):
-    """Plain SQL for a unit of work (`Database.run_unit`), run synchronously, in the dialect's
-    parameter style: `?` on SQLite, `%s` on PostgreSQL. Driver errors are SQLAlchemy's."""
+    """The statements of a unit of work (`Database.run_unit`), run synchronously. Driver errors
+    are SQLAlchemy's."""
 
     dialect: Dialect
 
     def rows(self, sql: str, parameters: Sequence[Any]) -> Sequence[tuple[Any, ...]]:
-        """Run one statement; the rows it returns (none for a statement without RETURNING)."""
+        """Run one statement of plain SQL in the dialect's parameter style (`?` on SQLite, `%s`
+        on PostgreSQL); the rows it returns (none for a statement without RETURNING)."""
+        ...
+
+    def execute(self, statement: ClauseElement, parameters: Mapping[str, Any]) -> Sequence[Any]:
+        """Run a Core statement (no ORM entities) with named parameters; its rows, whose values
+        are read by attribute as from SQLAlchemy's (typed: JSON decoded, datetimes aware)."""
         ...
 
 
@@ -207,6 +217,10 @@ class _SqliteStatements:
         except sqlite3.Error as exc:
             raise DBAPIError.instance(sql, parameters, exc, sqlite3.Error) from exc
 
+    def execute(self, statement: ClauseElement, parameters: Mapping[str, Any]) -> Sequence[Any]:
+        compiled = _compiled(statement, self.dialect)
+        return compiled.read(self.rows(*compiled.bind(parameters)))
+
 
 class _SessionStatements:
     def __init__(self, session: Session) -> None:
@@ -216,6 +230,65 @@ class _SessionStatements:
     def rows(self, sql: str, parameters: Sequence[Any]) -> Sequence[tuple[Any, ...]]:
         result = self._session.connection().exec_driver_sql(sql, tuple(parameters))
         return result.all() if result.returns_rows else []
+
+    def execute(self, statement: ClauseElement, parameters: Mapping[str, Any]) -> Sequence[Any]:
+        result = self._session.connection().execute(cast(Executable, statement), dict(parameters))
+        return result.all() if result.returns_rows else []
+
+
+class _Compiled:
+    """A Core statement compiled once for SQLite's driver: its SQL, how named parameters become
+    the driver's positional ones (SQLAlchemy's bind processors), and how result values become
+    typed ones (its result processors). What SQLAlchemy does per execution, minus its
+    per-execution machinery (about 60 µs a statement on the async engine, measured)."""
+
+    def __init__(self, statement: ClauseElement, dialect: Dialect) -> None:
+        compiled = cast(SQLCompiler, statement.compile(dialect=dialect))
+        computed = [*compiled.insert_prefetch, *compiled.update_prefetch]
+        if computed:
+            # SQLAlchemy fills those in per execution; here the statement must give them.
+            names = ", ".join(sorted(column.key for column in computed))
+            raise ValueError(f"give the values of {names} in the statement (Python defaults)")
+        self._compiled = compiled
+        # An IN list's SQL depends on its values: SQLAlchemy expands it per execution.
+        self._expanding = any(bind.expanding for bind in compiled.binds.values())
+        self._processors: dict[str, Callable[[Any], Any]] = {}
+        for name, bind in compiled.binds.items():
+            process = bind.type.dialect_impl(dialect).bind_processor(dialect)
+            if process is not None:
+                self._processors[name] = process
+        columns = list(getattr(statement, "exported_columns", ()))
+        self._readers = [from_driver(dialect, column) for column in columns]
+        self._row: Any = namedtuple("Row", [column.key for column in columns], rename=True)  # type: ignore[misc]
+
+    def bind(self, parameters: Mapping[str, Any]) -> tuple[str, list[Any]]:
+        compiled = self._compiled
+        if self._expanding:
+            state = compiled.construct_expanded_state(dict(parameters))
+            sql, names, values = state.statement, state.positiontup or (), state.parameters
+            # The state's processors are those of the expanded items only.
+            processors: Mapping[str, Callable[[Any], Any]] = {
+                **self._processors,
+                **state.processors,
+            }
+        else:
+            sql, names, processors = compiled.string, compiled.positiontup or (), self._processors
+            values = compiled.construct_params(dict(parameters))
+        converted: list[Any] = []
+        for name in names:
+            value = values[name]
+            process = processors.get(name)
+            converted.append(value if process is None else process(value))
+        return sql, converted
+
+    def read(self, rows: Sequence[tuple[Any, ...]]) -> list[Any]:
+        readers, make = self._readers, self._row._make
+        return [make(read(value) for read, value in zip(readers, row, strict=True)) for row in rows]
+
+
+@lru_cache(maxsize=512)  # keyed by statement object (built once, at import) and dialect
+def _compiled(statement: ClauseElement, dialect: Dialect) -> _Compiled:
+    return _Compiled(statement, dialect)
 
 
 def _begin_without_waiting(sqlite: sqlite3.Connection) -> bool:

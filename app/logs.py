@@ -33,7 +33,7 @@ LogFormat = Literal["auto", "json", "text"]
 CONTEXT_FIELDS = ("request_id", "job_id", "job_kind", "organization_id", "employee_id", "mailbox")
 #: Loggers of libraries that talk too much at INFO (every HTTP request) and, at DEBUG, about
 #: token acquisition: WARNING unless calbridge itself logs at DEBUG.
-CHATTY_LOGGERS = ("msal", "httpx", "httpcore", "urllib3")
+CHATTY_LOGGERS = ("msal", "httpx", "httpcore", "aiohttp", "urllib3")
 #: Loggers that, at DEBUG, print SQL parameters: webhook payloads with customer contact details
 #: and encrypted secrets. WARNING whatever the level.
 SQL_LOGGERS = ("sqlalchemy", "aiosqlite", "psycopg")

@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 
 import aiosqlite
 import pytest
-from sqlalchemy import select, text
+from sqlalchemy import bindparam, insert, select, text
 from sqlalchemy.exc import IntegrityError
 
 from app.db import (
@@ -26,6 +26,7 @@ from app.db import (
     sqlite_path,
 )
 from app.models import Job
+from app.models.base import UTCDateTime
 from app.queue.repository import NewJob, enqueue_many, insert_jobs
 from tests.conftest import bare_connection
 
@@ -316,3 +317,89 @@ async def test_a_session_waits_off_the_loop_while_another_process_writes(
     threads = await _while_another_process_writes(path, _session_threads(database))
     assert threads == [threading.get_ident()]
     assert await _busy_timeout(database) == SQLITE_BUSY_TIMEOUT_MS
+
+
+# Core statements in a unit (`Statements.execute`): on SQLite compiled once and run on the driver,
+# so they must store and read exactly what SQLAlchemy's own execution stores and reads.
+
+_JOB = Job.__table__
+_JOB_VALUES = {
+    name: bindparam(name, type_=_JOB.c[name].type)
+    for name in ("kind", "args", "state", "run_at", "attempts", "serial_key", "created_at")
+}
+_ADD_JOB = insert(_JOB).values(_JOB_VALUES).returning(_JOB.c.id, _JOB.c.args, _JOB.c.run_at)
+_DUE = (
+    select(_JOB.c.id, _JOB.c.kind, _JOB.c.run_at, _JOB.c.args)
+    .where(
+        _JOB.c.kind.in_(bindparam("kinds", expanding=True)),
+        _JOB.c.run_at <= bindparam("now", type_=UTCDateTime()),
+    )
+    .order_by(_JOB.c.id)
+)
+
+
+def _job_values(kind: str, run_at: datetime, args: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "kind": kind,
+        "args": args,
+        "state": "pending",
+        "run_at": run_at,
+        "attempts": 0,
+        "serial_key": None,
+        "created_at": run_at,
+    }
+
+
+async def test_core_statements_in_a_unit_store_and_read_what_sqlalchemy_does(
+    database: Database,
+) -> None:
+    due = datetime(2026, 12, 5, 10, 0, 0, 123456, tzinfo=UTC)
+    args = {"appointment_id": "ä1", "n": [1, 2]}
+    [added] = await database.run_unit(
+        lambda db: db.execute(_ADD_JOB, _job_values("unit.kind", due, args))
+    )
+    assert (added.args, added.run_at) == (args, due)  # RETURNING values typed as SQLAlchemy's
+    async with database.session_scope() as session:
+        await session.execute(_ADD_JOB, _job_values("session.kind", due, args))
+    # The raw stored values are the same, whichever way the row was written.
+    raw = await database.run_unit(
+        lambda db: db.rows("SELECT kind, args, run_at, created_at FROM job ORDER BY id", ())
+    )
+    assert [tuple(row[1:]) for row in raw[:1]] == [tuple(row[1:]) for row in raw[1:]]
+    async with database.session() as session:
+        stored = (await session.scalars(select(Job).order_by(Job.id))).all()
+    assert [(j.kind, j.args, j.run_at) for j in stored] == [
+        ("unit.kind", args, due),
+        ("session.kind", args, due),
+    ]
+
+
+async def test_an_in_list_and_typed_parameters_in_one_unit_statement(database: Database) -> None:
+    # A whole second: the text sqlite3 would make of the raw value differs from the stored one.
+    due = datetime(2026, 12, 5, 10, 0, tzinfo=UTC)
+    for kind, run_at in [("a", due), ("b", due + timedelta(microseconds=1)), ("c", due)]:
+        await database.run_unit(
+            lambda db, k=kind, r=run_at: db.execute(_ADD_JOB, _job_values(k, r, {}))
+        )
+
+    def query(db: Statements) -> list[tuple[str, datetime]]:
+        rows = db.execute(_DUE, {"kinds": ["a", "b"], "now": due})  # due exactly: "a" only
+        return [(row.kind, row.run_at) for row in rows]
+
+    assert await database.run_unit(query) == [("a", due)]
+    async with database.session() as session:
+        assert await run_in_session(session, query) == [("a", due)]
+
+
+async def test_a_unit_statement_needing_python_defaults_is_refused(database: Database) -> None:
+    # created_at has a Python default, which SQLAlchemy computes per execution; a unit's compiled
+    # statement would write NULL instead, so it must name every such column itself.
+    incomplete = insert(_JOB).values(kind=bindparam("kind"), args=bindparam("args"))
+
+    def add(db: Statements) -> Any:
+        return db.execute(incomplete, {"kind": "x", "args": {}})
+
+    if not database.is_sqlite:
+        pytest.skip("PostgreSQL runs a unit in a session, whose execution fills in defaults")
+    with pytest.raises(ValueError, match="created_at"):
+        await database.run_unit(add)

@@ -12,6 +12,7 @@ import re
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, time, timedelta, tzinfo
+from functools import partial
 from typing import Any, Literal
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -21,7 +22,7 @@ from app import logs
 from app.config import Settings
 from app.connections import secrets
 from app.crypto import SecretBox
-from app.db import Database
+from app.db import Database, Statements, run_in_session
 from app.graph.client import GraphClient
 from app.graph.errors import GraphError, ItemNotFound, SyncStateNotFound
 from app.graph.schemas import DeltaPage, Event, EventTime
@@ -229,15 +230,19 @@ async def _record_failure(
             details=params,
             graph_request_id=error.request_id,
         )
-        for employee in employees:
-            await sync_repo.set_employee_status(
-                session,
-                connection_id=connection.id,
-                booking_resource_id=employee,
-                now=now,
-                error_code=code,
-                error_message=text,
-            )
+
+        def statuses(db: Statements) -> None:
+            for employee in employees:
+                sync_repo.set_employee_status(
+                    db,
+                    connection_id=connection.id,
+                    booking_resource_id=employee,
+                    now=now,
+                    error_code=code,
+                    error_message=text,
+                )
+
+        await run_in_session(session, statuses)
         await secrets.mark_rejected(session, connection_id=connection.id, code=code, now=now)
 
 
@@ -389,19 +394,19 @@ async def _remove_strays(run: _Run, strays: Sequence[tuple[str, str, str]]) -> N
         except ItemNotFound as gone:
             request_id = gone.request_id
         params = {"mailbox": run.mailbox, "event_id": event_id}
-        async with run.database.session_scope() as session:
-            await sync_repo.add_record(
-                session,
-                sync_repo.Target(run.connection.id, appointment_id, resource, run.mailbox),
-                job_id=run.job_id,
-                action="delete",
-                status="success",
-                code="stray_removed",
-                message=message("stray_removed", run.connection.locale, params),
-                details=params,
-                duration_ms=None,
-                graph_request_id=request_id,
-            )
+        record = partial(
+            sync_repo.add_record,
+            target=sync_repo.Target(run.connection.id, appointment_id, resource, run.mailbox),
+            job_id=run.job_id,
+            action="delete",
+            status="success",
+            code="stray_removed",
+            message=message("stray_removed", run.connection.locale, params),
+            details=params,
+            duration_ms=None,
+            graph_request_id=request_id,
+        )
+        await run.database.run_unit(record)
         run.outcome.strays_removed += 1
 
 
@@ -546,22 +551,24 @@ async def _handle_conflict(run: _Run, session: AsyncSession, conflict: Conflict)
         "event_id": conflict.event_id,
         "policy": policy,
     }
-    await sync_repo.add_record(
+    target = sync_repo.Target(
+        run.connection.id, conflict.appointment_id, conflict.booking_resource_id, conflict.mailbox
+    )
+    text = message(code, run.connection.locale, params)
+    await run_in_session(
         session,
-        sync_repo.Target(
-            run.connection.id,
-            conflict.appointment_id,
-            conflict.booking_resource_id,
-            conflict.mailbox,
+        lambda db: sync_repo.add_record(
+            db,
+            target,
+            job_id=run.job_id,
+            action="outlook_change",
+            status="conflict",
+            code=code,
+            message=text,
+            details=params,
+            duration_ms=None,
+            graph_request_id=None,
         ),
-        job_id=run.job_id,
-        action="outlook_change",
-        status="conflict",
-        code=code,
-        message=message(code, run.connection.locale, params),
-        details=params,
-        duration_ms=None,
-        graph_request_id=None,
     )
 
 

@@ -577,22 +577,19 @@ class _ClaimStatements:
             serial_free,
             mailbox_free,
         )
-        self.candidate = (
-            select(job.id, job.serial_key, job.mailbox)
-            .where(
-                claimable,
-                job.id.not_in(bindparam("skipped", expanding=True)),
-                or_(
-                    job.serial_key.is_(None),
-                    job.serial_key.not_in(bindparam("skipped_serial_keys", expanding=True)),
-                ),
-                or_(
-                    job.mailbox.is_(None),
-                    job.mailbox.not_in(bindparam("skipped_mailboxes", expanding=True)),
-                ),
-            )
-            .order_by(job.run_at, job.id)
-            .limit(1)
+        first = select(job.id, job.serial_key, job.mailbox).where(claimable)
+        first = first.order_by(job.run_at, job.id).limit(1)
+        # PostgreSQL's claimers skip the keys another claimer holds (see _claim_postgres).
+        self.candidate = first.where(
+            job.id.not_in(bindparam("skipped", expanding=True)),
+            or_(
+                job.serial_key.is_(None),
+                job.serial_key.not_in(bindparam("skipped_serial_keys", expanding=True)),
+            ),
+            or_(
+                job.mailbox.is_(None),
+                job.mailbox.not_in(bindparam("skipped_mailboxes", expanding=True)),
+            ),
         )
         lease = (
             update(_job)
@@ -623,7 +620,7 @@ class _ClaimStatements:
         self.lease_if_claimable = lease.where(job.id == bindparam("job_id"), claimable)
         # SQLite: the candidate query as the UPDATE's subquery (its own FROM job, uncorrelated).
         self.lease_next = lease.where(
-            job.id == self.candidate.with_only_columns(job.id).correlate(None).scalar_subquery(),
+            job.id == first.with_only_columns(job.id).correlate(None).scalar_subquery(),
             job.state == PENDING,
         )
         # PostgreSQL: the candidate row stays locked (and skipped by other claimers) until commit.
@@ -687,15 +684,25 @@ class JobManager:
             "skipped_serial_keys": [],
             "skipped_mailboxes": [],
         }
+        if self.database.is_sqlite:
+            # Transactions are serialized (BEGIN IMMEDIATE): each pick and its lease are one
+            # statement, the batch one unit of work on the driver.
+            leased = {**params, "lease_until": now + self.lease}
+
+            def lease_next(db: Statements) -> list[ClaimedJob]:
+                claimed: list[ClaimedJob] = []
+                while len(claimed) < limit:
+                    rows = db.execute(_CLAIM.lease_next, leased)
+                    if not rows:
+                        break
+                    claimed.append(self._claimed(rows[0]))
+                return claimed
+
+            return await self.database.run_unit(lease_next)
         claimed: list[ClaimedJob] = []
         async with self.database.session_scope() as session:
             while len(claimed) < limit:
-                if self.database.is_sqlite:
-                    # Transactions are serialized (BEGIN IMMEDIATE): pick and lease in one
-                    # statement.
-                    job = await self._lease(session, _CLAIM.lease_next, params)
-                else:
-                    job = await self._claim_postgres(session, params)
+                job = await self._claim_postgres(session, params)
                 if job is None:
                     break
                 claimed.append(job)
@@ -741,8 +748,9 @@ class JobManager:
     ) -> ClaimedJob | None:
         params = {**params, "lease_until": params["now"] + self.lease}
         row = (await session.execute(statement, params)).one_or_none()
-        if row is None:
-            return None
+        return None if row is None else self._claimed(row)
+
+    def _claimed(self, row: Any) -> ClaimedJob:
         return ClaimedJob(
             id=row.id,
             kind=row.kind,
@@ -854,6 +862,8 @@ class JobManager:
         if error is not None:
             params["v_error"] = error
         statement = _finish_statement(error is not None)
+        if every_seconds is None:  # the common case: one statement, as a unit on the driver
+            return bool(await self.database.run_unit(lambda db: db.execute(statement, params)))
         async with self.database.session_scope() as session:
             if (await session.execute(statement, params)).scalar_one_or_none() is None:
                 return False

@@ -11,9 +11,8 @@ from typing import Any, cast
 from pydantic import ValidationError
 from sqlalchemy import Table, and_, bindparam, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import CursorResult
-from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.db import Statements
 from app.graph.schemas import Event
 from app.models import Appointment, Connection, Employee, EventMapping, SyncRecord
 from app.models.base import utcnow
@@ -58,25 +57,26 @@ class SyncState:
     received_at: datetime | None = None
 
 
-async def load_state(
-    session: AsyncSession, connection_id: int, appointment_id: str
-) -> SyncState | None:
+def load_state(db: Statements, connection_id: int, appointment_id: str) -> SyncState | None:
     """The connection, snapshot, employee map and mapping rows; None without connection or
     snapshot. Only the employees the appointment lists are read (the planner looks up no others),
     and the `unmapped` history only when one of them is not mapped."""
-    connection = await session.get(Connection, connection_id)
-    if connection is None:
+    found = db.execute(_SQL.connection, {"w_connection_id": connection_id})
+    if not found:
         return None
+    # A detached copy (no session): the run reads its settings and credentials, never writes it.
+    connection = Connection(**found[0]._asdict())
     key = {"w_connection_id": connection_id, "w_appointment_id": appointment_id}
-    snapshot = (await session.execute(_SQL.snapshot, key)).one_or_none()
-    if snapshot is None:
+    snapshots = db.execute(_SQL.snapshot, key)
+    if not snapshots:
         return None
+    snapshot = snapshots[0]
     payload = dict(snapshot.payload)
     listed = listed_employees(payload.get("bookingResourceList"))
     employees: dict[str, str] = {}
     if listed:
-        found = await session.execute(_SQL.employees, {**key, "w_resources": listed})
-        employees = {row.booking_resource_id: row.mailbox for row in found}
+        rows = db.execute(_SQL.employees, {**key, "w_resources": listed})
+        employees = {row.booking_resource_id: row.mailbox for row in rows}
     mappings = [
         MappingState(
             booking_resource_id=row.booking_resource_id,
@@ -87,12 +87,12 @@ async def load_state(
             deleted=row.deleted,
             detached=row.detached,
         )
-        for row in await session.execute(_SQL.mappings, key)
+        for row in db.execute(_SQL.mappings, key)
     ]
     recorded: frozenset[str] = frozenset()
     if any(resource not in employees for resource in listed):
-        found_records = await session.scalars(_SQL.unmapped_recorded, key)
-        recorded = frozenset(r for r in found_records if r is not None)
+        records = db.execute(_SQL.unmapped_recorded, key)
+        recorded = frozenset(r.booking_resource_id for r in records if r.booking_resource_id)
     return SyncState(
         connection=connection,
         payload=payload,
@@ -125,6 +125,7 @@ _MAPPING = cast(Table, EventMapping.__table__)
 _EMPLOYEE = cast(Table, Employee.__table__)
 _RECORD = cast(Table, SyncRecord.__table__)
 _APPOINTMENT = cast(Table, Appointment.__table__)
+_CONNECTION = cast(Table, Connection.__table__)
 
 
 class _Statements:
@@ -134,6 +135,9 @@ class _Statements:
 
     def __init__(self) -> None:
         m, e = _MAPPING.c, _EMPLOYEE.c
+        self.connection = select(_CONNECTION).where(
+            _CONNECTION.c.id == bindparam("w_connection_id")
+        )
         self.snapshot = select(
             _APPOINTMENT.c.payload, _APPOINTMENT.c.canceled, _APPOINTMENT.c.updated_at
         ).where(
@@ -173,11 +177,18 @@ class _Statements:
         )
         employee = and_(appointment, m.booking_resource_id == bindparam("w_resource"))
         conflict = ["connection_id", "appointment_id", "booking_resource_id", "generation"]
+        intent = {
+            name: bindparam(name, type_=_MAPPING.c[name].type)
+            for name in (*conflict, "mailbox", "field_hashes", "created_at", "updated_at")
+        }
+        intent_values = {**intent, "deleted": False, "detached": False}
         self.intent = {
-            "postgresql": postgresql.insert(_MAPPING).on_conflict_do_nothing(
-                index_elements=conflict
-            ),
-            "sqlite": sqlite.insert(_MAPPING).on_conflict_do_nothing(index_elements=conflict),
+            "postgresql": postgresql.insert(_MAPPING)
+            .values(intent_values)
+            .on_conflict_do_nothing(index_elements=conflict),
+            "sqlite": sqlite.insert(_MAPPING)
+            .values(intent_values)
+            .on_conflict_do_nothing(index_elements=conflict),
         }
         self.save_created = (
             update(_MAPPING)
@@ -191,6 +202,7 @@ class _Statements:
                 deleted=False,
                 updated_at=bindparam("v_now"),
             )
+            .returning(m.id)  # none: the row is missing
         )
         live = and_(employee, m.deleted.is_(False))
         self.live_by_id = and_(live, m.graph_event_id == bindparam("w_graph_event_id"))
@@ -214,7 +226,13 @@ class _Statements:
             .where(m.id.in_(bindparam("w_ids", expanding=True)))
             .values(deleted=True, updated_at=bindparam("v_now"))
         )
-        self.record = insert(_RECORD)
+        self.record = insert(_RECORD).values(
+            {
+                column.key: bindparam(column.key, type_=column.type)
+                for column in _RECORD.columns
+                if column.key != "id"
+            }
+        )
         of_employee = and_(
             e.connection_id == bindparam("w_connection_id"),
             e.booking_resource_id == bindparam("w_resource"),
@@ -253,11 +271,11 @@ def _row_key(target: Target) -> dict[str, Any]:
     }
 
 
-async def ensure_intent(session: AsyncSession, target: Target, *, generation: int) -> None:
+def ensure_intent(db: Statements, target: Target, *, generation: int) -> None:
     """The row of a create about to be sent (no event id yet); a retried create keeps its row."""
-    dialect = session.get_bind().dialect.name
-    await session.execute(
-        _SQL.intent["postgresql" if dialect == "postgresql" else "sqlite"],
+    now = utcnow()
+    db.execute(
+        _SQL.intent["postgresql" if db.dialect.name == "postgresql" else "sqlite"],
         {
             "connection_id": target.connection_id,
             "appointment_id": target.appointment_id,
@@ -265,14 +283,14 @@ async def ensure_intent(session: AsyncSession, target: Target, *, generation: in
             "mailbox": target.mailbox or "",
             "generation": generation,
             "field_hashes": {},
-            "deleted": False,
-            "detached": False,
+            "created_at": now,
+            "updated_at": now,
         },
     )
 
 
-async def save_created(
-    session: AsyncSession,
+def save_created(
+    db: Statements,
     target: Target,
     *,
     generation: int,
@@ -290,17 +308,16 @@ async def save_created(
         "v_field_hashes": dict(field_hashes),
         "v_now": utcnow(),
     }
-    updated = await session.execute(_SQL.save_created, params)
-    if cast(CursorResult[Any], updated).rowcount == 0:  # no intent row (it is written first)
-        await ensure_intent(session, target, generation=generation)
-        await session.execute(_SQL.save_created, params)
+    if not db.execute(_SQL.save_created, params):  # no intent row (it is written first)
+        ensure_intent(db, target, generation=generation)
+        db.execute(_SQL.save_created, params)
 
 
-async def save_updated(
-    session: AsyncSession, target: Target, *, event: Event, field_hashes: dict[str, str]
+def save_updated(
+    db: Statements, target: Target, *, event: Event, field_hashes: dict[str, str]
 ) -> None:
     """Store the new changeKey and hashes after a PATCH."""
-    await session.execute(
+    db.execute(
         _SQL.save_updated,
         {
             **_row_key(target),
@@ -313,22 +330,20 @@ async def save_updated(
     )
 
 
-async def mark_deleted(
-    session: AsyncSession, target: Target, *, graph_event_id: str | None
-) -> None:
+def mark_deleted(db: Statements, target: Target, *, graph_event_id: str | None) -> None:
     """Turn the rows of a deleted (or vanished) event in the target's mailbox into tombstones."""
     mailbox = (target.mailbox or "").strip().casefold()
-    rows = await session.execute(
+    rows = db.execute(
         _SQL.live_rows[graph_event_id is not None],
         {**_row_key(target), "w_graph_event_id": graph_event_id},
     )
     ids = [row.id for row in rows if row.mailbox.strip().casefold() == mailbox]
     if ids:
-        await session.execute(_SQL.tombstone, {"w_ids": ids, "v_now": utcnow()})
+        db.execute(_SQL.tombstone, {"w_ids": ids, "v_now": utcnow()})
 
 
-async def add_record(
-    session: AsyncSession,
+def add_record(
+    db: Statements,
     target: Target,
     *,
     job_id: int | None,
@@ -340,7 +355,7 @@ async def add_record(
     duration_ms: int | None,
     graph_request_id: str | None,
 ) -> None:
-    await session.execute(
+    db.execute(
         _SQL.record,
         {
             "connection_id": target.connection_id,
@@ -355,12 +370,13 @@ async def add_record(
             "details": details,
             "duration_ms": duration_ms,
             "graph_request_id": graph_request_id,
+            "created_at": utcnow(),
         },
     )
 
 
-async def set_employee_status(
-    session: AsyncSession,
+def set_employee_status(
+    db: Statements,
     *,
     connection_id: int,
     booking_resource_id: str,
@@ -371,8 +387,6 @@ async def set_employee_status(
     """Success (no error code): `last_success_at` set, error cleared; else the error set."""
     key = {"w_connection_id": connection_id, "w_resource": booking_resource_id, "v_now": now}
     if error_code is None:
-        await session.execute(_SQL.employee_success, key)
+        db.execute(_SQL.employee_success, key)
     else:
-        await session.execute(
-            _SQL.employee_error, {**key, "v_code": error_code, "v_message": error_message}
-        )
+        db.execute(_SQL.employee_error, {**key, "v_code": error_code, "v_message": error_message})

@@ -6,17 +6,17 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import partial
 from typing import Any
-
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from app import logs, metrics
 from app.config import Settings
 from app.connections import secrets
 from app.crypto import SecretBox
-from app.db import Database
+from app.db import Database, Statements, run_in_session
 from app.graph.client import GraphClient
 from app.graph.errors import GraphError, ItemNotFound, Throttled
 from app.graph.schemas import Event
@@ -72,53 +72,56 @@ async def sync_appointment_impl(
     Raises the queue exception of a retryable Graph error (after every target was tried), or
     PermanentError when a target failed for good; the failure is in the sync history either way.
     """
-    invalid: InvalidAppointment | None = None
-    actions: list[Action] = []
-    async with database.session_scope() as session:
-        state = await repo.load_state(session, connection_id, appointment_id)
-        if state is not None:
-            try:
-                actions = plan(
-                    state.payload,
-                    organization_id=state.connection.organization_id,
-                    employees=state.employees,
-                    mappings=state.mappings,
-                    settings=repo.translation_settings(state.connection),
-                    canceled=state.canceled,
-                    force=force,
+
+    def load_and_plan(db: Statements) -> tuple[repo.SyncState | None, list[Action], str | None]:
+        state = repo.load_state(db, connection_id, appointment_id)
+        if state is None:
+            return None, [], None
+        try:
+            actions = plan(
+                state.payload,
+                organization_id=state.connection.organization_id,
+                employees=state.employees,
+                mappings=state.mappings,
+                settings=repo.translation_settings(state.connection),
+                canceled=state.canceled,
+                force=force,
+            )
+        except InvalidAppointment as invalid:
+            return state, [], str(invalid)
+        # Every create's row is written before its POST (DESIGN.md), here in the same short
+        # transaction as the read rather than one transaction per create.
+        for action in actions:
+            if isinstance(action, Create):
+                target = repo.Target(
+                    connection_id, appointment_id, action.booking_resource_id, action.mailbox
                 )
-            except InvalidAppointment as exc:
-                invalid = exc
-            # Every create's row is written before its POST (DESIGN.md), here in the same short
-            # transaction as the read rather than one transaction per create.
-            for action in actions:
-                if isinstance(action, Create):
-                    target = repo.Target(
-                        connection_id, appointment_id, action.booking_resource_id, action.mailbox
-                    )
-                    await repo.ensure_intent(session, target, generation=action.generation)
+                repo.ensure_intent(db, target, generation=action.generation)
+        return state, actions, None
+
+    state, actions, invalid = await database.run_unit(load_and_plan)
     if state is None:
         log.info("sync.appointment %s/%s: no connection or snapshot", connection_id, appointment_id)
         return
     connection = state.connection
     logs.bind(organization_id=connection.organization_id)
     if invalid is not None:
-        params = {"error": str(invalid)}
+        params = {"error": invalid}
         text = message("invalid_appointment", connection.locale, params)
-        async with database.session_scope() as session:
-            await repo.add_record(
-                session,
-                repo.Target(connection_id, appointment_id, None, None),
-                job_id=job_id,
-                action="plan",
-                status="error",
-                code="invalid_appointment",
-                message=text,
-                details=params,
-                duration_ms=None,
-                graph_request_id=None,
-            )
-        raise PermanentError(text) from invalid
+        record = partial(
+            repo.add_record,
+            target=repo.Target(connection_id, appointment_id, None, None),
+            job_id=job_id,
+            action="plan",
+            status="error",
+            code="invalid_appointment",
+            message=text,
+            details=params,
+            duration_ms=None,
+            graph_request_id=None,
+        )
+        await database.run_unit(record)
+        raise PermanentError(text)
 
     run = _Run(
         database=database,
@@ -196,8 +199,9 @@ async def _create(
 ) -> None:
     target = _target(run, action)
     if not intent_written:
-        async with run.database.session_scope() as session:
-            await repo.ensure_intent(session, target, generation=action.generation)
+        await run.database.run_unit(
+            partial(repo.ensure_intent, target=target, generation=action.generation)
+        )
     event: Event | None = None
     request_id: str | None = None
     if action.lookup_first:
@@ -213,16 +217,15 @@ async def _create(
             action.mailbox, action.event, transaction_id=action.transaction_id, tag=action.tag
         )
         event, request_id = created.value, created.request_id
-    async with run.database.session_scope() as session:
-        await repo.save_created(
-            session,
-            target,
-            generation=action.generation,
-            event=event,
-            field_hashes=action.field_hashes,
-        )
-        details = {"event_id": event.id, "generation": action.generation}
-        await _success(run, session, action, code, started, request_id, details)
+    saved = partial(
+        repo.save_created,
+        target=target,
+        generation=action.generation,
+        event=event,
+        field_hashes=action.field_hashes,
+    )
+    details = {"event_id": event.id, "generation": action.generation}
+    await _success(run, action, code, started, request_id, details, saved)
 
 
 async def _update(run: _Run, action: Update, started: float) -> None:
@@ -233,16 +236,16 @@ async def _update(run: _Run, action: Update, started: float) -> None:
         )
     except ItemNotFound:
         # Deleted in Outlook: the row becomes a tombstone and the event is created anew.
-        async with run.database.session_scope() as session:
-            await repo.mark_deleted(session, target, graph_event_id=action.graph_event_id)
+        await run.database.run_unit(
+            partial(repo.mark_deleted, target=target, graph_event_id=action.graph_event_id)
+        )
         await _create(run, action.recreate, started)
         return
-    async with run.database.session_scope() as session:
-        await repo.save_updated(
-            session, target, event=result.value, field_hashes=action.field_hashes
-        )
-        details = {"event_id": action.graph_event_id, "fields": list(action.changed)}
-        await _success(run, session, action, "updated", started, result.request_id, details)
+    saved = partial(
+        repo.save_updated, target=target, event=result.value, field_hashes=action.field_hashes
+    )
+    details = {"event_id": action.graph_event_id, "fields": list(action.changed)}
+    await _success(run, action, "updated", started, result.request_id, details, saved)
 
 
 async def _delete(run: _Run, action: Delete, started: float) -> None:
@@ -259,10 +262,11 @@ async def _delete(run: _Run, action: Delete, started: float) -> None:
         for event in found.value:
             if event.id not in run.known_ids:  # never the event another row still owns
                 await _delete_quietly(run.client, action.mailbox, event.id)
-    async with run.database.session_scope() as session:
-        await repo.mark_deleted(session, _target(run, action), graph_event_id=action.graph_event_id)
-        details = {"event_id": action.graph_event_id, "reason": action.reason}
-        await _success(run, session, action, "deleted", started, request_id, details)
+    saved = partial(
+        repo.mark_deleted, target=_target(run, action), graph_event_id=action.graph_event_id
+    )
+    details = {"event_id": action.graph_event_id, "reason": action.reason}
+    await _success(run, action, "deleted", started, request_id, details, saved)
 
 
 async def _delete_quietly(client: GraphClient, mailbox: str, event_id: str) -> None:
@@ -272,9 +276,9 @@ async def _delete_quietly(client: GraphClient, mailbox: str, event_id: str) -> N
         pass
 
 
-async def _record(
+def _record(
     run: _Run,
-    session: AsyncSession,
+    db: Statements,
     action: Action,
     *,
     status: str,
@@ -285,8 +289,8 @@ async def _record(
 ) -> str:
     """Add the history record of one action's outcome; returns its readable message."""
     text = message(code, run.locale, params)
-    await repo.add_record(
-        session,
+    repo.add_record(
+        db,
         _target(run, action),
         job_id=run.job_id,
         action=_KIND.get(type(action), "skip"),
@@ -311,47 +315,55 @@ async def _skip(run: _Run, action: Skip) -> None:
         code, params = repo.UNMAPPED_CODE, {"employee": action.booking_resource_id}
     else:
         code, params = "unchanged", {"mailbox": action.mailbox}
-    async with run.database.session_scope() as session:
-        await _record(
-            run,
-            session,
-            action,
-            status="skipped",
-            code=code,
-            params=params,
-            duration_ms=0,
-            request_id=None,
-        )
+    record = partial(
+        _record,
+        run,
+        action=action,
+        status="skipped",
+        code=code,
+        params=params,
+        duration_ms=0,
+        request_id=None,
+    )
+    await run.database.run_unit(record)
 
 
 async def _success(
     run: _Run,
-    session: AsyncSession,
     action: Create | Update | Delete,
     code: str,
     started: float,
     request_id: str | None,
     details: dict[str, Any],
+    saved: Callable[[Statements], None],
 ) -> None:
-    await _record(
-        run,
-        session,
-        action,
-        status="success",
-        code=code,
-        params={"mailbox": action.mailbox, **details},
-        duration_ms=_ms(started),
-        request_id=request_id,
-    )
-    await repo.set_employee_status(
-        session,
-        connection_id=run.connection_id,
-        booking_resource_id=action.booking_resource_id,
-        now=utcnow(),
-    )
+    """Persist a Graph write's outcome in one transaction: `saved` (the mapping row), its
+    history record and the employee's success."""
+
+    def unit(db: Statements) -> None:
+        saved(db)
+        _record(
+            run,
+            db,
+            action,
+            status="success",
+            code=code,
+            params={"mailbox": action.mailbox, **details},
+            duration_ms=_ms(started),
+            request_id=request_id,
+        )
+        repo.set_employee_status(
+            db,
+            connection_id=run.connection_id,
+            booking_resource_id=action.booking_resource_id,
+            now=utcnow(),
+        )
+
+    await run.database.run_unit(unit)
     if run.secret_rejected:
         # Entra took the secret after all: the connection no longer shows it as rejected.
-        await secrets.clear_rejected(session, connection_id=run.connection_id)
+        async with run.database.session_scope() as session:
+            await secrets.clear_rejected(session, connection_id=run.connection_id)
         run.secret_rejected = False
 
 
@@ -363,27 +375,33 @@ async def _failed(run: _Run, action: Action, error: GraphError, started: float) 
     else:
         run.permanent.append(f"{mailbox}: {code}")
     log.warning("sync.appointment %s → %s: %s (%s)", run.appointment_id, mailbox, code, error)
-    async with run.database.session_scope() as session:
-        text = await _record(
+    status = "retrying" if error.retryable else "error"
+
+    def unit(db: Statements) -> str:
+        text = _record(
             run,
-            session,
+            db,
             action,
-            status="retrying" if error.retryable else "error",
+            status=status,
             code=code,
             params=params,
             duration_ms=_ms(started),
             request_id=error.request_id,
         )
-        await secrets.mark_rejected(session, connection_id=run.connection_id, code=code)
         if not error.retryable:
-            await repo.set_employee_status(
-                session,
+            repo.set_employee_status(
+                db,
                 connection_id=run.connection_id,
                 booking_resource_id=action.booking_resource_id,
                 now=utcnow(),
                 error_code=code,
                 error_message=text,
             )
+        return text
+
+    async with run.database.session_scope() as session:
+        await run_in_session(session, unit)
+        await secrets.mark_rejected(session, connection_id=run.connection_id, code=code)
 
 
 def _ms(started: float) -> int:
