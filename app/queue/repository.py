@@ -29,6 +29,7 @@ from sqlalchemy import (
     exists,
     func,
     literal,
+    literal_column,
     or_,
     select,
     text,
@@ -59,6 +60,13 @@ _MAX_CLAIM_CANDIDATES = 10
 
 _PENDING_WHERE = text("state = 'pending'")
 _job = cast(Table, Job.__table__)
+
+
+def _in_state(column: Any, state: str) -> ColumnElement[bool]:
+    """`column = '<state>'`, the state written into the SQL: SQLite prepares a statement again
+    at every execution when a parameter is compared with a column that a partial index's WHERE
+    names (job.state does), which cost the claim's statement 40 µs a run."""
+    return cast(ColumnElement[bool], column == literal_column(f"'{state}'"))
 
 
 def _insert(session: AsyncSession) -> Any:
@@ -145,7 +153,7 @@ def _finish_statement(with_error: bool) -> Any:
         update(table)
         .where(
             c.id == bindparam("w_id"),
-            c.state == RUNNING,
+            _in_state(c.state, RUNNING),
             c.worker_id == bindparam("w_worker_id"),
             c.attempts == bindparam("w_attempts"),
         )
@@ -550,17 +558,19 @@ class _ClaimStatements:
         serial_free = or_(
             job.serial_key.is_(None),
             and_(
-                ~exists().where(running.serial_key == job.serial_key, running.state == RUNNING),
+                ~exists().where(
+                    running.serial_key == job.serial_key, _in_state(running.state, RUNNING)
+                ),
                 ~exists().where(
                     earlier.serial_key == job.serial_key,
-                    earlier.state == PENDING,
+                    _in_state(earlier.state, PENDING),
                     earlier.id < job.id,
                 ),
             ),
         )
         mailbox_running = (
             select(func.count())
-            .where(running.mailbox == job.mailbox, running.state == RUNNING)
+            .where(running.mailbox == job.mailbox, _in_state(running.state, RUNNING))
             .scalar_subquery()
         )
         mailbox_free = or_(
@@ -571,7 +581,7 @@ class _ClaimStatements:
             ),
         )
         claimable = and_(
-            job.state == PENDING,
+            _in_state(job.state, PENDING),
             job.run_at <= now,
             job.kind.in_(bindparam("kinds", expanding=True)),
             serial_free,
@@ -621,7 +631,7 @@ class _ClaimStatements:
         # SQLite: the candidate query as the UPDATE's subquery (its own FROM job, uncorrelated).
         self.lease_next = lease.where(
             job.id == first.with_only_columns(job.id).correlate(None).scalar_subquery(),
-            job.state == PENDING,
+            _in_state(job.state, PENDING),
         )
         # PostgreSQL: the candidate row stays locked (and skipped by other claimers) until commit.
         self.candidate = self.candidate.with_for_update(of=_job, skip_locked=True)
@@ -777,7 +787,7 @@ class JobManager:
             return set()
         statement = (
             _update()
-            .where(Job.id.in_(ids), Job.state == RUNNING, Job.worker_id == worker_id)
+            .where(Job.id.in_(ids), _in_state(Job.state, RUNNING), Job.worker_id == worker_id)
             .values(lease_expires_at=now + self.lease)
             .returning(Job.id, Job.attempts)
         )
@@ -838,7 +848,7 @@ class JobManager:
     def _held(job: ClaimedJob) -> ColumnElement[bool]:
         return and_(
             Job.id == job.id,
-            Job.state == RUNNING,
+            _in_state(Job.state, RUNNING),
             Job.worker_id == job.worker_id,
             Job.attempts == job.attempts,
         )

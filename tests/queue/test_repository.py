@@ -3,17 +3,23 @@
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
 import pytest
+from sqlalchemy.dialects import sqlite as sqlite_dialect
 
 from app.config import Settings
 from app.db import Database
 from app.models import Mailbox
+from app.models.base import utcnow
 from app.queue.repository import (
+    _CLAIM,
+    ClaimedJob,
     JobManager,
+    _finish_statement,
     enqueue,
     next_tick,
     prune_done_jobs,
@@ -363,3 +369,15 @@ async def test_concurrent_claims_respect_limits(
     running = await jobs(database, state="running")
     assert len([j for j in running if j.mailbox == "hot@x.test"]) == 4
     assert len([j for j in running if j.serial_key == "appointment:1"]) == 1
+
+
+def test_hot_queue_statements_name_job_states_in_their_sql() -> None:
+    # SQLite prepares a statement again at every execution when a parameter is compared with a
+    # column that a partial index's WHERE names (job.state: uq_job_pending_dedupe_key); that
+    # tripled the cost of the claim. The claim and the outcome writes keep states in the SQL.
+    held = JobManager._held(ClaimedJob(1, "k", {}, 1, 3, None, None, None, "w", utcnow()))
+    for statement in (_CLAIM.lease_next, _finish_statement(True), _finish_statement(False), held):
+        sql = str(statement.compile(dialect=sqlite_dialect.dialect()))
+        conditions = sql.split(" WHERE ", 1)[-1]  # SET state = ? is no comparison
+        assert not re.search(r"\bstate\s*(=|IN|!=)\s*(\?|\(\?)", conditions), sql
+        assert "state = 'running'" in conditions or "state = 'pending'" in conditions
