@@ -1,5 +1,6 @@
 """Engine, session factory, the request-session dependency, `session_scope()` for jobs, and
-`run_unit()` for hot-path units of work written as plain SQL.
+`run_unit()` for hot-path units of work (plain SQL, or Core statements compiled once): on SQLite
+they run straight on the driver, without SQLAlchemy's per-statement machinery.
 
 SQLite runs in WAL mode with one shared connection per process: every transaction queues for it
 in asyncio (fair, no busy-wait sleeps) and starts with `BEGIN IMMEDIATE`, so no two writers ever

@@ -1,5 +1,6 @@
 """All SQL of the `sync.appointment` job: load what plan() needs, and persist each action's
-outcome (mapping row, sync record, employee status). Callers own the (short) transactions."""
+outcome (mapping row, sync record, employee status). Each function runs its Core statements in a
+unit of work (`Database.run_unit`, or a session through `run_in_session`) that the caller owns."""
 
 from __future__ import annotations
 
