@@ -40,7 +40,7 @@ from app.graph.schemas import (
     Subscription,
     User,
 )
-from app.graph.transport import AiohttpTransport
+from app.graph.transport import AiohttpTransport, send
 
 #: The single-value extended property tagging calbridge's events with their appointment key.
 #: The GUID is calbridge's own property set; never change it, or existing events lose their tag.
@@ -77,23 +77,49 @@ class GraphHttp:
     because they keep each pool small and a mailbox's requests on a few warm connections.
     """
 
-    def __init__(self, clients: Sequence[httpx.AsyncClient]) -> None:
+    def __init__(
+        self,
+        clients: Sequence[httpx.AsyncClient],
+        *,
+        transports: Sequence[httpx.AsyncBaseTransport] | None = None,
+    ) -> None:
+        """`transports`, one per client (the client's own): requests go straight to them
+        (app.graph.transport.send); without, through the clients' `send`."""
         if not clients:
             raise ValueError("at least one client")
+        if transports is not None and len(transports) != len(clients):
+            raise ValueError("one transport per client")
         self._clients = list(clients)
+        self._transports = list(transports) if transports is not None else None
+
+    @classmethod
+    def over(cls, transports: Sequence[httpx.AsyncBaseTransport]) -> GraphHttp:
+        """One client per transport (it builds the requests), requests sent straight to it."""
+        clients = [
+            httpx.AsyncClient(transport=transport, timeout=GRAPH_TIMEOUT, follow_redirects=False)
+            for transport in transports
+        ]
+        return cls(clients, transports=transports)
 
     @classmethod
     def build(cls, settings: Settings, *, shards: int = 16) -> GraphHttp:
         verify = build_ssl_context(settings.ca_bundle)  # loading the CAs once is enough
-        return cls(
-            [build_http_client(settings, verify=verify, max_connections=64) for _ in range(shards)]
+        return cls.over(
+            [AiohttpTransport(verify=verify, max_connections=64) for _ in range(shards)]
         )
+
+    def _shard(self, mailbox: str | None) -> int:
+        if mailbox is None or len(self._clients) == 1:
+            return 0
+        return zlib.crc32(mailbox.casefold().encode()) % len(self._clients)
 
     def for_mailbox(self, mailbox: str | None) -> httpx.AsyncClient:
         """The client of `mailbox`'s shard (the first one for requests about no mailbox)."""
-        if mailbox is None or len(self._clients) == 1:
-            return self._clients[0]
-        return self._clients[zlib.crc32(mailbox.casefold().encode()) % len(self._clients)]
+        return self._clients[self._shard(mailbox)]
+
+    def transport_for(self, mailbox: str | None) -> httpx.AsyncBaseTransport | None:
+        """The transport of `mailbox`'s shard, when requests go straight to it."""
+        return None if self._transports is None else self._transports[self._shard(mailbox)]
 
     async def aclose(self) -> None:
         for client in self._clients:
@@ -217,12 +243,13 @@ class GraphClient:
         header_list += list((headers or {}).items())
         http = self._http.for_mailbox(mailbox)
         request = http.build_request(method, url, params=params, json=json, headers=header_list)
+        transport = self._http.transport_for(mailbox)
         key = self.mailbox_key(mailbox) if mailbox is not None else None
         if key is None:
-            response = await self._transmit(http, request, client_request_id, target)
+            response = await self._transmit(http, transport, request, client_request_id, target)
         else:
             async with self.limiter.slot(key):
-                response = await self._transmit(http, request, client_request_id, target)
+                response = await self._transmit(http, transport, request, client_request_id, target)
                 self._note_throttle(key, response.status_code, response.headers)
         if response.is_success:
             return response, client_request_id
@@ -237,13 +264,17 @@ class GraphClient:
     async def _transmit(
         self,
         http: httpx.AsyncClient,
+        transport: httpx.AsyncBaseTransport | None,
         request: httpx.Request,
         client_request_id: str,
         target: Target,
     ) -> httpx.Response:
         """Send `request`; every outcome is counted here, once (app.metrics)."""
         try:
-            response = await http.send(request, auth=self._auth)
+            if transport is not None:
+                response = await send(transport, request, self._auth)
+            else:
+                response = await http.send(request, auth=self._auth)
         except GraphError as exc:  # from the token provider inside the auth flow
             metrics.graph_response(request.method, target, "token_error")
             exc.client_request_id = exc.client_request_id or client_request_id

@@ -128,3 +128,25 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         if self._session is not None:
             await self._session.close()
             self._session = None
+
+
+async def send(
+    transport: httpx.AsyncBaseTransport, request: httpx.Request, auth: httpx.Auth
+) -> httpx.Response:
+    """Send `request` through `auth`'s flow straight to `transport`: what httpx's
+    `AsyncClient.send` does for Graph's requests, without the redirects, cookie jar and event
+    hooks they never use (about a fifth of the client's CPU per request)."""
+    flow = auth.async_auth_flow(request)
+    try:
+        request = await flow.__anext__()
+        while True:
+            response = await transport.handle_async_request(request)
+            response.request = request
+            await response.aread()
+            try:
+                request = await flow.asend(response)
+            except StopAsyncIteration:
+                return response
+            await response.aclose()
+    finally:
+        await flow.aclose()

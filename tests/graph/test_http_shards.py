@@ -63,3 +63,14 @@ def test_build_makes_shards_sharing_one_ssl_context(settings: Settings) -> None:
     http = GraphHttp.build(settings, shards=3)
     clients = {id(http.for_mailbox(f"p{n}@contoso.example")) for n in range(40)}
     assert len(clients) == 3
+
+
+def test_over_transports_pairs_each_shards_client_with_its_transport() -> None:
+    transports = [httpx.MockTransport(lambda _request: httpx.Response(204)) for _ in range(4)]
+    http = GraphHttp.over(transports)
+    mailboxes = [f"person{n}@contoso.example" for n in range(32)]
+    for mailbox in mailboxes:
+        client = http.for_mailbox(mailbox)
+        assert http.transport_for(mailbox) is transports[http._clients.index(client)]
+    assert len({id(http.transport_for(m)) for m in mailboxes}) == 4
+    assert GraphHttp([httpx.AsyncClient()]).transport_for("a@contoso.example") is None
