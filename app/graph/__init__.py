@@ -2,7 +2,7 @@
 per-mailbox limits, and the calendar, delta, subscription and `$batch` operations."""
 
 from app.graph.auth import AuthRegistry, GraphAuth, GraphCredentials, TokenProvider
-from app.graph.client import TAG_PROPERTY_ID, GraphClient, build_http_client
+from app.graph.client import TAG_PROPERTY_ID, GraphClient, GraphHttp
 from app.graph.errors import (
     AccessDenied,
     AuthenticationFailed,
@@ -26,6 +26,7 @@ __all__ = [
     "GraphClient",
     "GraphCredentials",
     "GraphError",
+    "GraphHttp",
     "ItemNotFound",
     "MailboxLimiter",
     "MailboxNotFound",
@@ -35,5 +36,4 @@ __all__ = [
     "TokenProvider",
     "Transient",
     "UnexpectedGraphError",
-    "build_http_client",
 ]

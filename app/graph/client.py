@@ -4,7 +4,6 @@ subscriptions, `$batch`), on the process's HTTP pools (GraphHttp), classified in
 
 from __future__ import annotations
 
-import ssl
 import uuid
 import zlib
 from collections.abc import AsyncIterator, Mapping, Sequence
@@ -53,21 +52,6 @@ MAX_BATCH = 20
 GRAPH_TIMEOUT = httpx.Timeout(30.0, connect=10.0)
 
 
-def build_http_client(
-    settings: Settings, *, verify: ssl.SSLContext | None = None, max_connections: int = 200
-) -> httpx.AsyncClient:
-    """An AsyncClient for Graph (keep-alive pool, CA bundle, timeouts), sending through aiohttp
-    (app.graph.transport: the same httpx API at less than half the CPU per request).
-
-    HTTP/1.1 only: HTTP/2 has not been measured to help (Outlook allows 4 concurrent requests
-    per mailbox anyway).
-    """
-    transport = AiohttpTransport(
-        verify=verify or build_ssl_context(settings.ca_bundle), max_connections=max_connections
-    )
-    return httpx.AsyncClient(transport=transport, timeout=GRAPH_TIMEOUT, follow_redirects=False)
-
-
 class GraphHttp:
     """The process's HTTP clients for Graph: one connection pool per shard of mailboxes.
 
@@ -79,47 +63,43 @@ class GraphHttp:
 
     def __init__(
         self,
-        clients: Sequence[httpx.AsyncClient],
+        transports: Sequence[httpx.AsyncBaseTransport],
         *,
-        transports: Sequence[httpx.AsyncBaseTransport] | None = None,
+        timeout: httpx.Timeout = GRAPH_TIMEOUT,
     ) -> None:
-        """`transports`, one per client (the client's own): requests go straight to them
-        (app.graph.transport.send); without, through the clients' `send`."""
-        if not clients:
-            raise ValueError("at least one client")
-        if transports is not None and len(transports) != len(clients):
-            raise ValueError("one transport per client")
-        self._clients = list(clients)
-        self._transports = list(transports) if transports is not None else None
-
-    @classmethod
-    def over(cls, transports: Sequence[httpx.AsyncBaseTransport]) -> GraphHttp:
-        """One client per transport (it builds the requests), requests sent straight to it."""
-        clients = [
-            httpx.AsyncClient(transport=transport, timeout=GRAPH_TIMEOUT, follow_redirects=False)
+        """One shard per transport. Each has a client that builds its requests (base headers,
+        timeouts); they are sent straight to the transport (app.graph.transport.send)."""
+        if not transports:
+            raise ValueError("at least one transport")
+        self._transports = list(transports)
+        self._clients = [
+            httpx.AsyncClient(transport=transport, timeout=timeout, follow_redirects=False)
             for transport in transports
         ]
-        return cls(clients, transports=transports)
 
     @classmethod
-    def build(cls, settings: Settings, *, shards: int = 16) -> GraphHttp:
+    def build(
+        cls, settings: Settings, *, shards: int = 16, timeout: httpx.Timeout = GRAPH_TIMEOUT
+    ) -> GraphHttp:
+        """aiohttp transports (app.graph.transport), trusting the system's, certifi's and
+        CALBRIDGE_CA_BUNDLE's CAs. HTTP/1.1 only: HTTP/2 has not been measured to help (Outlook
+        allows 4 concurrent requests per mailbox anyway)."""
         verify = build_ssl_context(settings.ca_bundle)  # loading the CAs once is enough
-        return cls.over(
-            [AiohttpTransport(verify=verify, max_connections=64) for _ in range(shards)]
-        )
+        transports = [AiohttpTransport(verify=verify, max_connections=64) for _ in range(shards)]
+        return cls(transports, timeout=timeout)
 
     def _shard(self, mailbox: str | None) -> int:
         if mailbox is None or len(self._clients) == 1:
             return 0
         return zlib.crc32(mailbox.casefold().encode()) % len(self._clients)
 
-    def for_mailbox(self, mailbox: str | None) -> httpx.AsyncClient:
-        """The client of `mailbox`'s shard (the first one for requests about no mailbox)."""
-        return self._clients[self._shard(mailbox)]
-
-    def transport_for(self, mailbox: str | None) -> httpx.AsyncBaseTransport | None:
-        """The transport of `mailbox`'s shard, when requests go straight to it."""
-        return None if self._transports is None else self._transports[self._shard(mailbox)]
+    def for_mailbox(
+        self, mailbox: str | None
+    ) -> tuple[httpx.AsyncClient, httpx.AsyncBaseTransport]:
+        """The client and transport of `mailbox`'s shard (the first for requests about no
+        mailbox)."""
+        shard = self._shard(mailbox)
+        return self._clients[shard], self._transports[shard]
 
     async def aclose(self) -> None:
         for client in self._clients:
@@ -173,14 +153,14 @@ class GraphClient:
 
     def __init__(
         self,
-        http: httpx.AsyncClient | GraphHttp,
+        http: GraphHttp,
         auth: GraphAuth,
         *,
         graph_url: str,
         limiter: MailboxLimiter,
         timezone: str = "UTC",
     ) -> None:
-        self._http = http if isinstance(http, GraphHttp) else GraphHttp([http])
+        self._http = http
         self._auth = auth
         self.graph_url = graph_url.rstrip("/")
         base = urlsplit(self.graph_url)
@@ -241,15 +221,14 @@ class GraphClient:
         header_list = [("client-request-id", client_request_id), ("Prefer", PREFER_IMMUTABLE_ID)]
         header_list += [("Prefer", value) for value in prefer]
         header_list += list((headers or {}).items())
-        http = self._http.for_mailbox(mailbox)
+        http, transport = self._http.for_mailbox(mailbox)
         request = http.build_request(method, url, params=params, json=json, headers=header_list)
-        transport = self._http.transport_for(mailbox)
         key = self.mailbox_key(mailbox) if mailbox is not None else None
         if key is None:
-            response = await self._transmit(http, transport, request, client_request_id, target)
+            response = await self._transmit(transport, request, client_request_id, target)
         else:
             async with self.limiter.slot(key):
-                response = await self._transmit(http, transport, request, client_request_id, target)
+                response = await self._transmit(transport, request, client_request_id, target)
                 self._note_throttle(key, response.status_code, response.headers)
         if response.is_success:
             return response, client_request_id
@@ -263,18 +242,14 @@ class GraphClient:
 
     async def _transmit(
         self,
-        http: httpx.AsyncClient,
-        transport: httpx.AsyncBaseTransport | None,
+        transport: httpx.AsyncBaseTransport,
         request: httpx.Request,
         client_request_id: str,
         target: Target,
     ) -> httpx.Response:
         """Send `request`; every outcome is counted here, once (app.metrics)."""
         try:
-            if transport is not None:
-                response = await send(transport, request, self._auth)
-            else:
-                response = await http.send(request, auth=self._auth)
+            response = await send(transport, request, self._auth)
         except GraphError as exc:  # from the token provider inside the auth flow
             metrics.graph_response(request.method, target, "token_error")
             exc.client_request_id = exc.client_request_id or client_request_id

@@ -214,7 +214,7 @@ async def make_env(entra: FakeEntra, clock: FakeClock) -> Any:
         msal_http = MsalHttpClient(httpx.Client(transport=httpx.MockTransport(entra.handler)))
         registry = AuthRegistry(authority_host=LOGIN, graph_url=GRAPH, http_client=msal_http)
         # Requests go straight to the transport, as with the process's GraphHttp.build.
-        http = GraphHttp.over([httpx.MockTransport(recording)])
+        http = GraphHttp([httpx.MockTransport(recording)])
         closers.append((http, registry))
         credentials = GraphCredentials(TENANT, CLIENT_ID, SecretStr(secret))
         limiter = MailboxLimiter(clock=clock, sleep=clock.sleep)

@@ -9,14 +9,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import httpx
 import pytest
 from pydantic import SecretStr
 
 from app.config import Settings
 from app.graph import errors
 from app.graph.auth import AuthRegistry, GraphCredentials, build_msal_http_client
-from app.graph.client import GraphClient, build_http_client
+from app.graph.client import GraphClient, GraphHttp
 from app.graph.limits import MailboxLimiter
 from app.sandbox import SandboxServer, ThrottleLimits
 from tests.sandbox.receiver import Receiver, serve
@@ -37,7 +36,7 @@ EVENT = {
 class World:
     sandbox: SandboxServer
     registry: AuthRegistry
-    http: httpx.AsyncClient
+    http: GraphHttp
     tenant_id: str
     client_id: str
     secret: str
@@ -85,7 +84,7 @@ async def world() -> AsyncIterator[World]:
             graph_url=sandbox.graph_url,
             http_client=build_msal_http_client(sandbox.ca_path),
         )
-        http = build_http_client(settings)
+        http = GraphHttp.build(settings, shards=1)
         try:
             yield World(
                 sandbox, registry, http, tenant.id, app.client_id, secret, max_user.id, erika.id

@@ -13,7 +13,7 @@ from pydantic import SecretStr
 
 from app.config import Settings
 from app.graph.auth import AuthRegistry, GraphCredentials, build_msal_http_client
-from app.graph.client import GraphClient, build_http_client
+from app.graph.client import GraphClient, GraphHttp
 from app.graph.limits import MailboxLimiter
 from app.graph.schemas import BatchRequest
 from app.sandbox import SandboxServer
@@ -327,7 +327,7 @@ async def client(sandbox: SandboxServer, setup: Setup) -> AsyncIterator[GraphCli
         graph_url=sandbox.graph_url,
         http_client=build_msal_http_client(sandbox.ca_path),
     )
-    http = build_http_client(settings)
+    http = GraphHttp.build(settings, shards=1)
     credentials = GraphCredentials(
         tenant=setup.tenant_id, client_id=setup.client_id, client_secret=SecretStr(setup.secret)
     )

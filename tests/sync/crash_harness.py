@@ -22,8 +22,7 @@ from standardwebhooks.webhooks import Webhook
 from app.config import Settings, WorkerSettings
 from app.crypto import SecretBox
 from app.db import Database
-from app.graph.auth import build_ssl_context
-from app.graph.client import TAG_PROPERTY_ID
+from app.graph.client import TAG_PROPERTY_ID, GraphHttp
 from app.jobs import build_registry
 from app.main import create_app
 from app.models import EventMapping, Job, SyncRecord
@@ -436,12 +435,7 @@ async def _graph_clients(settings: Settings, seconds: float) -> GraphClients:
     timeout has no setting) so a hung request costs the test one second."""
     graph = GraphClients(settings)
     default_http = graph.http
-    graph.http = httpx.AsyncClient(
-        verify=build_ssl_context(settings.ca_bundle),
-        timeout=httpx.Timeout(seconds),
-        limits=httpx.Limits(max_connections=200, max_keepalive_connections=50),
-        follow_redirects=False,
-    )
+    graph.http = GraphHttp.build(settings, timeout=httpx.Timeout(seconds))
     await default_http.aclose()
     return graph
 
