@@ -18,9 +18,10 @@ import sqlite3
 from collections import namedtuple
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Protocol, TypeVar, cast
+from typing import Any, Generic, Protocol, TypeVar, cast
 
 import aiosqlite
 from fastapi import Request
@@ -292,6 +293,18 @@ def _compiled(statement: ClauseElement, dialect: Dialect) -> _Compiled:
     return _Compiled(statement, dialect)
 
 
+#: At most this many units share a transaction (SQLite), so that none waits long for the lock.
+UNITS_PER_TRANSACTION = 128
+
+
+@dataclass(slots=True)
+class _Unit(Generic[R]):
+    """A unit of work waiting for its transaction, and the future its caller awaits."""
+
+    unit: Callable[[Statements], R]
+    future: asyncio.Future[R]
+
+
 def _begin_without_waiting(sqlite: sqlite3.Connection) -> bool:
     """BEGIN IMMEDIATE if no other process holds the write lock; False (no transaction) if one
     does. The busy timeout is off for this one statement only."""
@@ -307,16 +320,44 @@ def _begin_without_waiting(sqlite: sqlite3.Connection) -> bool:
     return True
 
 
-def _complete(sqlite: sqlite3.Connection, unit: Callable[[Statements], R], db: Statements) -> R:
-    """The unit's statements in the open transaction, then COMMIT (ROLLBACK if it raises)."""
+def _run_in_transaction(
+    sqlite: sqlite3.Connection, db: Statements, group: list[_Unit[Any]]
+) -> bool:
+    """The group's units in the open transaction, each in a savepoint of its own, then COMMIT
+    (True if it committed); each unit's future gets its result or its own error. A unit that
+    raises is undone alone, unless its error ended the transaction (a full disk, say): then
+    every unit of the group fails with it, and none of them left anything behind."""
+    done: list[tuple[_Unit[Any], Any]] = []
     try:
-        result = unit(db)
+        for pending in group:
+            if pending.future.done():  # its caller was cancelled while it waited
+                continue
+            db.rows("SAVEPOINT unit", ())
+            try:
+                result = pending.unit(db)
+            except Exception as exc:
+                if not sqlite.in_transaction:
+                    raise
+                db.rows("ROLLBACK TO unit", ())
+                db.rows("RELEASE unit", ())
+                pending.future.set_exception(exc)
+                continue
+            db.rows("RELEASE unit", ())
+            done.append((pending, result))
         db.rows("COMMIT", ())
-    except BaseException:
-        if sqlite.in_transaction:  # some errors end the transaction themselves
+    except BaseException as exc:
+        if sqlite.in_transaction:
             sqlite.execute("ROLLBACK")
-        raise
-    return result
+        for pending in group:
+            if not pending.future.done():
+                pending.future.set_exception(exc)
+        if not isinstance(exc, Exception):
+            raise
+        return False
+    for pending, result in done:
+        if not pending.future.done():
+            pending.future.set_result(result)
+    return True
 
 
 def param_marker(dialect_name: str) -> str:
@@ -374,6 +415,8 @@ class Database:
         self.engine = create_engine(url, **engine_kwargs)
         self.sessionmaker = async_sessionmaker(self.engine, expire_on_commit=False)
         self._commits = 0
+        self._units: list[_Unit[Any]] = []  # SQLite: waiting for their transaction
+        self._grouper: asyncio.Future[None] | None = None
         self._checkpointer = _Checkpointer(sqlite_path(url))
         if self.is_sqlite:
             event.listen(self.engine.sync_engine, "commit", lambda _connection: self._committed())
@@ -408,13 +451,38 @@ class Database:
         """Run `unit` as one transaction, committed when it returns, rolled back if it raises.
 
         On SQLite the unit runs on the event loop's thread, synchronously and straight on the
-        driver (no SQLAlchemy in between). The process's one connection is checked out, so only
-        another process can hold the write lock; then only the `BEGIN` waits for it, in the
-        driver's thread, never on the loop. On PostgreSQL it runs in an ordinary session.
+        driver (no SQLAlchemy in between), and shares its transaction with the other units
+        submitted in the same turn of the loop, each in a savepoint of its own: one commit for
+        the lot, yet each unit's error undoes only its own statements (`_run_in_transaction`). The
+        process's one connection is checked out, so only another process can hold the write
+        lock; then only the `BEGIN` waits for it, in the driver's thread, never on the loop. On
+        PostgreSQL it runs in an ordinary session.
         """
         if not self.is_sqlite:
             async with self.session_scope() as session:
                 return await run_in_session(session, unit)
+        future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
+        self._units.append(_Unit(unit, future))
+        if self._grouper is None or self._grouper.done():
+            self._grouper = asyncio.ensure_future(self._run_units())
+        return await future
+
+    async def _run_units(self) -> None:
+        """Run the queued units, a group per transaction, until none is left; the first group
+        starts once the callbacks ready in this turn of the loop have added theirs."""
+        while self._units:
+            group, self._units = (
+                self._units[:UNITS_PER_TRANSACTION],
+                self._units[UNITS_PER_TRANSACTION:],
+            )
+            try:
+                await self._run_group(group)
+            except Exception as exc:  # checking out, or waiting for, the connection
+                for pending in group:
+                    if not pending.future.done():
+                        pending.future.set_exception(exc)
+
+    async def _run_group(self, group: list[_Unit[Any]]) -> None:
         async with self.engine.connect() as connection:
             raw = await connection.get_raw_connection()
             driver = cast(aiosqlite.Connection, raw.driver_connection)
@@ -424,9 +492,13 @@ class Database:
                 # one entry for running a function there, which tests/test_db.py holds it to).
                 # Once the transaction is open, `_LoopConnection` runs on the loop again.
                 await driver._execute(statements.rows, "BEGIN IMMEDIATE", ())  # type: ignore[no-untyped-call]
-            result = _complete(sqlite, unit, statements)
-            self._committed()
-            return result
+            if _run_in_transaction(sqlite, statements, group):
+                self._committed()
+
+    @property
+    def commits(self) -> int:
+        """Transactions committed so far (SQLite; a group of units is one)."""
+        return self._commits
 
     @property
     def checkpoints(self) -> int:

@@ -403,3 +403,119 @@ async def test_a_unit_statement_needing_python_defaults_is_refused(database: Dat
         pytest.skip("PostgreSQL runs a unit in a session, whose execution fills in defaults")
     with pytest.raises(ValueError, match="created_at"):
         await database.run_unit(add)
+
+
+def _sqlite_only(database: Database) -> None:
+    if not database.is_sqlite:
+        pytest.skip("PostgreSQL runs each unit in a session of its own (no shared transaction)")
+
+
+async def test_units_submitted_together_share_one_commit(database: Database) -> None:
+    _sqlite_only(database)
+    connection_id = await _seed_connection(database)
+    before = database.commits
+    results = await asyncio.gather(
+        *(
+            database.run_unit(lambda db, n=n: _insert_inbox_row(db, f"u{n}", connection_id) or n)
+            for n in range(10)
+        )
+    )
+    assert results == list(range(10))
+    assert database.commits == before + 1
+    assert await _count_inbox(database) == 10
+
+
+async def test_a_transaction_holds_at_most_so_many_units(
+    database: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _sqlite_only(database)
+    monkeypatch.setattr("app.db.UNITS_PER_TRANSACTION", 4)
+    connection_id = await _seed_connection(database)
+    before = database.commits
+    await asyncio.gather(
+        *(
+            database.run_unit(lambda db, n=n: _insert_inbox_row(db, f"u{n}", connection_id))
+            for n in range(10)
+        )
+    )
+    assert database.commits == before + 3  # 4 + 4 + 2
+    assert await _count_inbox(database) == 10
+
+
+async def test_a_failing_unit_undoes_only_its_own_statements(database: Database) -> None:
+    """Units grouped in one transaction: the one that raises gets its error and leaves nothing;
+    the ones before and after it commit, and each caller gets its own result."""
+    connection_id = await _seed_connection(database)
+
+    def valid_then_orphan(db: Statements) -> None:
+        _insert_inbox_row(db, "half", connection_id)
+        _insert_inbox_row(db, "orphan", connection_id + 999)  # no such connection: a foreign key
+
+    outcomes = await asyncio.gather(
+        database.run_unit(lambda db: _insert_inbox_row(db, "before", connection_id) or "a"),
+        database.run_unit(valid_then_orphan),
+        database.run_unit(lambda db: _insert_inbox_row(db, "after", connection_id) or "c"),
+        return_exceptions=True,
+    )
+    assert outcomes[0] == "a" and outcomes[2] == "c"
+    assert isinstance(outcomes[1], IntegrityError)
+
+    def ids(db: Statements) -> list[str]:
+        return [row[0] for row in db.rows("SELECT external_id FROM inbox_event ORDER BY id", ())]
+
+    assert await database.run_unit(ids) == ["before", "after"]
+
+
+async def test_an_error_that_ends_the_transaction_fails_the_whole_group(
+    database: Database,
+) -> None:
+    """When a unit's error leaves no transaction to roll back to (as a full disk would), the
+    units grouped with it are not committed either, and their callers are told so."""
+    _sqlite_only(database)
+    connection_id = await _seed_connection(database)
+
+    def ends_the_transaction(db: Statements) -> None:
+        db.rows("ROLLBACK", ())
+        raise RuntimeError("disk full")
+
+    outcomes = await asyncio.gather(
+        database.run_unit(lambda db: _insert_inbox_row(db, "first", connection_id)),
+        database.run_unit(ends_the_transaction),
+        return_exceptions=True,
+    )
+    assert [str(outcome) for outcome in outcomes] == ["disk full", "disk full"]
+    assert await _count_inbox(database) == 0
+    # The connection is usable again.
+    await database.run_unit(lambda db: _insert_inbox_row(db, "later", connection_id))
+    assert await _count_inbox(database) == 1
+
+
+async def test_a_unit_whose_caller_gave_up_waiting_is_not_run(
+    database: Database, db_url: str
+) -> None:
+    """Cancelled while its group waits for another process's write lock: the unit never runs;
+    the others of its group do."""
+    _sqlite_only(database)
+    connection_id = await _seed_connection(database)
+    path = sqlite_path(db_url)
+    assert path is not None
+    ran: list[str] = []
+
+    def unit(name: str) -> Any:
+        return lambda db: ran.append(name) or _insert_inbox_row(db, name, connection_id)
+
+    other = sqlite3.connect(path, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    try:
+        kept = asyncio.ensure_future(database.run_unit(unit("kept")))
+        dropped = asyncio.ensure_future(database.run_unit(unit("dropped")))
+        await asyncio.sleep(0.05)
+        assert not kept.done()  # waiting for the lock
+        dropped.cancel()
+        await asyncio.sleep(0)
+    finally:
+        other.execute("COMMIT")
+        other.close()
+    await asyncio.wait_for(kept, 10)
+    assert ran == ["kept"]
+    assert await _count_inbox(database) == 1
