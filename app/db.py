@@ -238,6 +238,24 @@ class _SessionStatements:
         return result.all() if result.returns_rows else []
 
 
+@dataclass(frozen=True, slots=True)
+class _ListItem:
+    """Item `index` of the IN list `name`, where SQLAlchemy's expansion puts it."""
+
+    name: str
+    index: int
+
+
+@dataclass(frozen=True, slots=True)
+class _Layout:
+    """A compiled statement's SQL and, per positional parameter, where its value comes from
+    (a named parameter, or an item of a named list) and its bind processor."""
+
+    sql: str
+    sources: tuple[tuple[str, int | None], ...]
+    processors: tuple[Callable[[Any], Any] | None, ...]
+
+
 class _Compiled:
     """A Core statement compiled once for SQLite's driver: its SQL, how named parameters become
     the driver's positional ones (SQLAlchemy's bind processors), and how result values become
@@ -249,39 +267,67 @@ class _Compiled:
         computed = [*compiled.insert_prefetch, *compiled.update_prefetch]
         if computed:
             # SQLAlchemy fills those in per execution; here the statement must give them.
-            names = ", ".join(sorted(column.key for column in computed))
-            raise ValueError(f"give the values of {names} in the statement (Python defaults)")
+            missing = ", ".join(sorted(column.key for column in computed))
+            raise ValueError(f"give the values of {missing} in the statement (Python defaults)")
         self._compiled = compiled
-        # An IN list's SQL depends on its values: SQLAlchemy expands it per execution.
-        self._expanding = any(bind.expanding for bind in compiled.binds.values())
         self._processors: dict[str, Callable[[Any], Any]] = {}
         for name, bind in compiled.binds.items():
             process = bind.type.dialect_impl(dialect).bind_processor(dialect)
             if process is not None:
                 self._processors[name] = process
+        # An IN list's SQL depends on its length: SQLAlchemy expands it per execution, and its
+        # layout is remembered here per length of each list.
+        self._lists = [name for name, bind in compiled.binds.items() if bind.expanding]
+        self._layouts: dict[tuple[int, ...], _Layout] = {}
+        if not self._lists:
+            names = tuple(compiled.positiontup or ())
+            self._plain = _Layout(
+                compiled.string,
+                tuple((name, None) for name in names),
+                tuple(self._processors.get(name) for name in names),
+            )
         columns = list(getattr(statement, "exported_columns", ()))
         self._readers = [from_driver(dialect, column) for column in columns]
         self._row: Any = namedtuple("Row", [column.key for column in columns], rename=True)  # type: ignore[misc]
 
     def bind(self, parameters: Mapping[str, Any]) -> tuple[str, list[Any]]:
-        compiled = self._compiled
-        if self._expanding:
-            state = compiled.construct_expanded_state(dict(parameters))
-            sql, names, values = state.statement, state.positiontup or (), state.parameters
-            # The state's processors are those of the expanded items only.
-            processors: Mapping[str, Callable[[Any], Any]] = {
-                **self._processors,
-                **state.processors,
-            }
+        values = self._compiled.construct_params(dict(parameters))
+        if self._lists:
+            for name in self._lists:
+                if not isinstance(values[name], list | tuple):  # a set, say
+                    values[name] = list(values[name])
+            lengths = tuple(len(values[name]) for name in self._lists)
+            layout = self._layouts.get(lengths) or self._expand(values, lengths)
         else:
-            sql, names, processors = compiled.string, compiled.positiontup or (), self._processors
-            values = compiled.construct_params(dict(parameters))
+            layout = self._plain
         converted: list[Any] = []
-        for name in names:
-            value = values[name]
-            process = processors.get(name)
+        for (name, index), process in zip(layout.sources, layout.processors, strict=True):
+            value = values[name] if index is None else values[name][index]
             converted.append(value if process is None else process(value))
-        return sql, converted
+        return layout.sql, converted
+
+    def _expand(self, values: Mapping[str, Any], lengths: tuple[int, ...]) -> _Layout:
+        """SQLAlchemy's expansion for lists of these lengths, with each item's position in the
+        SQL traced back to its list (by expanding placeholders instead of the values)."""
+        traced = dict(values)
+        for name, length in zip(self._lists, lengths, strict=True):
+            traced[name] = [_ListItem(name, index) for index in range(length)]
+        state = self._compiled.construct_expanded_state(traced)
+        # The state's processors are those of the expanded items only.
+        processors = {**self._processors, **state.processors}
+        sources: list[tuple[str, int | None]] = []
+        for name in state.positiontup or ():
+            value = state.parameters[name]
+            sources.append(
+                (value.name, value.index) if isinstance(value, _ListItem) else (name, None)
+            )
+        layout = _Layout(
+            state.statement,
+            tuple(sources),
+            tuple(processors.get(name) for name in state.positiontup or ()),
+        )
+        self._layouts[lengths] = layout
+        return layout
 
     def read(self, rows: Sequence[tuple[Any, ...]]) -> list[Any]:
         readers, make = self._readers, self._row._make

@@ -8,13 +8,15 @@ import asyncio
 import sqlite3
 import threading
 from collections.abc import Coroutine
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, TypeVar
+from zoneinfo import ZoneInfo
 
 import aiosqlite
 import pytest
-from sqlalchemy import bindparam, insert, select, text
+from sqlalchemy import DateTime, bindparam, insert, select, text
+from sqlalchemy.dialects import sqlite
 from sqlalchemy.exc import IntegrityError
 
 from app.db import (
@@ -391,6 +393,42 @@ async def test_an_in_list_and_typed_parameters_in_one_unit_statement(database: D
         assert await run_in_session(session, query) == [("a", due)]
 
 
+_DUE_EXCEPT = _DUE.where(_JOB.c.id.not_in(bindparam("skipped", expanding=True)))
+
+
+async def test_in_lists_of_each_length_bind_their_own_items(database: Database) -> None:
+    """Two IN lists in one statement, with lengths that change from one execution to the next
+    (a set and an empty list among them): each item lands at its own place, as when SQLAlchemy
+    runs the statement."""
+    due = datetime(2026, 12, 5, 10, 0, tzinfo=UTC)
+    ids = {}
+    for kind in "abcd":
+        [row] = await database.run_unit(
+            lambda db, k=kind: db.execute(_ADD_JOB, _job_values(k, due, {}))
+        )
+        ids[kind] = row.id
+    later = due + timedelta(hours=1)
+    cases = [
+        ({"kinds": ["a", "b", "c"], "skipped": [ids["b"]]}, ["a", "c"]),
+        ({"kinds": ["d"], "skipped": []}, ["d"]),
+        ({"kinds": {"c", "d"}, "skipped": [ids["a"], ids["d"]]}, ["c"]),
+        ({"kinds": ["a", "b", "c"], "skipped": [ids["c"], ids["a"]]}, ["b"]),
+        ({"kinds": [], "skipped": [ids["a"]]}, []),
+        ({"kinds": ["b", "a", "d", "c"], "skipped": []}, ["a", "b", "c", "d"]),
+    ]
+
+    def query(parameters: dict[str, Any]) -> Any:
+        def run(db: Statements) -> list[str]:
+            return [row.kind for row in db.execute(_DUE_EXCEPT, {**parameters, "now": later})]
+
+        return run
+
+    for parameters, expected in cases:
+        assert await database.run_unit(query(parameters)) == expected, parameters
+        async with database.session() as session:
+            assert await run_in_session(session, query(parameters)) == expected
+
+
 async def test_a_unit_statement_needing_python_defaults_is_refused(database: Database) -> None:
     # created_at has a Python default, which SQLAlchemy computes per execution; a unit's compiled
     # statement would write NULL instead, so it must name every such column itself.
@@ -519,3 +557,26 @@ async def test_a_unit_whose_caller_gave_up_waiting_is_not_run(
     await asyncio.wait_for(kept, 10)
     assert ran == ["kept"]
     assert await _count_inbox(database) == 1
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        datetime(2026, 12, 5, 10, 0, tzinfo=UTC),
+        datetime(2026, 1, 2, 3, 4, 5, 6, tzinfo=UTC),
+        datetime(999, 1, 1, tzinfo=UTC),
+        datetime(2026, 6, 1, 1, 2, 3, 999_999, tzinfo=timezone(timedelta(hours=2))),
+        datetime(2026, 3, 29, 1, 30, tzinfo=ZoneInfo("Europe/Berlin")),
+    ],
+)
+def test_utc_datetimes_are_stored_as_sqlalchemys_sqlite_text(value: datetime) -> None:
+    """The SQLite text of a UTC datetime is exactly what SQLAlchemy's DATETIME writes (stored
+    rows and indexes compare it as text), whatever the value's offset."""
+    dialect = sqlite.dialect()
+    ours = UTCDateTime().dialect_impl(dialect).bind_processor(dialect)
+    sqlalchemys = DateTime().dialect_impl(dialect).bind_processor(dialect)
+    assert ours is not None and sqlalchemys is not None
+    assert ours(value) == sqlalchemys(value.astimezone(UTC).replace(tzinfo=None))
+    assert ours(None) is None
+    with pytest.raises(ValueError, match="naive"):
+        ours(value.replace(tzinfo=None))

@@ -8,10 +8,10 @@ import hashlib
 import json
 import re
 import string
-import unicodedata
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from functools import lru_cache
 from typing import Any, Literal, cast
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -318,7 +318,7 @@ def render_subject(template: str, appointment: Mapping[str, Any]) -> str:
     # such merged template text is cleaned, never the appointment's own text.
     pieces: list[tuple[str, bool]] = []  # (text, is a value)
     touched: set[int] = set()  # indexes of literals next to a dropped value
-    for literal, field, _, _ in string.Formatter().parse(template):
+    for literal, field in _template(template):
         if literal:
             if pieces and not pieces[-1][1]:
                 pieces[-1] = (pieces[-1][0] + literal, False)
@@ -340,9 +340,15 @@ def render_subject(template: str, appointment: Mapping[str, Any]) -> str:
         if not is_value and index in touched:
             text = _tidy(text, first=index == 0, last=index == len(pieces) - 1)
         out.append(text)
-    return re.sub(r"\s+", " ", "".join(out)).strip()
+    return _WHITESPACE.sub(" ", "".join(out)).strip()
 
 
+@lru_cache(maxsize=64)  # a connection's template, parsed for each of its appointments
+def _template(template: str) -> tuple[tuple[str, str | None], ...]:
+    return tuple((literal, field) for literal, field, _, _ in string.Formatter().parse(template))
+
+
+_WHITESPACE = re.compile(r"\s+")
 _SEPARATORS = "-–—|:;,/·•"
 _EMPTY_BRACKETS = re.compile(r"\(\s*\)|\[\s*\]|\{\s*\}|<\s*>|\"\s*\"|'\s*'|„\s*“")
 _SEPARATOR = f"[{re.escape(_SEPARATORS)}]"
@@ -447,23 +453,23 @@ def _str(value: Any) -> str:
     return value if isinstance(value, str) else ""
 
 
+# Cc (control characters Graph rejects or mangles) is exactly U+0000-001F and U+007F-009F; Cs
+# (lone surrogates JSON can smuggle in, which cannot even be encoded as UTF-8) is U+D800-DFFF.
+_INVISIBLE = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
+_INVISIBLE_IN_TEXT = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\ud800-\udfff]")  # \t, \n stay
+_NEWLINES = re.compile("\r\n?|[\u2028\u2029]")
+_BREAKS = re.compile("[\r\n\t\u2028\u2029]")
+_SPACES = re.compile(" {2,}")
+
+
 def _text(value: Any) -> str:
     """Multi-line text without control characters (tabs and newlines stay)."""
-    text = _str(value).replace("\r\n", "\n").replace("\r", "\n")
-    text = text.replace("\u2028", "\n").replace("\u2029", "\n")
-    return "".join(c for c in text if c in "\n\t" or not _invisible(c)).strip()
+    return _INVISIBLE_IN_TEXT.sub("", _NEWLINES.sub("\n", _str(value))).strip()
 
 
 def _line(value: Any) -> str:
     """Single-line text: line breaks and tabs become spaces, control characters go."""
-    text = "".join(" " if c in "\r\n\t\u2028\u2029" else c for c in _str(value))
-    return re.sub(r" {2,}", " ", "".join(c for c in text if not _invisible(c))).strip()
-
-
-def _invisible(char: str) -> bool:
-    # Cc: control characters Graph rejects or mangles; Cs: lone surrogates JSON can smuggle in,
-    # which cannot even be encoded as UTF-8.
-    return unicodedata.category(char) in ("Cc", "Cs")
+    return _SPACES.sub(" ", _INVISIBLE.sub("", _BREAKS.sub(" ", _str(value)))).strip()
 
 
 def _cap(text: str, limit: int) -> str:

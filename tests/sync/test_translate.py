@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import random
+import unicodedata
 from datetime import UTC, datetime
 from typing import Any
 
@@ -14,6 +15,8 @@ from app.sync.translate import (
     EventBody,
     InvalidAppointment,
     TranslationSettings,
+    _line,
+    _text,
     render_subject,
     translate,
 )
@@ -248,6 +251,24 @@ def test_body_with_nothing_to_say_is_empty() -> None:
 def test_body_strips_control_characters_and_keeps_lines() -> None:
     content = event(notes="a\x00b\r\nc\x07\td\ud800", customer=None)["body"]["content"]
     assert content == "Notizen:\nab\nc\td"
+
+
+def test_exactly_the_control_characters_and_lone_surrogates_are_dropped() -> None:
+    """Every code point of Unicode's categories Cc and Cs goes from names and text, and no
+    other (U+200B, U+FEFF and U+00A0 stay, say); text keeps its tabs and newlines."""
+    kept_in_line: list[str] = []
+    for point in range(0x110000):
+        char = chr(point)
+        if unicodedata.category(char) in ("Cc", "Cs"):
+            assert _line(f"a{char}b") in ("ab", "a b"), hex(point)  # a break becomes a space
+            expected = "a" + (char if char in "\t\n" else "") + "b"
+            if char == "\r":
+                expected = "a\nb"
+            assert _text(f"a{char}b") == expected, hex(point)
+        elif not char.isspace():
+            kept_in_line.append(char)
+    sample = "".join(kept_in_line[::97])
+    assert _line(sample) == sample and _text(sample) == sample
 
 
 def test_body_is_capped() -> None:
