@@ -36,8 +36,10 @@ class WorkerSettings(BaseModel):
     """Knobs of the job worker (`CALBRIDGE_WORKER__CONCURRENCY=8` and so on)."""
 
     # A job spends most of its time waiting for Graph (50-200 ms a request), so one process
-    # keeps many in flight: 64 at 100 ms is 640 writes/s at most, above what one core serves.
-    concurrency: int = Field(default=64, ge=1, le=256, description="jobs run at once per process")
+    # keeps many in flight: 128 at 100 ms is 1,280 writes/s at most, above what one core serves
+    # (bench/e2e.py: about 700 on SQLite with 128, 610-640 with 64, whose database units then
+    # share fewer transactions).
+    concurrency: int = Field(default=128, ge=1, le=256, description="jobs run at once per process")
     lease_seconds: float = Field(
         default=60.0, gt=0, description="a claimed job whose lease lapses is claimed again"
     )

@@ -237,7 +237,9 @@ class Worker:
             run_at = self.retry_strategy.next_run_at(job.attempts, self.clock())
             await self._retry(job, exc, every, run_at=run_at)
         else:
-            log.info("job %s %s: done", job.id, job.kind)
+            # Success is in the job row, the sync history and calbridge_jobs_total; a line per
+            # job would flood the log at hundreds of jobs a second.
+            log.debug("job %s %s: done", job.id, job.kind)
             await self._record(
                 job, partial(self.manager.complete, job, now=self.clock(), every_seconds=every)
             )

@@ -49,6 +49,7 @@ class SyncState:
     """Everything one run reads in its first short transaction."""
 
     connection: Connection
+    settings: TranslationSettings  # the connection's (translation_settings)
     payload: dict[str, Any]
     canceled: bool
     employees: dict[str, str]  # booking resource id → mailbox
@@ -65,8 +66,7 @@ def load_state(db: Statements, connection_id: int, appointment_id: str) -> SyncS
     found = db.execute(_SQL.connection, {"w_connection_id": connection_id})
     if not found:
         return None
-    # A detached copy (no session): the run reads its settings and credentials, never writes it.
-    connection = Connection(**found[0]._asdict())
+    connection, settings = _connection_view(found[0])
     key = {"w_connection_id": connection_id, "w_appointment_id": appointment_id}
     snapshots = db.execute(_SQL.snapshot, key)
     if not snapshots:
@@ -96,6 +96,7 @@ def load_state(db: Statements, connection_id: int, appointment_id: str) -> SyncS
         recorded = frozenset(r.booking_resource_id for r in records if r.booking_resource_id)
     return SyncState(
         connection=connection,
+        settings=settings,
         payload=payload,
         canceled=snapshot.canceled or payload.get("canceled") is True,
         employees=employees,
@@ -103,6 +104,26 @@ def load_state(db: Statements, connection_id: int, appointment_id: str) -> SyncS
         unmapped_recorded=recorded,
         received_at=snapshot.updated_at,
     )
+
+
+# Connection id → (its row as last read, a detached Connection made of it, its settings).
+_VIEWS: dict[int, tuple[Any, Connection, TranslationSettings]] = {}
+_MAX_VIEWS = 4096
+
+
+def _connection_view(row: Any) -> tuple[Connection, TranslationSettings]:
+    """A detached Connection (no session: a run reads its settings and credentials, never
+    writes it) and its translation settings, made again only when the row has changed since
+    they were last made: every job of the connection reads the same row."""
+    known = _VIEWS.get(row.id)
+    if known is not None and known[0] == row:
+        return known[1], known[2]
+    connection = Connection(**row._asdict())
+    settings = translation_settings(connection)
+    if len(_VIEWS) >= _MAX_VIEWS:
+        _VIEWS.clear()
+    _VIEWS[row.id] = (row, connection, settings)
+    return connection, settings
 
 
 @dataclass(frozen=True)

@@ -83,7 +83,7 @@ async def sync_appointment_impl(
                 organization_id=state.connection.organization_id,
                 employees=state.employees,
                 mappings=state.mappings,
-                settings=repo.translation_settings(state.connection),
+                settings=state.settings,
                 canceled=state.canceled,
                 force=force,
             )
@@ -140,15 +140,19 @@ async def sync_appointment_impl(
     per_employee: dict[str, list[Action]] = {}
     for action in actions:
         per_employee.setdefault(action.booking_resource_id, []).append(action)
-    outcomes = await asyncio.gather(
-        *(_run_employee(run, own) for own in per_employee.values()), return_exceptions=True
-    )
-    # Raised only once every employee's actions have ended: a plain gather would let the others
-    # run on after the first unexpected error (a database error, say), their Graph writes racing
-    # the job's next attempt.
-    for outcome in outcomes:
-        if isinstance(outcome, BaseException):
-            raise outcome
+    if len(per_employee) == 1:  # the usual case: no task of its own needed
+        [own] = per_employee.values()
+        await _run_employee(run, own)
+    else:
+        outcomes = await asyncio.gather(
+            *(_run_employee(run, own) for own in per_employee.values()), return_exceptions=True
+        )
+        # Raised only once every employee's actions have ended: a plain gather would let the
+        # others run on after the first unexpected error (a database error, say), their Graph
+        # writes racing the job's next attempt.
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException):
+                raise outcome
 
     if run.retry:
         throttled = [e for e in run.retry if isinstance(e, Throttled)]
@@ -159,7 +163,7 @@ async def sync_appointment_impl(
 
 async def _run_employee(run: _Run, actions: list[Action]) -> None:
     """One employee's actions in order (deletes first); the first failure ends them."""
-    if actions:  # a task of its own (gather): the binding stays with this employee
+    if actions:  # the job's only employee, or a task of its own (gather): the binding stays
         logs.bind(employee_id=actions[0].booking_resource_id)
     for action in actions:
         started = time.monotonic()
