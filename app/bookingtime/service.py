@@ -29,6 +29,7 @@ from app.models.base import utcnow
 from app.models.inbox_event import INBOX_ACCEPTED, INBOX_IGNORED, INBOX_STALE
 from app.queue.repository import insert_jobs
 from app.sync.jobs import sync_job
+from app.sync.repository import single_mailboxes
 
 SOURCE = "bookingtime"
 
@@ -266,7 +267,11 @@ def record_deliveries_in(db: Statements, deliveries: Sequence[Delivery]) -> list
             )
         )
     stored = inbox.upsert_snapshots_if_newer(db, snapshots, now=now)
-    sync_jobs = {key: sync_job(*key) for key in winners if key in stored}
+    payloads = {(s.connection_id, s.appointment_id): s.payload for s in snapshots}
+    mailboxes = single_mailboxes(db, {key: payloads[key] for key in stored})
+    sync_jobs = {
+        key: sync_job(*key, mailbox=mailboxes.get(key)) for key in winners if key in stored
+    }
     job_ids = insert_jobs(db, list(sync_jobs.values()))
 
     stale: list[int] = []

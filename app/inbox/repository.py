@@ -164,6 +164,18 @@ def stored_event_times(
     return found
 
 
+def employee_mailboxes(
+    db: Statements, keys: Sequence[tuple[int, str]]
+) -> dict[tuple[int, str], str]:
+    """The mapped employees' mailboxes by (connection_id, booking_resource_id)."""
+    found: dict[tuple[int, str], str] = {}
+    for chunk in _chunks(keys):
+        sql = _sql(db.dialect.name, "mailboxes", len(chunk))
+        rows = db.rows(sql, tuple(chain.from_iterable(chunk)))
+        found.update(((c, r), mailbox) for c, r, mailbox in rows)
+    return found
+
+
 # --- the lean write path --------------------------------------------------------------------
 
 _INBOX_COLUMNS = (*NewInboxEvent._fields, "received_at")
@@ -199,16 +211,21 @@ _LOOKUPS = {
         "(connection_id = {mark} AND appointment_id = {mark})",
         " OR ",
     ),
+    "mailboxes": (
+        "SELECT connection_id, booking_resource_id, mailbox FROM employee WHERE {rows}",
+        "(connection_id = {mark} AND booking_resource_id = {mark})",
+        " OR ",
+    ),
 }
 
-StatementName = Literal["inbox", "snapshot", "outcome", "event_times"]
+StatementName = Literal["inbox", "snapshot", "outcome", "event_times", "mailboxes"]
 
 
 @cache
 def _sql(dialect_name: str, statement: StatementName, rows: int) -> str:
     """The statement for `rows` rows (or ids, or keys), in the dialect's parameter style."""
     value = param_marker(dialect_name)
-    if statement == "outcome" or statement == "event_times":
+    if statement in _LOOKUPS:
         template, row, separator = _LOOKUPS[statement]
         return template.format(mark=value, rows=separator.join([row.format(mark=value)] * rows))
     columns, template = _STATEMENTS[statement]

@@ -18,12 +18,17 @@ RESYNC = "sync.resync"
 ResyncReason = Literal["backfill", "resync", "removed", "settings_changed"]
 
 
-def sync_job(connection_id: int, appointment_id: str, *, force: bool = False) -> NewJob:
+def sync_job(
+    connection_id: int, appointment_id: str, *, force: bool = False, mailbox: str | None = None
+) -> NewJob:
     """The `sync.appointment` job of one appointment.
 
     One pending job per appointment (a burst of deliveries costs one run) and one running at a
     time, in order. A forced run has its own dedupe key, so a pending plain one cannot swallow
-    it, and the same serial key, so it runs after that one.
+    it, and the same serial key, so it runs after that one. `mailbox`, when the appointment
+    is in one mailbox only, puts the job under the queue's limit of running jobs per mailbox,
+    which every worker process shares (each process keeps to Outlook's 4 concurrent requests
+    per mailbox on its own; several would add theirs up).
     """
     key = f"{connection_id}:{appointment_id}"
     return keyed_job(
@@ -32,6 +37,7 @@ def sync_job(connection_id: int, appointment_id: str, *, force: bool = False) ->
         {"connection_id": connection_id, "appointment_id": appointment_id},
         flag="force" if force else None,
         serial_key=f"appointment:{key}",
+        mailbox=mailbox,
     )
 
 

@@ -5,6 +5,7 @@ unit of work (`Database.run_unit`, or a session through `run_in_session`) that t
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
@@ -15,6 +16,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from app.db import Statements
 from app.graph.schemas import Event
+from app.inbox.repository import employee_mailboxes
 from app.models import Appointment, Connection, Employee, EventMapping, SyncRecord
 from app.models.base import utcnow
 from app.sync.planner import MappingState, listed_employees
@@ -42,6 +44,30 @@ def translation_settings(connection: Connection) -> TranslationSettings:
             exc.errors(include_input=False),
         )
         return TranslationSettings.model_validate({"locale": locale})
+
+
+def single_mailboxes(
+    db: Statements, payloads: Mapping[tuple[int, str], Mapping[str, Any]]
+) -> dict[tuple[int, str], str]:
+    """The one mailbox each appointment's mapped employees share, by (connection_id,
+    appointment_id), where they share one (the usual single-employee appointment): its
+    `sync.appointment` job then counts against that mailbox's limit of running jobs, which
+    every worker process shares. A hint for the queue only: the run reads the mappings again,
+    and may also delete an event from a mailbox the appointment has left."""
+    listed = {
+        key: listed_employees(payload.get("bookingResourceList"))
+        for key, payload in payloads.items()
+    }
+    wanted = sorted({(key[0], r) for key, resources in listed.items() for r in resources})
+    if not wanted:
+        return {}
+    known = employee_mailboxes(db, wanted)
+    single: dict[tuple[int, str], str] = {}
+    for (connection_id, appointment_id), resources in listed.items():
+        mapped = [known[(connection_id, r)] for r in resources if (connection_id, r) in known]
+        if mapped and len({mailbox.casefold() for mailbox in mapped}) == 1:
+            single[(connection_id, appointment_id)] = mapped[0]
+    return single
 
 
 @dataclass(frozen=True)

@@ -24,12 +24,13 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.db import Database
+from app.db import Database, run_in_session
 from app.models import Appointment, Connection, Employee, EventMapping, SyncRecord
 from app.queue.repository import enqueue_many
 from app.sync.jobs import ResyncReason, sync_job
 from app.sync.messages import message
 from app.sync.planner import listed_employees
+from app.sync.repository import single_mailboxes
 from app.sync.translate import appointment_end
 
 log = logging.getLogger(__name__)
@@ -69,7 +70,21 @@ async def resync_impl(
             since=now - PAST,
         )
         force = reason == "resync"
-        await enqueue_many(session, [sync_job(connection_id, a, force=force) for a in selected])
+        if reason == "removed":
+            # The runs delete the employee's events, from the mailbox it was mapped to.
+            hints = {a: mailbox for a in selected}
+        else:
+            payloads = {
+                (connection_id, a): payload
+                for a, payload in selected.items()
+                if payload is not None
+            }
+            single = await run_in_session(session, lambda db: single_mailboxes(db, payloads))
+            hints = {a: single.get((connection_id, a)) for a in selected}
+        await enqueue_many(
+            session,
+            [sync_job(connection_id, a, force=force, mailbox=hints[a]) for a in selected],
+        )
         if booking_resource_id is not None:
             mailbox = (
                 await session.scalar(
@@ -82,7 +97,7 @@ async def resync_impl(
             )
         if not selected and reason == "backfill":
             # A new mapping with nothing to catch up on is not worth a line in the history.
-            return selected
+            return []
         code = RESYNC_CODES[reason]
         params: dict[str, Any] = {
             "count": len(selected),
@@ -113,7 +128,7 @@ async def resync_impl(
         booking_resource_id or "*",
         len(selected),
     )
-    return selected
+    return list(selected)
 
 
 async def select_appointments(
@@ -123,8 +138,9 @@ async def select_appointments(
     booking_resource_id: str | None,
     reason: ResyncReason,
     since: datetime,
-) -> list[str]:
-    """The appointment ids a fan-out of `reason` enqueues, sorted (see the module docstring)."""
+) -> dict[str, dict[str, Any] | None]:
+    """The appointments a fan-out of `reason` enqueues, by id in order, with their snapshots'
+    payloads (None for a removal's, which reads none; see the module docstring)."""
     live = select(EventMapping.appointment_id).where(
         EventMapping.connection_id == connection_id, EventMapping.deleted.is_(False)
     )
@@ -132,30 +148,30 @@ async def select_appointments(
         live = live.where(EventMapping.booking_resource_id == booking_resource_id)
     with_events = set(await session.scalars(live.distinct()))
     if reason == "removed":
-        return sorted(with_events)
+        return dict.fromkeys(sorted(with_events))
 
     snapshots = await session.execute(
         select(Appointment.appointment_id, Appointment.payload, Appointment.canceled).where(
             Appointment.connection_id == connection_id
         )
     )
-    selected: set[str] = set()
+    selected: dict[str, dict[str, Any] | None] = {}
     for appointment_id, payload, canceled in snapshots:
         has_events = appointment_id in with_events
         if reason == "settings_changed":
             if has_events and _ends_after(payload, since):
-                selected.add(appointment_id)
+                selected[appointment_id] = payload
             continue
         if has_events:
-            selected.add(appointment_id)
+            selected[appointment_id] = payload
         elif (
             not canceled
             and payload.get("canceled") is not True
             and _lists(payload, booking_resource_id)
             and _ends_after(payload, since)
         ):
-            selected.add(appointment_id)
-    return sorted(selected)
+            selected[appointment_id] = payload
+    return {key: selected[key] for key in sorted(selected)}
 
 
 def _lists(payload: dict[str, Any], booking_resource_id: str | None) -> bool:

@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.bookingtime.service import Delivery, IntakeOutcome, ParsedEvent, record_deliveries
 from app.db import Database
 from app.inbox.group_commit import GroupCommitter
-from app.models import Appointment, InboxEvent, Job
+from app.models import Appointment, Employee, InboxEvent, Job
 
 T0 = datetime(2026, 11, 1, 8, 0, tzinfo=UTC)
 
@@ -261,3 +261,48 @@ async def test_a_cancelled_submitter_still_has_its_item_committed(
     assert retry.status == "duplicate"
     inbox, snapshots, jobs = await rows(database)
     assert len(inbox) == len(snapshots) == len(jobs) == 1
+
+
+def _with_employees(d: Delivery, *resources: str) -> Delivery:
+    assert d.event.appointment is not None
+    d.event.appointment["bookingResourceList"] = [
+        {"id": resource, "type": "EMPLOYEE"} for resource in resources
+    ] + [{"id": "room-1", "type": "ROOM"}]
+    return d
+
+
+async def test_a_job_whose_appointment_is_in_one_mailbox_names_it(
+    database: Database, connection_id: int
+) -> None:
+    """The job names the mailbox its appointment's mapped employees share (the queue then
+    limits running jobs per mailbox across every worker process); none when they are in
+    several mailboxes, or none of them is mapped."""
+    async with database.session_scope() as session:
+        for resource, mailbox in [
+            ("brMax", "max@contoso.example"),
+            ("brMaxToo", "Max@Contoso.example"),  # the same mailbox, spelled otherwise
+            ("brErika", "erika@contoso.example"),
+        ]:
+            session.add(
+                Employee(connection_id=connection_id, booking_resource_id=resource, mailbox=mailbox)
+            )
+    await record(
+        database,
+        [
+            _with_employees(delivery(connection_id, "w1", "edOne", T0), "brMax"),
+            _with_employees(delivery(connection_id, "w2", "edSame", T0), "brMax", "brMaxToo"),
+            _with_employees(delivery(connection_id, "w3", "edHalf", T0), "brErika", "brNobody"),
+            _with_employees(delivery(connection_id, "w4", "edTwo", T0), "brMax", "brErika"),
+            _with_employees(delivery(connection_id, "w5", "edNone", T0), "brNobody"),
+            delivery(connection_id, "w6", "edEmpty", T0),
+        ],
+    )
+    _, _, jobs = await rows(database)
+    assert {job.args["appointment_id"]: job.mailbox for job in jobs} == {
+        "edOne": "max@contoso.example",
+        "edSame": "max@contoso.example",
+        "edHalf": "erika@contoso.example",
+        "edTwo": None,
+        "edNone": None,
+        "edEmpty": None,
+    }

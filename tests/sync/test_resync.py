@@ -99,6 +99,14 @@ class World:
     def subjects(self, mailbox: str) -> list[str]:
         return sorted(str(e.get("subject")) for e in self.sandbox.control.events(mailbox))
 
+    async def job_mailboxes(self, appointment_id: str) -> list[str | None]:
+        """The mailbox each `sync.appointment` job of the appointment is limited under, in
+        order (None: under no mailbox's limit)."""
+        async with self.database.session() as session:
+            jobs = await session.scalars(select(Job).where(Job.kind == "sync.appointment"))
+            ordered = sorted(jobs, key=lambda job: job.id)
+        return [job.mailbox for job in ordered if job.args["appointment_id"] == appointment_id]
+
     async def records(self, code: str | None = None) -> list[SyncRecord]:
         async with self.database.session() as session:
             query = select(SyncRecord).order_by(SyncRecord.id)
@@ -183,6 +191,9 @@ async def test_mapping_an_employee_backfills_what_calbridge_holds(world: World) 
     await world.settle()
     assert world.subjects(MAX) == []
     assert world.subjects(ERIKA) == ["Future", "Tomorrow"]
+    # Each job is under the limit of the mailbox the appointment is in when it is queued (none
+    # while Max was not mapped).
+    assert await world.job_mailboxes("edFuture0000000000000000000000001") == [None, MAX, ERIKA]
 
 
 async def test_a_failed_mailbox_check_holds_the_backfill_until_it_is_fixed(world: World) -> None:
@@ -264,6 +275,11 @@ async def test_delete_with_remove_events_empties_the_mailbox(world: World) -> No
     assert world.subjects(ERIKA) == ["One"]  # the shared appointment stays for Erika
     deleted = [r for r in await world.records("deleted") if r.booking_resource_id == MAX_ID]
     assert len(deleted) == 2
+    # The removal's jobs (the last ones) are under the limit of the mailbox they delete from;
+    # the shared appointment's delivery (two mailboxes) was under none.
+    shared = await world.job_mailboxes("edOne000000000000000000000000001")
+    assert shared[0] is None and shared[-1] == MAX
+    assert set(await world.job_mailboxes("edTwo000000000000000000000000001")) == {MAX}
     gone = await world.client.get(employee_url(MAX_ID), headers=HEADERS)
     assert gone.status_code == 404
 
