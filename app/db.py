@@ -374,21 +374,25 @@ def _run_in_transaction(
     raises is undone alone, unless its error ended the transaction (a full disk, say): then
     every unit of the group fails with it, and none of them left anything behind."""
     done: list[tuple[_Unit[Any], Any]] = []
+    # A unit alone needs no savepoint: its error rolls the whole transaction back.
+    savepoints = len(group) > 1
     try:
         for pending in group:
             if pending.future.done():  # its caller was cancelled while it waited
                 continue
-            db.rows("SAVEPOINT unit", ())
+            if savepoints:
+                db.rows("SAVEPOINT unit", ())
             try:
                 result = pending.unit(db)
             except Exception as exc:
-                if not sqlite.in_transaction:
+                if not savepoints or not sqlite.in_transaction:
                     raise
                 db.rows("ROLLBACK TO unit", ())
                 db.rows("RELEASE unit", ())
                 pending.future.set_exception(exc)
                 continue
-            db.rows("RELEASE unit", ())
+            if savepoints:
+                db.rows("RELEASE unit", ())
             done.append((pending, result))
         db.rows("COMMIT", ())
     except BaseException as exc:
