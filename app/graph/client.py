@@ -8,6 +8,7 @@ import uuid
 import zlib
 from collections.abc import AsyncIterator, Mapping, Sequence
 from datetime import UTC, datetime
+from json import dumps as json_dumps
 from typing import Any
 from urllib.parse import quote, urlsplit
 
@@ -52,6 +53,9 @@ MAX_BATCH = 20
 GRAPH_TIMEOUT = httpx.Timeout(30.0, connect=10.0)
 
 
+_MAX_PARSED_URLS = 4096
+
+
 class GraphHttp:
     """The process's HTTP clients for Graph: one connection pool per shard of mailboxes.
 
@@ -76,6 +80,10 @@ class GraphHttp:
             httpx.AsyncClient(transport=transport, timeout=timeout, follow_redirects=False)
             for transport in transports
         ]
+        # What `AsyncClient.build_request` adds to every request (the clients are alike).
+        self._base_headers = list(self._clients[0].headers.multi_items())
+        self._extensions = {"timeout": timeout.as_dict()}
+        self._urls: dict[str, httpx.URL] = {}  # parsed once: a mailbox's URLs recur
 
     @classmethod
     def build(
@@ -100,6 +108,43 @@ class GraphHttp:
         mailbox)."""
         shard = self._shard(mailbox)
         return self._clients[shard], self._transports[shard]
+
+    def request(
+        self,
+        mailbox: str | None,
+        method: str,
+        url: str,
+        *,
+        params: Mapping[str, str] | None = None,
+        json: Any = None,
+        headers: Sequence[tuple[str, str]] = (),
+    ) -> tuple[httpx.Request, httpx.AsyncBaseTransport]:
+        """A request as the shard's client would build it (`url` absolute), and the transport
+        to send it on. Without query parameters it is built here directly: the client's
+        URL merging and header handling cost twice the request itself (about 37 against 19 us)."""
+        shard = self._shard(mailbox)
+        transport = self._transports[shard]
+        if params:
+            client = self._clients[shard]
+            return client.build_request(
+                method, url, params=params, json=json, headers=headers
+            ), transport
+        target = self._urls.get(url)
+        if target is None:
+            if len(self._urls) >= _MAX_PARSED_URLS:
+                self._urls.clear()
+            target = self._urls[url] = httpx.URL(url)
+        all_headers = [*self._base_headers, *headers]
+        content = None
+        if json is not None:
+            # httpx's own encoding (httpx._content.encode_json), so the bytes are the same.
+            text = json_dumps(json, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+            content = text.encode("utf-8")
+            all_headers.append(("Content-Type", "application/json"))
+        request = httpx.Request(
+            method, target, headers=all_headers, content=content, extensions=self._extensions
+        )
+        return request, transport
 
     async def aclose(self) -> None:
         for client in self._clients:
@@ -221,8 +266,9 @@ class GraphClient:
         header_list = [("client-request-id", client_request_id), ("Prefer", PREFER_IMMUTABLE_ID)]
         header_list += [("Prefer", value) for value in prefer]
         header_list += list((headers or {}).items())
-        http, transport = self._http.for_mailbox(mailbox)
-        request = http.build_request(method, url, params=params, json=json, headers=header_list)
+        request, transport = self._http.request(
+            mailbox, method, url, params=params, json=json, headers=header_list
+        )
         key = self.mailbox_key(mailbox) if mailbox is not None else None
         if key is None:
             response = await self._transmit(transport, request, client_request_id, target)

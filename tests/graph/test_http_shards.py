@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from collections import Counter
+from typing import Any
 
 import httpx
+import pytest
 from pydantic import SecretStr
 
 from app.config import Settings
@@ -68,3 +70,36 @@ def test_build_makes_shards_sharing_one_ssl_context(settings: Settings) -> None:
     http = GraphHttp.build(settings, shards=3)
     shards = {id(http.for_mailbox(f"p{n}@contoso.example")[1]) for n in range(40)}
     assert len(shards) == 3
+
+
+@pytest.mark.parametrize(
+    ("method", "params", "json"),
+    [
+        ("GET", None, None),
+        ("GET", {"$select": "id,subject", "$top": "5"}, None),
+        ("POST", None, {"subject": "Zahnreinigung – Müller", "n": [1, 2.5, None, True]}),
+        ("PATCH", None, {"body": {"content": "Line 1\nLine 2 \u2028 ☺"}}),
+        ("DELETE", None, None),
+    ],
+)
+def test_requests_are_built_as_the_shards_client_builds_them(
+    method: str, params: dict[str, str] | None, json: Any
+) -> None:
+    """The direct build (no query parameters) and the client's agree on every byte sent."""
+    timeout = httpx.Timeout(12.0, connect=3.0)
+    transports = [httpx.MockTransport(lambda _request: httpx.Response(204)) for _ in range(2)]
+    http = GraphHttp(transports, timeout=timeout)
+    mailbox = "max@contoso.example"
+    url = f"{GRAPH}/users/{mailbox}/events/AAMk%3D%3D"
+    headers = [("client-request-id", "1f0e"), ("Prefer", 'IdType="ImmutableId"'), ("Prefer", "x")]
+    for _ in range(2):  # the second time from the parsed URL remembered
+        ours, transport = http.request(
+            mailbox, method, url, params=params, json=json, headers=headers
+        )
+        client, expected_transport = http.for_mailbox(mailbox)
+        theirs = client.build_request(method, url, params=params, json=json, headers=headers)
+        assert transport is expected_transport
+        assert (ours.method, str(ours.url)) == (theirs.method, str(theirs.url))
+        assert sorted(ours.headers.multi_items()) == sorted(theirs.headers.multi_items())
+        assert ours.read() == theirs.read()
+        assert ours.extensions == theirs.extensions == {"timeout": timeout.as_dict()}
