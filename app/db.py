@@ -366,6 +366,23 @@ def _begin_without_waiting(sqlite: sqlite3.Connection) -> bool:
     return True
 
 
+async def _begin_in_thread(
+    driver: aiosqlite.Connection, sqlite: sqlite3.Connection, statements: Statements
+) -> None:
+    """BEGIN IMMEDIATE in the driver's thread, where it waits for another process's lock. If
+    the waiting task is cancelled, the BEGIN still happens in that thread: it is waited for and
+    rolled back, so the connection never goes back to the pool inside a transaction."""
+    begin = asyncio.ensure_future(driver._execute(statements.rows, "BEGIN IMMEDIATE", ()))  # type: ignore[no-untyped-call]
+    try:
+        await asyncio.shield(begin)
+    except asyncio.CancelledError:
+        with contextlib.suppress(Exception):
+            await begin
+        if sqlite.in_transaction:
+            sqlite.execute("ROLLBACK")
+        raise
+
+
 def _run_in_transaction(
     sqlite: sqlite3.Connection, db: Statements, group: list[_Unit[Any]]
 ) -> bool:
@@ -521,12 +538,15 @@ class Database:
         """Run the queued units, a group per transaction, until none is left; the first group
         starts once the callbacks ready in this turn of the loop have added theirs."""
         while self._units:
-            group, self._units = (
-                self._units[:UNITS_PER_TRANSACTION],
-                self._units[UNITS_PER_TRANSACTION:],
-            )
+            group = self._units[:UNITS_PER_TRANSACTION]
+            del self._units[:UNITS_PER_TRANSACTION]
             try:
                 await self._run_group(group)
+            except asyncio.CancelledError:  # the process is stopping: so are the waiting units
+                for pending in [*group, *self._units]:
+                    pending.future.cancel()
+                self._units.clear()
+                raise
             except Exception as exc:  # checking out, or waiting for, the connection
                 for pending in group:
                     if not pending.future.done():
@@ -541,7 +561,7 @@ class Database:
                 # Another process holds the lock: wait for it in the driver's thread (aiosqlite's
                 # one entry for running a function there, which tests/test_db.py holds it to).
                 # Once the transaction is open, `_LoopConnection` runs on the loop again.
-                await driver._execute(statements.rows, "BEGIN IMMEDIATE", ())  # type: ignore[no-untyped-call]
+                await _begin_in_thread(driver, sqlite, statements)
             if _run_in_transaction(sqlite, statements, group):
                 self._committed()
 

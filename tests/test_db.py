@@ -580,3 +580,35 @@ def test_utc_datetimes_are_stored_as_sqlalchemys_sqlite_text(value: datetime) ->
     assert ours(None) is None
     with pytest.raises(ValueError, match="naive"):
         ours(value.replace(tzinfo=None))
+
+
+async def test_units_waiting_when_their_runner_is_cancelled_are_cancelled_too(
+    database: Database, db_url: str
+) -> None:
+    """The task running the units is cancelled (the process stops) while it waits for another
+    process's write lock: their callers are cancelled, none hangs, nothing was written, and
+    the connection is not left inside the transaction its BEGIN opened once the lock was free."""
+    _sqlite_only(database)
+    connection_id = await _seed_connection(database)
+    path = sqlite_path(db_url)
+    assert path is not None
+    other = sqlite3.connect(path, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    try:
+        first = asyncio.ensure_future(
+            database.run_unit(lambda db: _insert_inbox_row(db, "first", connection_id))
+        )
+        await asyncio.sleep(0.05)  # its group waits for the lock
+        second = asyncio.ensure_future(
+            database.run_unit(lambda db: _insert_inbox_row(db, "second", connection_id))
+        )
+        await asyncio.sleep(0)
+        assert database._grouper is not None
+        database._grouper.cancel()
+        await asyncio.sleep(0.05)
+    finally:
+        other.execute("COMMIT")
+        other.close()
+    outcomes = await asyncio.wait_for(asyncio.gather(first, second, return_exceptions=True), 5)
+    assert all(isinstance(outcome, asyncio.CancelledError) for outcome in outcomes)
+    assert await _count_inbox(database) == 0  # and the next unit began a transaction of its own

@@ -192,15 +192,20 @@ async def test_create_then_unchanged_then_move_then_cancel(world: World) -> None
 async def test_a_run_reads_the_connection_as_it_is_now(world: World) -> None:
     """Runs of one connection share what they make of its row only while the row is unchanged:
     new event settings (or a new locale) apply to the very next run."""
+
+    async def change(**values: Any) -> None:
+        async with world.database.session_scope() as session:
+            connection = await session.get(Connection, world.connection_id)
+            assert connection is not None
+            for name, value in values.items():
+                setattr(connection, name, value)
+
     await world.store(appointment())
     await world.sync()
     [event] = world.events(MAX_MAILBOX)
     assert event["categories"] == ["bookingtime"]
 
-    async with world.database.session_scope() as session:
-        connection = await session.get(Connection, world.connection_id)
-        assert connection is not None
-        connection.event_settings = {"category": "Praxis"}
+    await change(event_settings={"category": "Praxis"})
     await world.store(
         appointment(start="2025-06-02T14:00:00+02:00", end="2025-06-02T15:00:00+02:00")
     )
@@ -208,10 +213,7 @@ async def test_a_run_reads_the_connection_as_it_is_now(world: World) -> None:
     [moved] = world.events(MAX_MAILBOX)
     assert moved["categories"] == ["Praxis"]
 
-    async with world.database.session_scope() as session:
-        connection = await session.get(Connection, world.connection_id)
-        assert connection is not None
-        connection.locale = "en"
+    await change(locale="en")
     await world.store(appointment("canceled"))
     await world.sync()
     [record] = [r for r in await world.rows(SyncRecord) if r.code == "deleted"]
