@@ -26,7 +26,7 @@ from typing import Any, Generic, Protocol, TypeVar, cast
 import aiosqlite
 from fastapi import Request
 from sqlalchemy import Column, event
-from sqlalchemy.engine import URL, Dialect, make_url
+from sqlalchemy.engine import URL, Connection, Dialect, make_url
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -34,7 +34,6 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
-from sqlalchemy.orm import Session
 from sqlalchemy.sql.base import Executable
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.elements import ClauseElement
@@ -224,17 +223,20 @@ class _SqliteStatements:
         return compiled.read(self.rows(*compiled.bind(parameters)))
 
 
-class _SessionStatements:
-    def __init__(self, session: Session) -> None:
-        self._session = session
-        self.dialect = session.get_bind().dialect
+class _ConnectionStatements:
+    """A unit's statements on a connection in a transaction (a session's, or PostgreSQL's own
+    for `run_unit`), through SQLAlchemy's execution."""
+
+    def __init__(self, connection: Connection) -> None:
+        self._connection = connection
+        self.dialect = connection.dialect
 
     def rows(self, sql: str, parameters: Sequence[Any]) -> Sequence[tuple[Any, ...]]:
-        result = self._session.connection().exec_driver_sql(sql, tuple(parameters))
+        result = self._connection.exec_driver_sql(sql, tuple(parameters))
         return result.all() if result.returns_rows else []
 
     def execute(self, statement: ClauseElement, parameters: Mapping[str, Any]) -> Sequence[Any]:
-        result = self._session.connection().execute(cast(Executable, statement), dict(parameters))
+        result = self._connection.execute(cast(Executable, statement), dict(parameters))
         return result.all() if result.returns_rows else []
 
 
@@ -466,7 +468,9 @@ def memoized(convert: Callable[[Any], Any]) -> Callable[[Any], Any]:
 
 async def run_in_session(session: AsyncSession, unit: Callable[[Statements], R]) -> R:
     """Run a unit of work's statements in the caller's session and transaction."""
-    return await session.run_sync(lambda sync_session: unit(_SessionStatements(sync_session)))
+    return await session.run_sync(
+        lambda sync_session: unit(_ConnectionStatements(sync_session.connection()))
+    )
 
 
 class Database:
@@ -523,11 +527,12 @@ class Database:
         the lot, yet each unit's error undoes only its own statements (`_run_in_transaction`). The
         process's one connection is checked out, so only another process can hold the write
         lock; then only the `BEGIN` waits for it, in the driver's thread, never on the loop. On
-        PostgreSQL it runs in an ordinary session.
+        PostgreSQL it runs in a transaction on a pooled connection of its own.
         """
         if not self.is_sqlite:
-            async with self.session_scope() as session:
-                return await run_in_session(session, unit)
+            # A connection of its own, no ORM session: a unit reads and writes rows only.
+            async with self.engine.begin() as connection:
+                return await connection.run_sync(lambda sync: unit(_ConnectionStatements(sync)))
         future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
         self._units.append(_Unit(unit, future))
         if self._grouper is None or self._grouper.done():

@@ -199,7 +199,7 @@ async def test_a_connection_returned_mid_transaction_is_rolled_back(database: Da
 async def test_a_unit_runs_on_the_loop_when_the_write_lock_is_free(database: Database) -> None:
     """No GIL hand-offs between the loop and the driver's thread for every statement."""
     if not database.is_sqlite:
-        pytest.skip("PostgreSQL runs units in a session")
+        pytest.skip("PostgreSQL runs units through SQLAlchemy on its async driver, not on the loop")
     connection_id = await _seed_connection(database)
     threads: list[int] = []
 
@@ -218,7 +218,7 @@ async def test_a_unit_waits_off_the_loop_while_another_process_writes(
     """Another process holding SQLite's write lock: the unit waits for it in the driver's thread
     (the loop goes on), then commits; the connection's busy timeout is what it was."""
     if not database.is_sqlite:
-        pytest.skip("PostgreSQL runs units in a session")
+        pytest.skip("PostgreSQL runs units through SQLAlchemy on its async driver, not on the loop")
     connection_id = await _seed_connection(database)
     path = sqlite_path(db_url)
     assert path is not None
@@ -438,14 +438,14 @@ async def test_a_unit_statement_needing_python_defaults_is_refused(database: Dat
         return db.execute(incomplete, {"kind": "x", "args": {}})
 
     if not database.is_sqlite:
-        pytest.skip("PostgreSQL runs a unit in a session, whose execution fills in defaults")
+        pytest.skip("PostgreSQL runs a unit through SQLAlchemy's execution: it fills in defaults")
     with pytest.raises(ValueError, match="created_at"):
         await database.run_unit(add)
 
 
 def _sqlite_only(database: Database) -> None:
     if not database.is_sqlite:
-        pytest.skip("PostgreSQL runs each unit in a session of its own (no shared transaction)")
+        pytest.skip("PostgreSQL runs each unit in a transaction of its own (none is shared)")
 
 
 async def test_units_submitted_together_share_one_commit(database: Database) -> None:
