@@ -33,21 +33,19 @@ async def test_two_workers_never_send_one_mailbox_more_than_four_requests(db_url
         await world.send_all(script.phases[0])  # the creates, all in the one mailbox
         secret_box = SecretBox([SECRET_KEY.encode()])
         # Two processes' worth: each its own database engine, Graph clients and their limiter
-        # (4 per mailbox each), and room for more jobs than the mailbox takes.
-        settings = world.settings.model_copy(
-            update={"worker": WorkerSettings(concurrency=16, poll_seconds=0.02)}
-        )
-        graphs = [GraphClients(settings) for _ in range(2)]
+        # (4 per mailbox each). The first runs at most 2 jobs, so the second always has the
+        # mailbox's other slots to take (without the shared limit: up to 2 + 4 requests).
+        graphs = [GraphClients(world.settings) for _ in range(2)]
         databases = [Database(db_url) for _ in range(2)]
-        workers = [
-            Worker(
-                database,
-                settings,
-                build_registry(settings, graph=graph, secret_box=secret_box),
-                worker_id=f"worker-{number}",
+        workers = []
+        for number, concurrency in enumerate((2, 16)):
+            settings = world.settings.model_copy(
+                update={"worker": WorkerSettings(concurrency=concurrency, poll_seconds=0.02)}
             )
-            for number, (database, graph) in enumerate(zip(databases, graphs, strict=True))
-        ]
+            registry = build_registry(settings, graph=graphs[number], secret_box=secret_box)
+            workers.append(
+                Worker(databases[number], settings, registry, worker_id=f"worker-{number}")
+            )
         try:
             async with running(*workers):
                 await world.drain(within=60)
