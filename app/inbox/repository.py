@@ -164,18 +164,6 @@ def stored_event_times(
     return found
 
 
-def employee_mailboxes(
-    db: Statements, keys: Sequence[tuple[int, str]]
-) -> dict[tuple[int, str], str]:
-    """The mapped employees' mailboxes by (connection_id, booking_resource_id)."""
-    found: dict[tuple[int, str], str] = {}
-    for chunk in _chunks(keys):
-        sql = _sql(db.dialect.name, "mailboxes", len(chunk))
-        rows = db.rows(sql, tuple(chain.from_iterable(chunk)))
-        found.update(((c, r), mailbox) for c, r, mailbox in rows)
-    return found
-
-
 # --- the lean write path --------------------------------------------------------------------
 
 _INBOX_COLUMNS = (*NewInboxEvent._fields, "received_at")
@@ -211,14 +199,9 @@ _LOOKUPS = {
         "(connection_id = {mark} AND appointment_id = {mark})",
         " OR ",
     ),
-    "mailboxes": (
-        "SELECT connection_id, booking_resource_id, mailbox FROM employee WHERE {rows}",
-        "(connection_id = {mark} AND booking_resource_id = {mark})",
-        " OR ",
-    ),
 }
 
-StatementName = Literal["inbox", "snapshot", "outcome", "event_times", "mailboxes"]
+StatementName = Literal["inbox", "snapshot", "outcome", "event_times"]
 
 
 @cache

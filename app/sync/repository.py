@@ -16,7 +16,6 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from app.db import Statements
 from app.graph.schemas import Event
-from app.inbox.repository import employee_mailboxes
 from app.models import Appointment, Connection, Employee, EventMapping, SyncRecord
 from app.models.base import utcnow
 from app.sync.planner import MappingState, listed_employees
@@ -58,10 +57,15 @@ def single_mailboxes(
         key: listed_employees(payload.get("bookingResourceList"))
         for key, payload in payloads.items()
     }
-    wanted = sorted({(key[0], r) for key, resources in listed.items() for r in resources})
-    if not wanted:
-        return {}
-    known = employee_mailboxes(db, wanted)
+    wanted: dict[int, set[str]] = {}
+    for (connection_id, _), resources in listed.items():
+        wanted.setdefault(connection_id, set()).update(resources)
+    known: dict[tuple[int, str], str] = {}
+    for connection_id, ids in wanted.items():
+        if ids:
+            params = {"w_connection_id": connection_id, "w_resources": sorted(ids)}
+            rows = db.execute(_SQL.employees, params)
+            known.update(((connection_id, r.booking_resource_id), r.mailbox) for r in rows)
     single: dict[tuple[int, str], str] = {}
     for (connection_id, appointment_id), resources in listed.items():
         mapped = [known[(connection_id, r)] for r in resources if (connection_id, r) in known]
