@@ -1,6 +1,7 @@
 """Engine, session factory, the request-session dependency, `session_scope()` for jobs, and
-`run_unit()` for hot-path units of work (plain SQL, or Core statements compiled once): on SQLite
-they run straight on the driver, without SQLAlchemy's per-statement machinery.
+`run_unit()` for hot-path units of work (plain SQL, or Core statements compiled once): they run
+straight on the driver (sqlite3, or psycopg's async connection through SQLAlchemy's greenlet
+bridge), without SQLAlchemy's per-statement machinery.
 
 SQLite runs in WAL mode with one shared connection per process: every transaction queues for it
 in asyncio (fair, no busy-wait sleeps) and starts with `BEGIN IMMEDIATE`, so no two writers ever
@@ -24,6 +25,7 @@ from pathlib import Path
 from typing import Any, Generic, Protocol, TypeVar, cast
 
 import aiosqlite
+import psycopg
 from fastapi import Request
 from sqlalchemy import Column, event
 from sqlalchemy.engine import URL, Connection, Dialect, make_url
@@ -34,9 +36,12 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
+from sqlalchemy.pool import PoolProxiedConnection
 from sqlalchemy.sql.base import Executable
 from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.dml import Insert
 from sqlalchemy.sql.elements import ClauseElement
+from sqlalchemy.util import await_only, greenlet_spawn
 
 R = TypeVar("R")
 
@@ -212,7 +217,9 @@ class _SqliteStatements:
         self._connection = connection
         self.dialect = dialect
 
-    def rows(self, sql: str, parameters: Sequence[Any]) -> Sequence[tuple[Any, ...]]:
+    def rows(
+        self, sql: str, parameters: Sequence[Any] | Mapping[str, Any]
+    ) -> Sequence[tuple[Any, ...]]:
         try:
             return self._connection.execute(sql, parameters).fetchall()
         except sqlite3.Error as exc:
@@ -221,6 +228,55 @@ class _SqliteStatements:
     def execute(self, statement: ClauseElement, parameters: Mapping[str, Any]) -> Sequence[Any]:
         compiled = _compiled(statement, self.dialect)
         return compiled.read(self.rows(*compiled.bind(parameters)))
+
+
+class _PsycopgStatements:
+    """A unit's statements on a pooled psycopg connection, in the transaction psycopg begins at
+    the first one: straight on the driver, awaited from the unit's greenlet (SQLAlchemy's own
+    bridge from synchronous code to asyncio), Core statements compiled once as on SQLite."""
+
+    def __init__(self, connection: PoolProxiedConnection, dialect: Dialect) -> None:
+        self._connection = connection
+        self._driver = cast(psycopg.AsyncConnection[Any], connection.driver_connection)
+        self._cursor = self._driver.cursor()
+        self.dialect = dialect
+
+    def rows(
+        self, sql: str, parameters: Sequence[Any] | Mapping[str, Any]
+    ) -> Sequence[tuple[Any, ...]]:
+        cursor = self._cursor
+        try:
+            await_only(cursor.execute(sql, parameters))
+            return [] if cursor.description is None else await_only(cursor.fetchall())
+        except psycopg.Error as exc:
+            raise self._error(exc, sql, parameters) from exc
+
+    def execute(self, statement: ClauseElement, parameters: Mapping[str, Any]) -> Sequence[Any]:
+        compiled = _compiled(statement, self.dialect)
+        return compiled.read(self.rows(*compiled.bind(parameters)))
+
+    def commit(self) -> None:
+        try:
+            await_only(self._driver.commit())
+        except psycopg.Error as exc:
+            raise self._error(exc, "COMMIT", ()) from exc
+
+    def _error(self, exc: psycopg.Error, sql: str, parameters: Any) -> DBAPIError:
+        """SQLAlchemy's exception for the driver's; a lost connection leaves the pool."""
+        lost = self.dialect.is_disconnect(exc, self._connection.dbapi_connection, None)  # type: ignore[arg-type]
+        if lost:
+            self._connection.invalidate(exc)
+        return cast(
+            DBAPIError,
+            DBAPIError.instance(
+                sql,
+                parameters,
+                exc,
+                psycopg.Error,
+                dialect=self.dialect,
+                connection_invalidated=lost,
+            ),
+        )
 
 
 class _ConnectionStatements:
@@ -250,49 +306,61 @@ class _ListItem:
 
 @dataclass(frozen=True, slots=True)
 class _Layout:
-    """A compiled statement's SQL and, per positional parameter, where its value comes from
-    (a named parameter, or an item of a named list) and its bind processor."""
+    """A compiled statement's SQL and, per parameter, where its value comes from (a named
+    parameter, or an item of a named list) and its bind processor; `keys` are the parameters'
+    names in the SQL for a driver with named parameters (psycopg), None for a positional one."""
 
     sql: str
     sources: tuple[tuple[str, int | None], ...]
     processors: tuple[Callable[[Any], Any] | None, ...]
+    keys: tuple[str, ...] | None
 
 
 class _Compiled:
-    """A Core statement compiled once for SQLite's driver: its SQL, how named parameters become
-    the driver's positional ones (SQLAlchemy's bind processors), and how result values become
-    typed ones (its result processors). What SQLAlchemy does per execution, minus its
-    per-execution machinery (about 60 µs a statement on the async engine, measured)."""
+    """A Core statement compiled once for a dialect's driver: its SQL, how named parameters
+    become the driver's (positional for sqlite3, named for psycopg; SQLAlchemy's bind
+    processors), and how result values become typed ones (its result processors). What
+    SQLAlchemy does per execution, minus its per-execution machinery (about 60 µs a statement
+    on the async engine, measured)."""
 
     def __init__(self, statement: ClauseElement, dialect: Dialect) -> None:
+        columns = list(getattr(statement, "exported_columns", ()))
+        if isinstance(statement, Insert) and not columns:
+            # Rows it does not ask for: SQLAlchemy would add `RETURNING id` on PostgreSQL.
+            statement = statement.inline()
         compiled = cast(SQLCompiler, statement.compile(dialect=dialect))
         computed = [*compiled.insert_prefetch, *compiled.update_prefetch]
         if computed:
             # SQLAlchemy fills those in per execution; here the statement must give them.
             missing = ", ".join(sorted(column.key for column in computed))
             raise ValueError(f"give the values of {missing} in the statement (Python defaults)")
+        if compiled.escaped_bind_names:  # names the driver would see spelled otherwise
+            raise ValueError("give the statement's parameters plain names")
         self._compiled = compiled
+        self._positional = dialect.positional
         self._processors: dict[str, Callable[[Any], Any]] = {}
-        for name, bind in compiled.binds.items():
+        for bind, name in compiled.bind_names.items():  # name: as the SQL spells it
             process = bind.type.dialect_impl(dialect).bind_processor(dialect)
             if process is not None:
                 self._processors[name] = process
         # An IN list's SQL depends on its length: SQLAlchemy expands it per execution, and its
         # layout is remembered here per length of each list.
-        self._lists = [name for name, bind in compiled.binds.items() if bind.expanding]
+        self._lists = [name for bind, name in compiled.bind_names.items() if bind.expanding]
         self._layouts: dict[tuple[int, ...], _Layout] = {}
         if not self._lists:
-            names = tuple(compiled.positiontup or ())
+            names = tuple(
+                compiled.positiontup or () if self._positional else compiled.bind_names.values()
+            )
             self._plain = _Layout(
                 compiled.string,
                 tuple((name, None) for name in names),
                 tuple(self._processors.get(name) for name in names),
+                None if self._positional else names,
             )
-        columns = list(getattr(statement, "exported_columns", ()))
         self._readers = [from_driver(dialect, column) for column in columns]
         self._row: Any = namedtuple("Row", [column.key for column in columns], rename=True)  # type: ignore[misc]
 
-    def bind(self, parameters: Mapping[str, Any]) -> tuple[str, list[Any]]:
+    def bind(self, parameters: Mapping[str, Any]) -> tuple[str, list[Any] | dict[str, Any]]:
         values = self._compiled.construct_params(dict(parameters))
         if self._lists:
             for name in self._lists:
@@ -306,7 +374,9 @@ class _Compiled:
         for (name, index), process in zip(layout.sources, layout.processors, strict=True):
             value = values[name] if index is None else values[name][index]
             converted.append(value if process is None else process(value))
-        return layout.sql, converted
+        if layout.keys is None:
+            return layout.sql, converted
+        return layout.sql, dict(zip(layout.keys, converted, strict=True))
 
     def _expand(self, values: Mapping[str, Any], lengths: tuple[int, ...]) -> _Layout:
         """SQLAlchemy's expansion for lists of these lengths, with each item's position in the
@@ -317,8 +387,9 @@ class _Compiled:
         state = self._compiled.construct_expanded_state(traced)
         # The state's processors are those of the expanded items only.
         processors = {**self._processors, **state.processors}
+        names = tuple(state.positiontup or () if self._positional else state.parameters)
         sources: list[tuple[str, int | None]] = []
-        for name in state.positiontup or ():
+        for name in names:
             value = state.parameters[name]
             sources.append(
                 (value.name, value.index) if isinstance(value, _ListItem) else (name, None)
@@ -326,7 +397,8 @@ class _Compiled:
         layout = _Layout(
             state.statement,
             tuple(sources),
-            tuple(processors.get(name) for name in state.positiontup or ()),
+            tuple(processors.get(name) for name in names),
+            None if self._positional else names,
         )
         self._layouts[lengths] = layout
         return layout
@@ -527,17 +599,30 @@ class Database:
         the lot, yet each unit's error undoes only its own statements (`_run_in_transaction`). The
         process's one connection is checked out, so only another process can hold the write
         lock; then only the `BEGIN` waits for it, in the driver's thread, never on the loop. On
-        PostgreSQL it runs in a transaction on a pooled connection of its own.
+        PostgreSQL it runs in a transaction on a pooled connection of its own, straight on
+        psycopg (`_PsycopgStatements`).
         """
         if not self.is_sqlite:
-            # A connection of its own, no ORM session: a unit reads and writes rows only.
-            async with self.engine.begin() as connection:
-                return await connection.run_sync(lambda sync: unit(_ConnectionStatements(sync)))
+            return cast(R, await greenlet_spawn(self._run_on_pooled_connection, unit))
         future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
         self._units.append(_Unit(unit, future))
         if self._grouper is None or self._grouper.done():
             self._grouper = asyncio.ensure_future(self._run_units())
         return await future
+
+    def _run_on_pooled_connection(self, unit: Callable[[Statements], R]) -> R:
+        """PostgreSQL: `unit` in a transaction on a pooled connection of its own, straight on
+        the driver (in a greenlet: the pool and the statements await through it). Whatever
+        was not committed, the pool rolls back as the connection returns to it (or closes the
+        connection if it cannot)."""
+        connection = self.engine.sync_engine.raw_connection()
+        try:
+            statements = _PsycopgStatements(connection, self.engine.dialect)
+            result = unit(statements)
+            statements.commit()
+            return result
+        finally:
+            connection.close()
 
     async def _run_units(self) -> None:
         """Run the queued units, a group per transaction, until none is left; the first group

@@ -17,7 +17,7 @@ import aiosqlite
 import pytest
 from sqlalchemy import DateTime, bindparam, insert, select, text
 from sqlalchemy.dialects import sqlite
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from app.db import (
     SQLITE_BUSY_TIMEOUT_MS,
@@ -197,9 +197,8 @@ async def test_a_connection_returned_mid_transaction_is_rolled_back(database: Da
 
 
 async def test_a_unit_runs_on_the_loop_when_the_write_lock_is_free(database: Database) -> None:
-    """No GIL hand-offs between the loop and the driver's thread for every statement."""
-    if not database.is_sqlite:
-        pytest.skip("PostgreSQL runs units through SQLAlchemy on its async driver, not on the loop")
+    """No GIL hand-offs between the loop and the driver's thread for every statement (psycopg
+    has no such thread: its statements are awaited on the loop)."""
     connection_id = await _seed_connection(database)
     threads: list[int] = []
 
@@ -218,7 +217,7 @@ async def test_a_unit_waits_off_the_loop_while_another_process_writes(
     """Another process holding SQLite's write lock: the unit waits for it in the driver's thread
     (the loop goes on), then commits; the connection's busy timeout is what it was."""
     if not database.is_sqlite:
-        pytest.skip("PostgreSQL runs units through SQLAlchemy on its async driver, not on the loop")
+        pytest.skip("PostgreSQL's writers do not wait for one another's lock to begin")
     connection_id = await _seed_connection(database)
     path = sqlite_path(db_url)
     assert path is not None
@@ -340,6 +339,9 @@ _DUE = (
 )
 
 
+_ADD_JOB_QUIETLY = insert(_JOB).values(_JOB_VALUES)
+
+
 def _job_values(kind: str, run_at: datetime, args: dict[str, Any]) -> dict[str, Any]:
     return {
         "kind": kind,
@@ -374,6 +376,17 @@ async def test_core_statements_in_a_unit_store_and_read_what_sqlalchemy_does(
         ("unit.kind", args, due),
         ("session.kind", args, due),
     ]
+
+
+async def test_an_insert_without_returning_gives_no_rows(database: Database) -> None:
+    # SQLAlchemy would add `RETURNING job.id` to it on PostgreSQL, for its own use.
+    due = datetime(2026, 12, 5, 10, 0, tzinfo=UTC)
+    rows = await database.run_unit(
+        lambda db: db.execute(_ADD_JOB_QUIETLY, _job_values("quiet", due, {}))
+    )
+    assert rows == []
+    async with database.session() as session:
+        assert (await session.scalars(select(Job.kind))).all() == ["quiet"]
 
 
 async def test_an_in_list_and_typed_parameters_in_one_unit_statement(database: Database) -> None:
@@ -437,8 +450,6 @@ async def test_a_unit_statement_needing_python_defaults_is_refused(database: Dat
     def add(db: Statements) -> Any:
         return db.execute(incomplete, {"kind": "x", "args": {}})
 
-    if not database.is_sqlite:
-        pytest.skip("PostgreSQL runs a unit through SQLAlchemy's execution: it fills in defaults")
     with pytest.raises(ValueError, match="created_at"):
         await database.run_unit(add)
 
@@ -612,3 +623,53 @@ async def test_units_waiting_when_their_runner_is_cancelled_are_cancelled_too(
     outcomes = await asyncio.wait_for(asyncio.gather(first, second, return_exceptions=True), 5)
     assert all(isinstance(outcome, asyncio.CancelledError) for outcome in outcomes)
     assert await _count_inbox(database) == 0  # and the next unit began a transaction of its own
+
+
+def _postgres_only(database: Database) -> None:
+    if database.is_sqlite:
+        pytest.skip("SQLite units share the process's one connection, which is never lost")
+
+
+async def test_a_unit_whose_connection_dies_is_told_and_the_next_gets_a_new_one(
+    database: Database,
+) -> None:
+    """The server ends the unit's session (a restart, an operator): the unit fails with
+    SQLAlchemy's error marked as a lost connection, nothing it wrote stays, the dead
+    connection leaves the pool, and the next unit runs on a new one."""
+    _postgres_only(database)
+    connection_id = await _seed_connection(database)
+
+    def dies(db: Statements) -> None:
+        _insert_inbox_row(db, "lost", connection_id)
+        db.rows("SELECT pg_terminate_backend(pg_backend_pid())", ())
+
+    with pytest.raises(DBAPIError) as caught:
+        await database.run_unit(dies)
+    assert caught.value.connection_invalidated
+    assert database.engine.sync_engine.pool.checkedout() == 0
+    await database.run_unit(lambda db: _insert_inbox_row(db, "next", connection_id))
+    assert await _count_inbox(database) == 1
+
+
+async def test_a_unit_cancelled_mid_statement_rolls_back_and_frees_its_connection(
+    database: Database,
+) -> None:
+    """A unit's caller is cancelled while the server runs its statement: the statement is
+    cancelled on the server too (no 30 s wait), the unit's writes are rolled back, and its
+    connection goes back to the pool usable."""
+    _postgres_only(database)
+    connection_id = await _seed_connection(database)
+
+    def slow(db: Statements) -> None:
+        _insert_inbox_row(db, "cancelled", connection_id)
+        db.rows("SELECT pg_sleep(30)", ())
+
+    task = asyncio.ensure_future(database.run_unit(slow))
+    await asyncio.sleep(0.3)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.wait_for(task, 5)
+    assert database.engine.sync_engine.pool.checkedout() == 0
+    assert await _count_inbox(database) == 0
+    await database.run_unit(lambda db: _insert_inbox_row(db, "next", connection_id))
+    assert await _count_inbox(database) == 1

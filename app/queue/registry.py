@@ -12,9 +12,26 @@ from datetime import datetime
 from typing import Any
 
 from app.config import Settings
-from app.db import Database
+from app.db import Database, Statements
 
 _KIND = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+$")
+
+
+@dataclass
+class Completion:
+    """A handler's way to mark its job done in its own last unit of work, one transaction fewer
+    per job. Only for the unit after which the handler can no longer fail: the worker then
+    writes no outcome of its own. `recorded` stays None until `write` ran, then tells whether
+    the worker still held the job (False: its lease was lost, and the job is not done)."""
+
+    finish: Callable[[Statements], bool] = field(repr=False)
+    started: Callable[[], None] = field(repr=False)  # tells the worker the outcome is in hand
+    recorded: bool | None = None
+
+    def write(self, db: Statements) -> None:
+        """Mark the job done in `db`'s transaction (the handler must let its errors through)."""
+        self.started()
+        self.recorded = self.finish(db)
 
 
 @dataclass(frozen=True)
@@ -33,6 +50,8 @@ class JobContext:
     settings: Settings
     worker_id: str
     clock: Callable[[], datetime] = field(repr=False)
+    # None for a periodic job, whose completion schedules its next tick.
+    completion: Completion | None = field(default=None, repr=False)
 
     @property
     def is_last_attempt(self) -> bool:

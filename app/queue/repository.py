@@ -643,6 +643,15 @@ class _ClaimStatements:
 _CLAIM = _ClaimStatements()
 
 
+def _try_lock(db: Statements, namespace: str, key: str | None) -> bool:
+    """PostgreSQL: this transaction's lock on `calbridge.{namespace}:{key}`, if no other holds
+    it (no key: nothing to lock)."""
+    if key is None:
+        return True
+    [(locked,)] = db.execute(_CLAIM.try_lock, {"key": f"calbridge.{namespace}:{key}"})
+    return bool(locked)
+
+
 class JobManager:
     """The worker's queue operations, each in one short transaction of its own."""
 
@@ -709,21 +718,22 @@ class JobManager:
                 return claimed
 
             return await self.database.run_unit(lease_next)
-        claimed: list[ClaimedJob] = []
-        async with self.database.session_scope() as session:
+
+        def claim_in_turn(db: Statements) -> list[ClaimedJob]:
+            claimed: list[ClaimedJob] = []
             while len(claimed) < limit:
-                job = await self._claim_postgres(session, params)
+                job = self._claim_postgres(db, params)
                 if job is None:
                     break
                 claimed.append(job)
-        return claimed
+            return claimed
 
-    async def _claim_postgres(
-        self, session: AsyncSession, params: dict[str, Any]
-    ) -> ClaimedJob | None:
+        return await self.database.run_unit(claim_in_turn)
+
+    def _claim_postgres(self, db: Statements, params: dict[str, Any]) -> ClaimedJob | None:
         for _ in range(_MAX_CLAIM_CANDIDATES):
-            candidate = (await session.execute(_CLAIM.candidate, params)).one_or_none()
-            if candidate is None:
+            candidates = db.execute(_CLAIM.candidate, params)
+            if not candidates:
                 return None
             # Claimers run side by side here: two could each count three running jobs of a
             # mailbox and both start a fourth. A transaction-scoped lock per serial key and
@@ -732,33 +742,22 @@ class JobManager:
             # locked by another claimer is skipped for the rest of this claim, so a busy mailbox
             # does not hide the jobs queued behind it. Locks this transaction already holds are
             # taken again at once.
+            candidate = candidates[0]
             serial_key, mailbox = candidate.serial_key, candidate.mailbox
-            if not await self._try_lock(session, "serial", serial_key):
+            if not _try_lock(db, "serial", serial_key):
                 params["skipped_serial_keys"] = [*params["skipped_serial_keys"], serial_key]
                 continue
-            if not await self._try_lock(session, "mailbox", mailbox):
+            if not _try_lock(db, "mailbox", mailbox):
                 params["skipped_mailboxes"] = [*params["skipped_mailboxes"], mailbox]
                 continue
-            job = await self._lease(
-                session, _CLAIM.lease_if_claimable, {**params, "job_id": candidate.id}
+            leased = db.execute(
+                _CLAIM.lease_if_claimable,
+                {**params, "job_id": candidate.id, "lease_until": params["now"] + self.lease},
             )
-            if job is not None:
-                return job
+            if leased:
+                return self._claimed(leased[0])
             params["skipped"] = [*params["skipped"], candidate.id]
         return None
-
-    async def _try_lock(self, session: AsyncSession, namespace: str, key: str | None) -> bool:
-        if key is None:
-            return True
-        lock = await session.execute(_CLAIM.try_lock, {"key": f"calbridge.{namespace}:{key}"})
-        return bool(lock.scalar_one())
-
-    async def _lease(
-        self, session: AsyncSession, statement: Any, params: dict[str, Any]
-    ) -> ClaimedJob | None:
-        params = {**params, "lease_until": params["now"] + self.lease}
-        row = (await session.execute(statement, params)).one_or_none()
-        return None if row is None else self._claimed(row)
 
     def _claimed(self, row: Any) -> ClaimedJob:
         return ClaimedJob(
@@ -853,15 +852,10 @@ class JobManager:
             Job.attempts == job.attempts,
         )
 
-    async def _finish(
-        self,
-        job: ClaimedJob,
-        *,
-        state: str,
-        now: datetime,
-        error: str | None,
-        every_seconds: float | None,
-    ) -> bool:
+    @staticmethod
+    def _finish_params(
+        job: ClaimedJob, *, state: str, now: datetime, error: str | None
+    ) -> dict[str, Any]:
         params: dict[str, Any] = {
             "w_id": job.id,
             "w_worker_id": job.worker_id,
@@ -871,6 +865,18 @@ class JobManager:
         }
         if error is not None:
             params["v_error"] = error
+        return params
+
+    async def _finish(
+        self,
+        job: ClaimedJob,
+        *,
+        state: str,
+        now: datetime,
+        error: str | None,
+        every_seconds: float | None,
+    ) -> bool:
+        params = self._finish_params(job, state=state, now=now, error=error)
         statement = _finish_statement(error is not None)
         if every_seconds is None:  # the common case: one statement, as a unit on the driver
             return bool(await self.database.run_unit(lambda db: db.execute(statement, params)))
@@ -880,6 +886,12 @@ class JobManager:
             if every_seconds is not None:
                 await schedule_tick(session, job.kind, every_seconds, now=now)
             return True
+
+    def complete_in(self, db: Statements, job: ClaimedJob, *, now: datetime) -> bool:
+        """`complete` (of a job that is not periodic) as a statement of the caller's unit of
+        work. False when the worker no longer held the job."""
+        params = self._finish_params(job, state=DONE, now=now, error=None)
+        return bool(db.execute(_finish_statement(False), params))
 
     async def complete(
         self, job: ClaimedJob, *, now: datetime, every_seconds: float | None = None

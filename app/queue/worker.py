@@ -20,7 +20,7 @@ from app.config import Settings
 from app.db import Database
 from app.models.base import utcnow
 from app.queue.errors import PermanentError, RetryAfter
-from app.queue.registry import JobContext, JobRegistry
+from app.queue.registry import Completion, JobContext, JobRegistry
 from app.queue.repository import ClaimedJob, JobManager
 from app.queue.retry import RetryStrategy
 
@@ -199,6 +199,14 @@ class Worker:
     async def _run_job(self, job: ClaimedJob) -> None:
         kind = self.registry.get(job.kind)
         assert kind is not None  # only registered kinds are claimed
+        run = (job.id, job.attempts)
+        every = kind.every_seconds
+        completion = None
+        if every is None:
+            completion = Completion(
+                finish=lambda db: self.manager.complete_in(db, job, now=self.clock()),
+                started=lambda: self._finishing.add(run),
+            )
         context = JobContext(
             job_id=job.id,
             kind=job.kind,
@@ -212,15 +220,27 @@ class Worker:
             settings=self.settings,
             worker_id=self.worker_id,
             clock=self.clock,
+            completion=completion,
         )
         # This task's own context: its log lines carry the job, never what spawned the task.
         logs.bind_job(job_id=job.id, job_kind=job.kind, mailbox=job.mailbox)
         log.debug("job %s %s: attempt %s started", job.id, job.kind, job.attempts)
-        every = kind.every_seconds
+        try:
+            await self._run_handler(job, kind.handler(context), every, completion)
+        finally:
+            self._finishing.discard(run)  # if the handler began writing its own completion
+
+    async def _run_handler(
+        self,
+        job: ClaimedJob,
+        handler: Awaitable[None],
+        every: float | None,
+        completion: Completion | None,
+    ) -> None:
         # CancelledError (shutdown) passes through: `_shutdown` releases the job.
         try:
             await metrics.timed_job(
-                kind.handler(context),
+                handler,
                 kind=job.kind,
                 last_attempt=job.attempts >= job.max_attempts,
             )
@@ -240,6 +260,11 @@ class Worker:
             # Success is in the job row, the sync history and calbridge_jobs_total; a line per
             # job would flood the log at hundreds of jobs a second.
             log.debug("job %s %s: done", job.id, job.kind)
+            if completion is not None and completion.recorded is not None:
+                # The handler wrote the outcome in its last unit of work.
+                if not completion.recorded:
+                    log.warning("job %s %s: outcome dropped, the lease was lost", job.id, job.kind)
+                return
             await self._record(
                 job, partial(self.manager.complete, job, now=self.clock(), every_seconds=every)
             )

@@ -51,6 +51,8 @@ class _Run:
     secret_rejected: bool
     # The snapshot's receipt, for the end-to-end lag; None on a forced resync (not a delivery).
     received_at: datetime | None
+    # The job's completion, written by the one success unit of a run with one Graph write.
+    complete: Callable[[Statements], None] | None = None
     retry: list[GraphError] = field(default_factory=list)
     permanent: list[str] = field(default_factory=list)
 
@@ -65,9 +67,11 @@ async def sync_appointment_impl(
     appointment_id: str,
     job_id: int | None = None,
     force: bool = False,
+    complete: Callable[[Statements], None] | None = None,
 ) -> None:
     """Make every target mailbox match the appointment's latest snapshot (`force`: write every
-    field of existing events again, see plan()).
+    field of existing events again, see plan()). `complete` marks the job done in a unit of
+    work's transaction: a run whose only action is one Graph write does so with its outcome.
 
     Raises the queue exception of a retryable Graph error (after every target was tried), or
     PermanentError when a target failed for good; the failure is in the sync history either way.
@@ -137,6 +141,13 @@ async def sync_appointment_impl(
         secret_rejected=connection.client_secret_rejected_at is not None,
         received_at=None if force else state.received_at,
     )
+    if (
+        len(actions) == 1
+        and isinstance(actions[0], Create | Update | Delete)
+        and not run.secret_rejected  # clearing it follows the success unit
+    ):
+        # Its success unit is the run's last act: nothing after it can fail the job.
+        run.complete = complete
     per_employee: dict[str, list[Action]] = {}
     for action in actions:
         per_employee.setdefault(action.booking_resource_id, []).append(action)
@@ -362,6 +373,8 @@ async def _success(
             booking_resource_id=action.booking_resource_id,
             now=utcnow(),
         )
+        if run.complete is not None:
+            run.complete(db)
 
     await run.database.run_unit(unit)
     if run.secret_rejected:

@@ -25,6 +25,7 @@ async def sync_appointment(ctx: JobContext, *, graph: GraphClients, secret_box: 
         appointment_id=str(ctx.args["appointment_id"]),
         job_id=ctx.job_id,
         force=ctx.args.get("force") is True,
+        complete=None if ctx.completion is None else ctx.completion.write,
     )
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -13,7 +13,7 @@ from sqlalchemy import select
 
 from app.config import Settings
 from app.crypto import SecretBox
-from app.db import Database
+from app.db import Database, Statements
 from app.graph.client import TAG_PROPERTY_ID
 from app.graph.errors import GraphError
 from app.models import Appointment, Connection, Employee, EventMapping, SyncRecord
@@ -49,7 +49,7 @@ class World:
     graph: GraphClients
     connection_id: int
 
-    async def sync(self) -> None:
+    async def sync(self, complete: Callable[[Statements], None] | None = None) -> None:
         await sync_appointment_impl(
             database=self.database,
             settings=self.settings,
@@ -57,6 +57,7 @@ class World:
             graph=self.graph,
             connection_id=self.connection_id,
             appointment_id=APPOINTMENT,
+            complete=complete,
         )
 
     async def store(self, payload: dict[str, Any]) -> None:
@@ -233,6 +234,32 @@ async def test_update_of_an_event_deleted_in_outlook_recreates_it(world: World) 
     rows = await world.rows(EventMapping)
     assert [(r.generation, r.deleted) for r in rows] == [(1, True), (2, False)]
     assert rows[1].graph_event_id == again["id"]
+
+
+async def test_a_run_of_one_graph_write_completes_its_job_in_the_outcomes_transaction(
+    world: World,
+) -> None:
+    """One transaction fewer per job: the job's completion goes with the write's outcome. A run
+    without a Graph write, or with several, leaves the completion to the worker."""
+    seen: list[int] = []
+
+    def complete(db: Statements) -> None:  # what the transaction holds when it completes
+        [(records,)] = db.rows("SELECT count(*) FROM sync_record WHERE status = 'success'", ())
+        seen.append(int(records))
+
+    await world.store(appointment())
+    await world.sync(complete)
+    assert seen == [1]  # the create's own record, in the same transaction
+    await world.sync(complete)  # unchanged: nothing written to Graph
+    assert seen == [1]
+    await world.employ(ERIKA, ERIKA_MAILBOX)
+    await world.store(_with_employee(appointment(notes="Neu"), ERIKA, "Erika"))
+    await world.sync(complete)  # an update and a create
+    assert seen == [1]
+    assert len(world.events(ERIKA_MAILBOX)) == 1
+    await world.store(appointment("canceled"))
+    await world.sync(complete)  # two deletes
+    assert seen == [1]
 
 
 async def test_two_employees_two_mailboxes(world: World) -> None:
