@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import logging
 import sqlite3
+import time
 from collections import namedtuple
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
@@ -29,7 +30,7 @@ import psycopg
 from fastapi import Request
 from sqlalchemy import Column, event
 from sqlalchemy.engine import URL, Connection, Dialect, make_url
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, DisconnectionError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -50,6 +51,7 @@ log = logging.getLogger(__name__)
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 SQLITE_AUTOCHECKPOINT_PAGES = 1000  # SQLite's default
 POSTGRES_POOL_SIZE = 10
+POSTGRES_PING_AFTER_IDLE_S = 1.0
 
 
 def async_url(url: str) -> URL:
@@ -191,8 +193,33 @@ def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
     # max_connections of 100 then serves nine processes, with room for an operator's psql.
     kwargs.setdefault("pool_size", POSTGRES_POOL_SIZE)
     kwargs.setdefault("max_overflow", 0)
-    kwargs.setdefault("pool_pre_ping", True)
-    return create_async_engine(target, **kwargs)
+    engine = create_async_engine(target, **kwargs)
+    if not kwargs.get("pool_pre_ping"):
+        _ping_after_idle(engine.sync_engine)
+    return engine
+
+
+def _ping_after_idle(sync_engine: Any) -> None:
+    """Ping a pooled PostgreSQL connection before use only when it sat idle in the pool for
+    `POSTGRES_PING_AFTER_IDLE_S`: a server restart, or a firewall's idle timeout, may have
+    closed it meanwhile. SQLAlchemy's pre-ping would cost every transaction a round trip,
+    though a connection in steady use was just seen working. One that failed in use anyway (the
+    server went away under load) marks every connection of the pool as stale (`_lost`)."""
+
+    @event.listens_for(sync_engine, "checkin")
+    def _idle_from(_dbapi_connection: Any, record: Any) -> None:
+        record.info["idle_since"] = time.monotonic()
+
+    @event.listens_for(sync_engine, "checkout")
+    def _ping_if_idle(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        idle_since = record.info.get("idle_since")
+        if idle_since is None or time.monotonic() - idle_since < POSTGRES_PING_AFTER_IDLE_S:
+            return
+        try:
+            sync_engine.dialect.do_ping(dbapi_connection)
+        except Exception as exc:
+            # The pool then replaces the connection and checks out again.
+            raise DisconnectionError(f"pooled connection lost while idle: {exc}") from exc
 
 
 class Statements(Protocol):
@@ -265,7 +292,9 @@ class _PsycopgStatements:
         """SQLAlchemy's exception for the driver's; a lost connection leaves the pool."""
         lost = self.dialect.is_disconnect(exc, self._connection.dbapi_connection, None)  # type: ignore[arg-type]
         if lost:
-            self._connection.invalidate(exc)
+            # As SQLAlchemy's own execution does: this connection is closed, and every other one
+            # the pool made before it is replaced at its next checkout (the server may be new).
+            self._connection._pool._invalidate(self._connection, exc)
         return cast(
             DBAPIError,
             DBAPIError.instance(

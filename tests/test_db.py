@@ -673,3 +673,81 @@ async def test_a_unit_cancelled_mid_statement_rolls_back_and_frees_its_connectio
     assert await _count_inbox(database) == 0
     await database.run_unit(lambda db: _insert_inbox_row(db, "next", connection_id))
     assert await _count_inbox(database) == 1
+
+
+async def _backend_pids(database: Database, count: int) -> set[int]:
+    """Make the pool hold `count` connections (units side by side); their server processes."""
+
+    def pid(db: Statements) -> int:
+        [(backend, _)] = db.rows("SELECT pg_backend_pid(), pg_sleep(0.2)", ())
+        return int(backend)
+
+    pids = set(await asyncio.gather(*(database.run_unit(pid) for _ in range(count))))
+    assert len(pids) == count
+    return pids
+
+
+async def _terminate(db_url: str, pids: set[int]) -> None:
+    """What a server restart does to them, from another session."""
+    other = Database(db_url)
+    try:
+        await other.run_unit(
+            lambda db: db.rows(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE pid = ANY(%s)",
+                (list(pids),),
+            )
+        )
+    finally:
+        await other.dispose()
+
+
+async def test_a_pooled_connection_is_pinged_only_after_sitting_idle(
+    database: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A connection in steady use costs no ping per transaction; one idle for the set time is
+    pinged before use."""
+    _postgres_only(database)
+    dialect = database.engine.sync_engine.dialect
+    ping = dialect.do_ping
+    pings: list[object] = []
+
+    def counted(dbapi_connection: Any) -> bool:
+        pings.append(dbapi_connection)
+        return bool(ping(dbapi_connection))
+
+    monkeypatch.setattr(dialect, "do_ping", counted)
+    for _ in range(5):
+        await _count_inbox(database)
+    assert pings == []
+    monkeypatch.setattr("app.db.POSTGRES_PING_AFTER_IDLE_S", 0.0)
+    for _ in range(3):
+        await _count_inbox(database)
+    assert len(pings) == 3
+
+
+async def test_an_idle_connection_the_server_closed_is_replaced_before_use(
+    database: Database, db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _postgres_only(database)
+    monkeypatch.setattr("app.db.POSTGRES_PING_AFTER_IDLE_S", 0.0)
+    [pid] = await _backend_pids(database, 1)
+    await _terminate(db_url, {pid})
+    assert await _count_inbox(database) == 0  # no error: the ping found it closed
+    assert await _backend_pids(database, 1) != {pid}
+
+
+async def test_connections_lost_in_use_fail_one_unit_and_the_pool_renews_the_rest(
+    database: Database, db_url: str
+) -> None:
+    """The server restarts under load (no connection idle long enough for a ping): the first
+    unit on a dead connection fails, told the connection was lost; the pool's other
+    connections, made before it, are replaced at their next checkout instead of failing too."""
+    _postgres_only(database)
+    pids = await _backend_pids(database, 3)
+    await _terminate(db_url, pids)
+    with pytest.raises(DBAPIError) as caught:
+        await _count_inbox(database)
+    assert caught.value.connection_invalidated
+    counts = await asyncio.gather(*(_count_inbox(database) for _ in range(3)))
+    assert counts == [0, 0, 0]
+    assert not (await _backend_pids(database, 3)) & pids
