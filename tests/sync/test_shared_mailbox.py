@@ -16,7 +16,7 @@ from app.models import Job
 from app.queue.worker import Worker
 from app.sync.graph_clients import GraphClients
 from tests.conftest import SECRET_KEY
-from tests.queue.conftest import running
+from tests.queue.conftest import eventually, running
 from tests.sync.crash_harness import make_script, running_world
 
 APPOINTMENTS = 40
@@ -33,8 +33,9 @@ async def test_two_workers_never_send_one_mailbox_more_than_four_requests(db_url
         await world.send_all(script.phases[0])  # the creates, all in the one mailbox
         secret_box = SecretBox([SECRET_KEY.encode()])
         # Two processes' worth: each its own database engine, Graph clients and their limiter
-        # (4 per mailbox each). The first runs at most 2 jobs, so the second always has the
-        # mailbox's other slots to take (without the shared limit: up to 2 + 4 requests).
+        # (4 per mailbox each). The first runs at most 2 jobs and has them before the second
+        # starts, so both take part; without the shared limit, up to 2 + 4 requests would go
+        # out together.
         graphs = [GraphClients(world.settings) for _ in range(2)]
         databases = [Database(db_url) for _ in range(2)]
         workers = []
@@ -47,8 +48,10 @@ async def test_two_workers_never_send_one_mailbox_more_than_four_requests(db_url
                 Worker(databases[number], settings, registry, worker_id=f"worker-{number}")
             )
         try:
-            async with running(*workers):
-                await world.drain(within=60)
+            async with running(workers[0]):
+                await eventually(lambda: _claimed_by(world.database, "worker-0"))
+                async with running(workers[1]):
+                    await world.drain(within=60)
         finally:
             for graph in graphs:
                 await graph.aclose()
@@ -64,3 +67,11 @@ async def test_two_workers_never_send_one_mailbox_more_than_four_requests(db_url
                 )
             )
         assert workers_used == 2
+
+
+async def _claimed_by(database: Database, worker_id: str) -> bool:
+    async with database.session() as session:
+        claimed = await session.scalar(
+            select(func.count()).where(Job.kind == "sync.appointment", Job.worker_id == worker_id)
+        )
+    return bool(claimed)
