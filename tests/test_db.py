@@ -751,3 +751,43 @@ async def test_connections_lost_in_use_fail_one_unit_and_the_pool_renews_the_res
     counts = await asyncio.gather(*(_count_inbox(database) for _ in range(3)))
     assert counts == [0, 0, 0]
     assert not (await _backend_pids(database, 3)) & pids
+
+
+async def test_a_session_cancelled_while_its_begin_waits_leaves_the_connection_clean(
+    database: Database, db_url: str
+) -> None:
+    """A session's task is cancelled (a run whose lease was lost, say) while its BEGIN waits in
+    the driver's thread for another process's lock: once the lock is free, that BEGIN must not
+    leave the process's one connection inside a transaction nobody owns."""
+    _sqlite_only(database)
+    connection_id = await _seed_connection(database)
+    path = sqlite_path(db_url)
+    assert path is not None
+
+    async def write() -> None:
+        async with database.session_scope() as session:
+            await session.execute(
+                text(
+                    "INSERT INTO inbox_event (source, connection_id, external_id, event_type, "
+                    "outcome, received_at) VALUES ('test', :c, 'cancelled', 'x', 'accepted', "
+                    "CURRENT_TIMESTAMP)"
+                ),
+                {"c": connection_id},
+            )
+
+    other = sqlite3.connect(path, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    try:
+        task = asyncio.ensure_future(write())
+        await asyncio.sleep(0.1)  # its BEGIN waits for the lock in the driver's thread
+        task.cancel()
+        await asyncio.sleep(0.1)
+    finally:
+        other.execute("COMMIT")  # the waiting BEGIN gets the lock now
+        other.close()
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.wait_for(task, 5)
+    await database.run_unit(lambda db: _insert_inbox_row(db, "next", connection_id))
+    async with database.session_scope() as session:
+        await session.execute(text("DELETE FROM inbox_event WHERE external_id = 'nothing'"))
+    assert await _count_inbox(database) == 1
