@@ -274,7 +274,11 @@ class _PsycopgStatements:
         cursor = self._cursor
         try:
             await_only(cursor.execute(sql, parameters))
-            return [] if cursor.description is None else await_only(cursor.fetchall())
+            # Asked of the result itself: `cursor.description` builds a column list each time.
+            result = cursor.pgresult
+            if result is None or result.status != psycopg.pq.ExecStatus.TUPLES_OK:
+                return []
+            return await_only(cursor.fetchall())
         except psycopg.Error as exc:
             raise self._error(exc, sql, parameters) from exc
 
