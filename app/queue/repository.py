@@ -33,6 +33,7 @@ from sqlalchemy import (
     or_,
     select,
     text,
+    union,
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
@@ -568,24 +569,24 @@ class _ClaimStatements:
                 ),
             ),
         )
-        mailbox_running = (
-            select(func.count())
-            .where(running.mailbox == job.mailbox, _in_state(running.state, RUNNING))
-            .scalar_subquery()
+        # The mailboxes that take no job now (at their limit of running jobs, or throttled),
+        # found once per statement: a check per pending job (a count of its mailbox's running
+        # jobs) made a claim cost 16 ms on SQLite with 5,000 jobs queued for one full mailbox,
+        # as mapping an employee with a long calendar does; now 2 ms.
+        full = (
+            select(running.mailbox)
+            .where(running.mailbox.is_not(None), _in_state(running.state, RUNNING))
+            .group_by(running.mailbox)
+            .having(func.count() >= bindparam("mailbox_limit"))
         )
-        mailbox_free = or_(
-            job.mailbox.is_(None),
-            and_(
-                ~exists().where(mailboxes.address == job.mailbox, mailboxes.throttled_until > now),
-                mailbox_running < bindparam("mailbox_limit"),
-            ),
-        )
+        throttled = select(mailboxes.address).where(mailboxes.throttled_until > now)
+        mailbox_free = or_(job.mailbox.is_(None), job.mailbox.not_in(union(full, throttled)))
         claimable = and_(
             _in_state(job.state, PENDING),
             job.run_at <= now,
             job.kind.in_(bindparam("kinds", expanding=True)),
+            mailbox_free,  # before the serial key's checks, which cost a lookup per job
             serial_free,
-            mailbox_free,
         )
         first = select(job.id, job.serial_key, job.mailbox).where(claimable)
         first = first.order_by(job.run_at, job.id).limit(1)

@@ -1,0 +1,117 @@
+"""Benchmark of the queue's claim when one mailbox is full and many jobs wait for it.
+
+Mapping an employee with a long calendar queues a `sync.appointment` job per appointment, all
+for that one mailbox, which runs at most 4 of them at once. Every job that ends wakes the worker
+to claim again; each such claim must get past the jobs waiting for the full mailbox. This prints
+what one claim that finds nothing to take costs, for each backlog size, on a fresh database.
+
+    .venv/bin/python bench/claim.py                         # SQLite file in a temporary directory
+    .venv/bin/python bench/claim.py --postgres-url postgresql://postgres@127.0.0.1:5432/test
+
+One JSON line: `claim_ms` (mean wall time of one claim, the engine's work included, by backlog),
+the backlogs, the engine and the claims timed per backlog. Target: a few milliseconds at 5,000
+waiting jobs (the loop of a one-process SQLite install runs the claim).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import tempfile
+import time
+import uuid
+from datetime import timedelta
+from pathlib import Path
+
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+# Run as a script (`python bench/claim.py`): the repository root makes `app` importable.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from app.db import Database, sync_url
+from app.migrate import upgrade
+from app.models.base import utcnow
+from app.queue.repository import JobManager, NewJob, insert_jobs
+
+KIND = "sync.appointment"
+MAILBOX = "staff0@contoso.example"
+LIMIT = 4
+
+
+async def _time_claims(url: str, backlog: int, claims: int) -> float:
+    """Milliseconds per claim with `backlog` jobs queued behind a full mailbox."""
+    upgrade(url)
+    database = Database(url)
+    try:
+        manager = JobManager(database, lease_seconds=60, mailbox_concurrency=LIMIT, max_attempts=5)
+        due = utcnow() - timedelta(seconds=1)
+        jobs = [
+            NewJob(
+                KIND, {"n": n}, f"bench:{n}", serial_key=f"appt:{n}", mailbox=MAILBOX, run_at=due
+            )
+            for n in range(backlog + LIMIT)
+        ]
+        for start in range(0, len(jobs), 1000):
+            chunk = jobs[start : start + 1000]
+            await database.run_unit(lambda db, chunk=chunk: insert_jobs(db, chunk))
+        held = await manager.claim_many(worker_id="holder", kinds=[KIND], now=utcnow(), limit=16)
+        assert len(held) == LIMIT, f"the mailbox's limit: {len(held)} claimed"
+        started = time.perf_counter()
+        for _ in range(claims):
+            taken = await manager.claim_many(
+                worker_id="claimer", kinds=[KIND], now=utcnow(), limit=16
+            )
+            assert taken == [], "a job of the full mailbox was claimed"
+        return (time.perf_counter() - started) / claims * 1000
+    finally:
+        await database.dispose()
+
+
+def _postgres_schema(base: str) -> tuple[str, str]:
+    schema = f"bench_{uuid.uuid4().hex[:10]}"
+    with create_engine(sync_url(base)).begin() as connection:
+        connection.execute(text(f'CREATE SCHEMA "{schema}"'))
+    url = make_url(base).set(drivername="postgresql+psycopg")
+    url = url.set(query={**url.query, "options": f"-csearch_path={schema}"})
+    return url.render_as_string(hide_password=False), schema
+
+
+def _drop_schema(base: str, schema: str) -> None:
+    with create_engine(sync_url(base)).begin() as connection:
+        connection.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--postgres-url", help="run on a new schema of this PostgreSQL database")
+    parser.add_argument("--backlogs", default="100,1000,5000", help="waiting jobs, comma-separated")
+    parser.add_argument("--claims", type=int, default=50, help="claims timed per backlog")
+    args = parser.parse_args()
+    backlogs = [int(n) for n in args.backlogs.split(",")]
+    figures: dict[str, float] = {}
+    for backlog in backlogs:
+        if args.postgres_url:
+            url, schema = _postgres_schema(args.postgres_url)
+            try:
+                figures[str(backlog)] = asyncio.run(_time_claims(url, backlog, args.claims))
+            finally:
+                _drop_schema(args.postgres_url, schema)
+        else:
+            with tempfile.TemporaryDirectory() as directory:
+                url = f"sqlite:///{Path(directory) / 'claim.db'}"
+                figures[str(backlog)] = asyncio.run(_time_claims(url, backlog, args.claims))
+    line = {
+        "database": "postgres" if args.postgres_url else "sqlite",
+        "claim_ms": {backlog: round(ms, 2) for backlog, ms in figures.items()},
+        "backlogs": backlogs,
+        "claims": args.claims,
+        "mailbox_limit": LIMIT,
+    }
+    print(json.dumps(line))
+
+
+if __name__ == "__main__":
+    main()
