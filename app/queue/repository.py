@@ -18,10 +18,12 @@ from typing import Any, Final, cast
 
 from pydantic_core import to_json
 from sqlalchemy import (
+    BigInteger,
     ColumnElement,
     CursorResult,
     String,
     Table,
+    all_,
     and_,
     bindparam,
     case,
@@ -590,17 +592,19 @@ class _ClaimStatements:
         )
         first = select(job.id, job.serial_key, job.mailbox).where(claimable)
         first = first.order_by(job.run_at, job.id).limit(1)
-        # PostgreSQL's claimers skip the keys another claimer holds (see _claim_postgres).
+
+        # PostgreSQL's claimers skip the keys another claimer holds (see _claim_postgres). As
+        # arrays (`<> ALL`), not IN lists: one statement text however many are skipped, which
+        # PostgreSQL then parses and plans once (an IN list's text changes with its length).
+        def skipped(name: str, item: Any) -> Any:
+            return all_(bindparam(name, type_=postgresql.ARRAY(item)))
+
         self.candidate = first.where(
-            job.id.not_in(bindparam("skipped", expanding=True)),
+            job.id != skipped("skipped", BigInteger()),
             or_(
-                job.serial_key.is_(None),
-                job.serial_key.not_in(bindparam("skipped_serial_keys", expanding=True)),
+                job.serial_key.is_(None), job.serial_key != skipped("skipped_serial_keys", String())
             ),
-            or_(
-                job.mailbox.is_(None),
-                job.mailbox.not_in(bindparam("skipped_mailboxes", expanding=True)),
-            ),
+            or_(job.mailbox.is_(None), job.mailbox != skipped("skipped_mailboxes", String())),
         )
         lease = (
             update(_job)

@@ -114,20 +114,21 @@ class Worker:
                 continue
             # Cleared before claiming, so a wake() during the claim is not lost.
             self._wakeup.clear()
+            limit = min(concurrency - len(self._in_flight), _CLAIM_BATCH)
             try:
                 jobs = await self.manager.claim_many(
-                    worker_id=self.worker_id,
-                    kinds=kinds,
-                    now=self.clock(),
-                    limit=min(concurrency - len(self._in_flight), _CLAIM_BATCH),
+                    worker_id=self.worker_id, kinds=kinds, now=self.clock(), limit=limit
                 )
             except Exception:
                 log.exception("worker %s: claiming failed; retrying", self.worker_id)
                 jobs = []
             for job in jobs:
                 self._start(job)
-            if jobs:
+            if len(jobs) == limit:
                 continue
+            # Fewer than asked: nothing else was claimable, and a claim that finds nothing is
+            # the dearest (it passes every waiting job). A job ending here, or one enqueued in
+            # this process, wakes the loop; other processes' jobs are found at the next poll.
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wakeup.wait(), self.settings.worker.poll_seconds)
 

@@ -9,6 +9,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+from sqlalchemy import text
 from sqlalchemy.dialects import sqlite as sqlite_dialect
 
 from app.config import Settings
@@ -137,6 +138,35 @@ async def test_mailbox_limit(database: Database, manager: JobManager) -> None:
     # A slot of a@ frees up: exactly one more a@ job starts.
     assert await manager.complete(claimed[0], now=clock())
     assert await claim_all(manager, clock) == [mine[limit]]
+
+
+async def test_a_claim_passes_over_the_keys_another_claimer_holds(
+    database: Database, manager: JobManager
+) -> None:
+    """PostgreSQL's claimers run side by side: a serial key or mailbox another claimer is
+    deciding on is passed over for the rest of the claim, and the jobs behind it are taken."""
+    if database.is_sqlite:
+        pytest.skip("SQLite's claims take turns (BEGIN IMMEDIATE): no key is ever held")
+    clock = Clock()
+    busy_mailbox = [await add(database, mailbox="a@x.test") for _ in range(2)]
+    busy_serial = await add(database, serial_key="s")
+    free = [await add(database, mailbox="b@x.test"), await add(database, serial_key="t")]
+    other = Database(database.url)
+    try:
+        async with other.engine.begin() as connection:  # the other claimer's transaction
+            for key in ("calbridge.mailbox:a@x.test", "calbridge.serial:s"):
+                await connection.execute(
+                    text(
+                        "SELECT pg_advisory_xact_lock("
+                        "hashtextextended(concat(current_schema(), ':', CAST(:key AS text)), 0))"
+                    ),
+                    {"key": key},
+                )
+            claimed = await manager.claim_many(worker_id="w", kinds=KINDS, now=clock(), limit=10)
+            assert [c.id for c in claimed] == free
+    finally:
+        await other.dispose()
+    assert await claim_all(manager, clock) == [*busy_mailbox, busy_serial]
 
 
 async def test_one_batched_claim_keeps_every_limit(database: Database, manager: JobManager) -> None:
