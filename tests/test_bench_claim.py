@@ -3,31 +3,14 @@ figure per backlog; the run itself asserts that no job of the full mailbox is ev
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 
+from tests.benchrun import one_line
 from tests.conftest import POSTGRES_SKIP_REASON, POSTGRES_URL
-
-BENCH = Path(__file__).resolve().parent.parent / "bench" / "claim.py"
 
 
 def _run(*extra: str) -> dict[str, object]:
-    completed = subprocess.run(
-        [sys.executable, str(BENCH), "--backlogs", "10,50", "--claims", "3", *extra],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert completed.returncode == 0, completed.stderr[-4000:]
-    lines = completed.stdout.strip().splitlines()
-    assert len(lines) == 1, completed.stdout
-    result: dict[str, object] = json.loads(lines[0])
-    return result
+    return one_line("claim.py", "--backlogs", "10,50", "--claims", "3", *extra)
 
 
 def test_sqlite_run_prints_a_claim_time_per_backlog() -> None:

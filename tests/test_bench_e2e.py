@@ -3,12 +3,7 @@ worker, SQLite), one JSON line, no duplicates, every mailbox as expected."""
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
-from pathlib import Path
-
-BENCH = Path(__file__).resolve().parent.parent / "bench" / "e2e.py"
+from tests.benchrun import one_line
 
 FIELDS = {
     "graph_ops_per_s",
@@ -30,32 +25,11 @@ FIELDS = {
 
 
 def test_tiny_run_prints_one_line_with_the_figures() -> None:
-    completed = subprocess.run(
-        [
-            sys.executable,
-            str(BENCH),
-            "--database",
-            "sqlite",
-            "--mailboxes",
-            "2",
-            "--appointments",
-            "6",
-            "--latency-ms",
-            "5",
-            "--rate",
-            "40",
-            "--stall-seconds",
-            "15",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
+    result = one_line(
+        "e2e.py",
+        *("--database", "sqlite", "--mailboxes", "2", "--appointments", "6"),
+        *("--latency-ms", "5", "--rate", "40", "--stall-seconds", "15"),
     )
-    assert completed.returncode == 0, completed.stderr[-4000:]
-    lines = completed.stdout.strip().splitlines()
-    assert len(lines) == 1, completed.stdout
-    result = json.loads(lines[0])
     assert FIELDS <= result.keys()
     assert result["duplicates"] == 0
     assert result["final_state_ok"] is True, result
