@@ -657,7 +657,8 @@ class _ClaimStatements:
         # PostgreSQL: the candidate, if it is still claimable, in a snapshot taken after the
         # claimer's locks (READ COMMITTED: a statement's own), so it sees every claim committed
         # before them.
-        self.lease_if_claimable = lease.where(job.id == bindparam("job_id"), claimable(found_once))
+        # One row to check: its own mailbox's count is the cheaper way.
+        self.lease_if_claimable = lease.where(job.id == bindparam("job_id"), claimable(counted))
         # SQLite: the candidate query as the UPDATE's subquery (its own FROM job, uncorrelated).
         self.lease_next = lease.where(
             job.id == first(counted).with_only_columns(job.id).correlate(None).scalar_subquery(),
