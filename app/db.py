@@ -313,8 +313,8 @@ class _PsycopgStatements:
 
 
 class _ConnectionStatements:
-    """A unit's statements on a connection in a transaction (a session's, or PostgreSQL's own
-    for `run_unit`), through SQLAlchemy's execution."""
+    """A unit's statements on a session's connection, in its transaction (`run_in_session`),
+    through SQLAlchemy's execution."""
 
     def __init__(self, connection: Connection) -> None:
         self._connection = connection
