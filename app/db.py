@@ -204,7 +204,8 @@ def _ping_after_idle(sync_engine: Any) -> None:
     `POSTGRES_PING_AFTER_IDLE_S`: a server restart, or a firewall's idle timeout, may have
     closed it meanwhile. SQLAlchemy's pre-ping would cost every transaction a round trip,
     though a connection in steady use was just seen working. One that failed in use anyway (the
-    server went away under load) marks every connection of the pool as stale (`_lost`)."""
+    server went away under load) marks every older connection of the pool as stale
+    (`_PsycopgStatements._error`, and SQLAlchemy's own execution for sessions)."""
 
     @event.listens_for(sync_engine, "checkin")
     def _idle_from(_dbapi_connection: Any, record: Any) -> None:

@@ -204,15 +204,15 @@ def postgres_backend_cpu(admin_url: str, database: str) -> dict[int, float]:
 
 
 @contextlib.contextmanager
-def postgres_database(admin_url: str) -> Iterator[str]:
-    """A fresh database on the server of `admin_url` (a SQLAlchemy URL), dropped afterwards;
-    yields its SQLAlchemy URL."""
+def postgres_database(admin_url: str, prefix: str = "calbridge_e2e") -> Iterator[str]:
+    """A fresh database on the server of `admin_url` (a SQLAlchemy URL), named `prefix` and a
+    random suffix, dropped afterwards; yields its SQLAlchemy URL."""
     import psycopg
     from psycopg import sql
     from sqlalchemy.engine import make_url
 
     admin = make_url(admin_url)
-    name = f"calbridge_e2e_{uuid.uuid4().hex[:12]}"
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
     conninfo = admin.set(drivername="postgresql").render_as_string(hide_password=False)
     with psycopg.connect(conninfo, autocommit=True) as connection:
         connection.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))

@@ -8,9 +8,10 @@ what one claim that finds nothing to take costs, for each backlog size, on a fre
     .venv/bin/python bench/claim.py                         # SQLite file in a temporary directory
     .venv/bin/python bench/claim.py --postgres-url postgresql://postgres@127.0.0.1:5432/test
 
+With `--postgres-url`, each backlog runs in a new database on that server, dropped afterwards.
 One JSON line: `claim_ms` (mean wall time of one claim, the engine's work included, by backlog),
 the backlogs, the engine and the claims timed per backlog. On SQLite the claim runs on the loop
-of the one process, so its cost at 5,000 waiting jobs (about 12 ms here, each job passed costing
+of the one process, so its cost at 5,000 waiting jobs (9-12 ms here, each job passed costing
 a count of its mailbox's running jobs) is time no webhook is answered: the figure to bring down.
 """
 
@@ -22,20 +23,18 @@ import json
 import sys
 import tempfile
 import time
-import uuid
 from datetime import timedelta
 from pathlib import Path
 
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
-
-# Run as a script (`python bench/claim.py`): the repository root makes `app` importable.
+# Run as a script (`python bench/claim.py`): the repository root makes `app` and `bench`
+# importable.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from app.db import Database, sync_url
+from app.db import Database
 from app.migrate import upgrade
 from app.models.base import utcnow
 from app.queue.repository import JobManager, NewJob, insert_jobs
+from bench._stack import postgres_database
 
 KIND = "sync.appointment"
 MAILBOX = "staff0@contoso.example"
@@ -71,20 +70,6 @@ async def _time_claims(url: str, backlog: int, claims: int) -> float:
         await database.dispose()
 
 
-def _postgres_schema(base: str) -> tuple[str, str]:
-    schema = f"bench_{uuid.uuid4().hex[:10]}"
-    with create_engine(sync_url(base)).begin() as connection:
-        connection.execute(text(f'CREATE SCHEMA "{schema}"'))
-    url = make_url(base).set(drivername="postgresql+psycopg")
-    url = url.set(query={**url.query, "options": f"-csearch_path={schema}"})
-    return url.render_as_string(hide_password=False), schema
-
-
-def _drop_schema(base: str, schema: str) -> None:
-    with create_engine(sync_url(base)).begin() as connection:
-        connection.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--postgres-url", help="run on a new schema of this PostgreSQL database")
@@ -95,11 +80,8 @@ def main() -> None:
     figures: dict[str, float] = {}
     for backlog in backlogs:
         if args.postgres_url:
-            url, schema = _postgres_schema(args.postgres_url)
-            try:
+            with postgres_database(args.postgres_url, prefix="calbridge_claim") as url:
                 figures[str(backlog)] = asyncio.run(_time_claims(url, backlog, args.claims))
-            finally:
-                _drop_schema(args.postgres_url, schema)
         else:
             with tempfile.TemporaryDirectory() as directory:
                 url = f"sqlite:///{Path(directory) / 'claim.db'}"
