@@ -33,9 +33,11 @@ from sqlalchemy import (
     func,
     literal,
     literal_column,
+    null,
     or_,
     select,
     text,
+    true,
     union,
     update,
 )
@@ -666,21 +668,30 @@ class _ClaimStatements:
         )
         # PostgreSQL: the candidate row stays locked (and skipped by other claimers) until commit.
         self.candidate = self.candidate.with_for_update(of=_job, skip_locked=True)
-        # Advisory locks are per database, the queue per schema: the schema is part of the key.
-        lock_key = func.concat(func.current_schema(), ":", bindparam("key", type_=String()))
-        self.try_lock = select(func.pg_try_advisory_xact_lock(func.hashtextextended(lock_key, 0)))
+        # A candidate's two locks in one statement (`_try_locks`): its serial key's, then, if
+        # that one was free, its mailbox's; true, false (the mailbox's is held elsewhere) or null
+        # (the serial key's is). CASE runs its branches in order and only the one chosen.
+        self.try_locks = select(
+            case((_try_lock("serial_lock"), _try_lock("mailbox_lock")), else_=null())
+        )
+
+
+def _try_lock(name: str) -> ColumnElement[bool]:
+    """PostgreSQL: true if this transaction holds (or now takes) the lock named by the parameter
+    `name`, and with no name (null) nothing to lock. Advisory locks are per database, the queue
+    per schema: the schema is part of the key."""
+    key = bindparam(name, type_=String())
+    lock = func.pg_try_advisory_xact_lock(
+        func.hashtextextended(func.concat(func.current_schema(), ":", key), 0)
+    )
+    return case((key.is_(None), true()), else_=lock)
 
 
 _CLAIM = _ClaimStatements()
 
 
-def _try_lock(db: Statements, namespace: str, key: str | None) -> bool:
-    """PostgreSQL: this transaction's lock on `calbridge.{namespace}:{key}`, if no other holds
-    it (no key: nothing to lock)."""
-    if key is None:
-        return True
-    [(locked,)] = db.execute(_CLAIM.try_lock, {"key": f"calbridge.{namespace}:{key}"})
-    return bool(locked)
+def _lock_key(namespace: str, key: str | None) -> str | None:
+    return None if key is None else f"calbridge.{namespace}:{key}"
 
 
 class JobManager:
@@ -775,10 +786,15 @@ class JobManager:
             # taken again at once.
             candidate = candidates[0]
             serial_key, mailbox = candidate.serial_key, candidate.mailbox
-            if not _try_lock(db, "serial", serial_key):
+            keys = {
+                "serial_lock": _lock_key("serial", serial_key),
+                "mailbox_lock": _lock_key("mailbox", mailbox),
+            }
+            [(locked,)] = db.execute(_CLAIM.try_locks, keys)
+            if locked is None:
                 params["skipped_serial_keys"] = [*params["skipped_serial_keys"], serial_key]
                 continue
-            if not _try_lock(db, "mailbox", mailbox):
+            if not locked:
                 params["skipped_mailboxes"] = [*params["skipped_mailboxes"], mailbox]
                 continue
             leased = db.execute(

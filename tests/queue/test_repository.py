@@ -150,7 +150,14 @@ async def test_a_claim_passes_over_the_keys_another_claimer_holds(
     clock = Clock()
     busy_mailbox = [await add(database, mailbox="a@x.test") for _ in range(2)]
     busy_serial = await add(database, serial_key="s")
-    free = [await add(database, mailbox="b@x.test"), await add(database, serial_key="t")]
+    # Both keys: either lock held elsewhere passes the job over.
+    held_serial_free_mailbox = await add(database, serial_key="s", mailbox="c@x.test")
+    free_serial_held_mailbox = await add(database, serial_key="u", mailbox="a@x.test")
+    free = [
+        await add(database, mailbox="b@x.test"),
+        await add(database, serial_key="t"),
+        await add(database, serial_key="v", mailbox="c@x.test"),
+    ]
     other = Database(database.url)
     try:
         async with other.engine.begin() as connection:  # the other claimer's transaction
@@ -166,7 +173,11 @@ async def test_a_claim_passes_over_the_keys_another_claimer_holds(
             assert [c.id for c in claimed] == free
     finally:
         await other.dispose()
-    assert await claim_all(manager, clock) == [*busy_mailbox, busy_serial]
+    claimed = await manager.claim_many(worker_id="w", kinds=KINDS, now=clock(), limit=10)
+    assert [c.id for c in claimed] == [*busy_mailbox, busy_serial, free_serial_held_mailbox]
+    # The job queued behind `s` runs once the first is done (a serial key's jobs take turns).
+    assert await manager.complete(claimed[2], now=clock())
+    assert await claim_all(manager, clock) == [held_serial_free_mailbox]
 
 
 async def test_one_batched_claim_keeps_every_limit(database: Database, manager: JobManager) -> None:
