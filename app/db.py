@@ -189,8 +189,9 @@ def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
         configure_sqlite(engine.sync_engine, on_the_loop=True)
         return engine
     # At most 10 connections per process, however many jobs run at once (each holds one only
-    # for a short transaction, and waits for one in the pool otherwise): a server's default
-    # max_connections of 100 then serves nine processes, with room for an operator's psql.
+    # for a short transaction, and waits for one in the pool otherwise), and a worker's listener
+    # (app/queue/wakeups.py) one more: a server's default max_connections of 100 then serves
+    # eight processes, with room for an operator's psql.
     kwargs.setdefault("pool_size", POSTGRES_POOL_SIZE)
     kwargs.setdefault("max_overflow", 0)
     engine = create_async_engine(target, **kwargs)

@@ -5,12 +5,28 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import CheckConstraint, Index, Integer, String, Text, text
+from sqlalchemy import DDL, CheckConstraint, Index, Integer, String, Text, event, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.models.base import Base, BigIntPK, JSONDoc, UTCDateTime, utcnow
 
 JOB_STATES = ("pending", "running", "done", "failed", "dead")
+
+# PostgreSQL: a job that becomes pending (enqueued, retried, released, requeued) notifies this
+# channel when its transaction commits, with its schema as the payload, and the workers
+# listening there claim at once instead of at their next poll (app/queue/wakeups.py). The
+# server sends one notification per transaction and payload, however many jobs it queued.
+JOBS_CHANNEL = "calbridge_jobs"
+NOTIFY_FUNCTION = f"""
+CREATE OR REPLACE FUNCTION calbridge_job_pending() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_notify('{JOBS_CHANNEL}', TG_TABLE_SCHEMA);
+    RETURN NULL;
+END
+$$"""
+NOTIFY_TRIGGER = """
+CREATE TRIGGER job_pending_notify AFTER INSERT OR UPDATE OF state ON job
+FOR EACH ROW WHEN (NEW.state = 'pending') EXECUTE FUNCTION calbridge_job_pending()"""
 
 
 class Job(Base):
@@ -64,3 +80,11 @@ class Job(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+for _statement in (NOTIFY_FUNCTION, NOTIFY_TRIGGER):
+    event.listen(
+        Job.__table__,
+        "after_create",
+        DDL(_statement).execute_if(dialect="postgresql"),  # type: ignore[no-untyped-call]
+    )

@@ -23,6 +23,7 @@ from app.queue.errors import PermanentError, RetryAfter
 from app.queue.registry import Completion, JobContext, JobRegistry
 from app.queue.repository import ClaimedJob, JobManager
 from app.queue.retry import RetryStrategy
+from app.queue.wakeups import JobListener
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +72,12 @@ class Worker:
         self._stopping = asyncio.Event()
         self._wakeup = asyncio.Event()
         self._periodic = {k.kind: k.every_seconds for k in registry.periodic if k.every_seconds}
+        # PostgreSQL: jobs other processes queue wake the claim loop (app/queue/wakeups.py).
+        self.listener = (
+            None
+            if database.is_sqlite
+            else JobListener(database, self.wake, name=f"calbridge-worker:{self.worker_id}")
+        )
 
     @property
     def stopping(self) -> bool:
@@ -90,6 +97,11 @@ class Worker:
         """Work until `stop()`; if this task is cancelled instead, in-flight jobs are released."""
         log.info("worker %s starting: kinds %s", self.worker_id, ", ".join(self.registry.kinds))
         upkeep = asyncio.create_task(self._upkeep_loop(), name=f"worker-upkeep:{self.worker_id}")
+        background = [upkeep]
+        if self.listener is not None:
+            background.append(
+                asyncio.create_task(self.listener.run(), name=f"worker-listener:{self.worker_id}")
+            )
         graceful = False
         try:
             await self._schedule_periodic()
@@ -97,9 +109,10 @@ class Worker:
             graceful = True
         finally:
             await self._shutdown(graceful=graceful)
-            upkeep.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await upkeep
+            for task in background:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             log.info("worker %s stopped", self.worker_id)
 
     # the loops
@@ -127,8 +140,9 @@ class Worker:
             if len(jobs) == limit:
                 continue
             # Fewer than asked: nothing else was claimable, and a claim that finds nothing is
-            # the dearest (it passes every waiting job). A job ending here, or one enqueued in
-            # this process, wakes the loop; other processes' jobs are found at the next poll.
+            # the dearest (it passes every waiting job). A job ending here, one enqueued in
+            # this process, or on PostgreSQL one queued by any process (`listener`) wakes the
+            # loop; the poll finds the rest (a job whose retry time comes, say).
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wakeup.wait(), self.settings.worker.poll_seconds)
 
