@@ -47,7 +47,7 @@ class JobListener:
         while True:
             try:
                 await self._listen()
-            except (OSError, psycopg.Error) as exc:
+            except Exception as exc:  # never ends the listener: the worker would not hear again
                 if self.listening.is_set():
                     pause = _FIRST_PAUSE_S
                 self.listening.clear()
@@ -56,6 +56,8 @@ class JobListener:
                     self.name,
                     str(exc).strip() or type(exc).__name__,
                     pause,
+                    # A lost or refused connection says enough; anything else needs its trace.
+                    exc_info=not isinstance(exc, OSError | psycopg.Error),
                 )
             await asyncio.sleep(pause)
             pause = min(pause * 2, _LAST_PAUSE_S)

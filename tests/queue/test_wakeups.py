@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from typing import Any
 
+import psycopg
 import pytest
 from sqlalchemy import text
 
@@ -149,3 +151,27 @@ async def test_a_sqlite_worker_has_no_listener(database: Database, fast_settings
     if not database.is_sqlite:
         pytest.skip("the SQLite case")
     assert Worker(database, fast_settings, JobRegistry()).listener is None
+
+
+async def test_the_listener_outlives_an_unexpected_error(
+    postgres: Database, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Whatever stops one attempt to listen, the listener tries again (with the trace logged)."""
+    connect = psycopg.AsyncConnection.connect
+    failures = ["first attempt"]
+
+    async def failing_once(*args: Any, **kwargs: Any) -> Any:
+        if failures:
+            raise RuntimeError(failures.pop())
+        return await connect(*args, **kwargs)
+
+    monkeypatch.setattr(psycopg.AsyncConnection, "connect", failing_once)
+    listener = JobListener(postgres, lambda: None, name="calbridge-test-listener")
+    task = asyncio.create_task(listener.run())
+    try:
+        await asyncio.wait_for(listener.listening.wait(), 10)
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    [failed] = [r for r in caplog.records if "not listening" in r.getMessage()]
+    assert "first attempt" in failed.getMessage() and failed.exc_info is not None
