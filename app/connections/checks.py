@@ -128,7 +128,8 @@ async def check_token(
     except SecretKeyError:
         return CheckResult("token", False, "secret_unreadable", text("secret_unreadable", locale))
     try:
-        await asyncio.wait_for(graph.auth.provider(credentials).token(), wait_seconds)
+        async with asyncio.timeout(wait_seconds):
+            await graph.auth.provider(credentials).token()
     except GraphError as exc:
         return _failure("token", exc, connection, "", locale)
     except TimeoutError:
@@ -151,7 +152,8 @@ async def check_mailbox(
     except SecretKeyError:
         return CheckResult("mailbox", False, "secret_unreadable", text("secret_unreadable", locale))
     try:
-        await asyncio.wait_for(client.check_mailbox(mailbox), wait_seconds)
+        async with asyncio.timeout(wait_seconds):
+            await client.check_mailbox(mailbox)
     except GraphError as exc:
         return _failure("mailbox", exc, connection, mailbox, locale)
     except TimeoutError:

@@ -228,7 +228,8 @@ async def verify_new_secret(
         http_client=graph.auth.http_client,
     )
     try:
-        await asyncio.wait_for(provider.token(), wait_seconds)
+        async with asyncio.timeout(wait_seconds):
+            await provider.token()
     except TimeoutError as exc:
         raise EntraUnavailableError() from exc
     except GraphError as exc:

@@ -143,8 +143,11 @@ class Worker:
             # the dearest (it passes every waiting job). A job ending here, one enqueued in
             # this process, or on PostgreSQL one queued by any process (`listener`) wakes the
             # loop; the poll finds the rest (a job whose retry time comes, say).
+            # `asyncio.timeout`, not `wait_for`: on Python 3.11 a wake landing in the same turn of
+            # the loop as the task's cancel made `wait_for` return and drop the cancel.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wakeup.wait(), self.settings.worker.poll_seconds)
+                async with asyncio.timeout(self.settings.worker.poll_seconds):
+                    await self._wakeup.wait()
 
     async def _upkeep_loop(self) -> None:
         """Heartbeat our leases; requeue jobs whose worker died. Every heartbeat interval."""

@@ -465,6 +465,26 @@ async def test_cancelled_worker_task_releases_its_jobs(
     assert (row.state, row.attempts) == ("pending", 0)
 
 
+async def test_a_cancel_that_meets_a_wake_still_stops_the_worker(
+    database: Database, fast_settings: Settings
+) -> None:
+    """A wake (a job ended, a job queued) in the same turn of the loop as the task's cancel:
+    the idle wait must not take the wake and drop the cancel (Python 3.11's `wait_for` did),
+    or the worker would run on and its task never end."""
+    worker = Worker(database, with_worker(fast_settings, poll_seconds=60), JobRegistry())
+    task = asyncio.create_task(worker.run())
+    if worker.listener is not None:
+        await asyncio.wait_for(worker.listener.listening.wait(), 10)
+    await asyncio.sleep(0.3)  # idle in its poll: nothing to claim
+    worker.wake()
+    task.cancel()
+    done, _ = await asyncio.wait([task], timeout=5)
+    if not done:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    assert done, "the cancellation was lost: the worker kept running"
+
+
 async def test_periodic_job_runs_once_per_tick_with_two_workers(
     databases: Callable[[], Database], database: Database, fast_settings: Settings
 ) -> None:
