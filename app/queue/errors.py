@@ -7,6 +7,9 @@ JobError                 raised by a handler on purpose
 └── PermanentError       never retry: the job is `failed` at once
 any other Exception      transient: retried with backoff, `dead` after max attempts
 
+Both carry the attributes app/queue/retry.py reads from any exception (`permanent`,
+`retry_after`, `throttles_mailbox`), so other packages' errors steer a retry the same way.
+
 QueueError               raised by queue operations (admin retry)
 ├── JobNotFound
 ├── JobNotRetriable      the job is not `dead` or `failed`
@@ -15,7 +18,7 @@ QueueError               raised by queue operations (admin retry)
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime
 
 
 class JobError(Exception):
@@ -29,6 +32,8 @@ class RetryAfter(JobError):
     job's mailbox is claimed before then either.
     """
 
+    permanent = False
+
     def __init__(
         self,
         seconds: float | None = None,
@@ -37,28 +42,27 @@ class RetryAfter(JobError):
         throttle_mailbox: bool = False,
         message: str | None = None,
     ) -> None:
-        if (seconds is None) == (at is None):
+        self.retry_after: float | datetime
+        if at is not None:
+            if seconds is not None:
+                raise ValueError("RetryAfter needs exactly one of `seconds` or `at`")
+            if at.tzinfo is None:
+                raise ValueError("RetryAfter(at=...) needs an aware datetime")
+            self.retry_after, when = at, f"at {at:%Y-%m-%dT%H:%M:%SZ}"
+        elif seconds is not None:
+            if seconds < 0:
+                raise ValueError("RetryAfter(seconds=...) must not be negative")
+            self.retry_after, when = seconds, f"in {seconds:g} s"
+        else:
             raise ValueError("RetryAfter needs exactly one of `seconds` or `at`")
-        if at is not None and at.tzinfo is None:
-            raise ValueError("RetryAfter(at=...) needs an aware datetime")
-        if seconds is not None and seconds < 0:
-            raise ValueError("RetryAfter(seconds=...) must not be negative")
-        self.seconds = seconds
-        self.at = at
-        self.throttle_mailbox = throttle_mailbox
-        when = f"in {seconds:g} s" if seconds is not None else f"at {at:%Y-%m-%dT%H:%M:%SZ}"
+        self.throttles_mailbox = throttle_mailbox
         super().__init__(message or f"retry {when}")
-
-    def retry_at(self, now: datetime) -> datetime:
-        """The time the job runs again, given the time the handler ended."""
-        if self.at is not None:
-            return self.at
-        assert self.seconds is not None
-        return now + timedelta(seconds=self.seconds)
 
 
 class PermanentError(JobError):
     """The job cannot succeed by retrying (invalid mailbox, no consent, bad secret)."""
+
+    permanent = True
 
 
 class QueueError(Exception):

@@ -1,6 +1,6 @@
 """The job registry (kind → handler, optional period) and the context a handler receives.
 
-The queue knows job kinds only through a registry; `app/jobs.py` builds the app's one.
+The queue knows job kinds only through a registry; `app/tasks.py` builds the app's one.
 """
 
 from __future__ import annotations
@@ -12,26 +12,9 @@ from datetime import datetime
 from typing import Any
 
 from app.config import Settings
-from app.db import Database, Statements
+from app.db import Database
 
 _KIND = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+$")
-
-
-@dataclass
-class Completion:
-    """A handler's way to mark its job done in its own last unit of work, one transaction fewer
-    per job. Only for the unit after which the handler can no longer fail: the worker then
-    writes no outcome of its own. `recorded` stays None until `write` ran, then tells whether
-    the worker still held the job (False: its lease was lost, and the job is not done)."""
-
-    finish: Callable[[Statements], bool] = field(repr=False)
-    started: Callable[[], None] = field(repr=False)  # tells the worker the outcome is in hand
-    recorded: bool | None = None
-
-    def write(self, db: Statements) -> None:
-        """Mark the job done in `db`'s transaction (the handler must let its errors through)."""
-        self.started()
-        self.recorded = self.finish(db)
 
 
 @dataclass(frozen=True)
@@ -50,8 +33,6 @@ class JobContext:
     settings: Settings
     worker_id: str
     clock: Callable[[], datetime] = field(repr=False)
-    # None for a periodic job, whose completion schedules its next tick.
-    completion: Completion | None = field(default=None, repr=False)
 
     @property
     def is_last_attempt(self) -> bool:

@@ -15,14 +15,14 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime
 from functools import partial
 
-from app import logs, metrics
+from app import counters, logs
 from app.config import Settings
 from app.db import Database
 from app.models.base import utcnow
-from app.queue.errors import PermanentError, RetryAfter
-from app.queue.registry import Completion, JobContext, JobRegistry
-from app.queue.repository import ClaimedJob, JobManager
-from app.queue.retry import RetryStrategy
+from app.queue.manager import JobManager
+from app.queue.registry import JobContext, JobRegistry
+from app.queue.retry import Decision, RetryStrategy
+from app.queue.runs import ClaimedJob
 from app.queue.wakeups import JobListener
 
 log = logging.getLogger(__name__)
@@ -217,14 +217,6 @@ class Worker:
     async def _run_job(self, job: ClaimedJob) -> None:
         kind = self.registry.get(job.kind)
         assert kind is not None  # only registered kinds are claimed
-        run = (job.id, job.attempts)
-        every = kind.every_seconds
-        completion = None
-        if every is None:
-            completion = Completion(
-                finish=lambda db: self.manager.complete_in(db, job, now=self.clock()),
-                started=lambda: self._finishing.add(run),
-            )
         context = JobContext(
             job_id=job.id,
             kind=job.kind,
@@ -238,61 +230,50 @@ class Worker:
             settings=self.settings,
             worker_id=self.worker_id,
             clock=self.clock,
-            completion=completion,
         )
         # This task's own context: its log lines carry the job, never what spawned the task.
         logs.bind_job(job_id=job.id, job_kind=job.kind, mailbox=job.mailbox)
         log.debug("job %s %s: attempt %s started", job.id, job.kind, job.attempts)
-        try:
-            await self._run_handler(job, kind.handler(context), every, completion)
-        finally:
-            self._finishing.discard(run)  # if the handler began writing its own completion
+        await self._run_handler(job, kind.handler(context), kind.every_seconds)
 
     async def _run_handler(
-        self,
-        job: ClaimedJob,
-        handler: Awaitable[None],
-        every: float | None,
-        completion: Completion | None,
+        self, job: ClaimedJob, handler: Awaitable[None], every: float | None
     ) -> None:
         # CancelledError (shutdown) passes through: `_shutdown` releases the job.
         try:
-            await metrics.timed_job(
+            await counters.timed_job(
                 handler,
                 kind=job.kind,
                 last_attempt=job.attempts >= job.max_attempts,
             )
-        except RetryAfter as exc:
-            # Honoured exactly: no jitter.
-            await self._retry(job, exc, every, run_at=exc.retry_at(self.clock()))
-        except PermanentError as exc:
-            log.warning("job %s %s failed permanently: %s", job.id, job.kind, exc)
-            await self._record(
-                job,
-                partial(self.manager.fail, job, error=exc, now=self.clock(), every_seconds=every),
-            )
         except Exception as exc:
-            run_at = self.retry_strategy.next_run_at(job.attempts, self.clock())
-            await self._retry(job, exc, every, run_at=run_at)
+            now = self.clock()
+            decision = self.retry_strategy.decide(
+                exc, attempt=job.attempts, max_attempts=job.max_attempts, now=now
+            )
+            await self._apply(job, exc, decision, every, now=now)
         else:
             # Success is in the job row, the sync history and calbridge_jobs_total; a line per
             # job would flood the log at hundreds of jobs a second.
             log.debug("job %s %s: done", job.id, job.kind)
-            if completion is not None and completion.recorded is not None:
-                # The handler wrote the outcome in its last unit of work.
-                if not completion.recorded:
-                    log.warning("job %s %s: outcome dropped, the lease was lost", job.id, job.kind)
-                return
             await self._record(
                 job, partial(self.manager.complete, job, now=self.clock(), every_seconds=every)
             )
 
-    async def _retry(
-        self, job: ClaimedJob, exc: Exception, every: float | None, *, run_at: datetime
+    async def _apply(
+        self,
+        job: ClaimedJob,
+        exc: Exception,
+        decision: Decision,
+        every: float | None,
+        *,
+        now: datetime,
     ) -> None:
-        """Retry at `run_at`, or `dead` when that was the last attempt."""
-        now = self.clock()
-        if job.attempts >= job.max_attempts:
+        """Record the retry decision (app/queue/retry.py) made for a run that raised `exc`."""
+        if decision.outcome == "failed":
+            log.warning("job %s %s failed permanently: %s", job.id, job.kind, exc)
+            outcome = partial(self.manager.fail, job, error=exc, now=now, every_seconds=every)
+        elif decision.outcome == "dead":
             log.error(
                 "job %s %s: attempt %s of %s failed (%s), dead",
                 job.id,
@@ -301,26 +282,28 @@ class Worker:
                 job.max_attempts,
                 type(exc).__name__,
             )
-            await self._record(
-                job, partial(self.manager.mark_dead, job, error=exc, now=now, every_seconds=every)
+            outcome = partial(self.manager.mark_dead, job, error=exc, now=now, every_seconds=every)
+        else:
+            assert decision.run_at is not None
+            throttle = decision.throttle_until
+            log.warning(
+                "job %s %s: attempt %s failed (%s), retry at %s%s",
+                job.id,
+                job.kind,
+                job.attempts,
+                type(exc).__name__,
+                decision.run_at.isoformat(),
+                ", mailbox throttled" if throttle and job.mailbox else "",
             )
-            return
-        throttle = run_at if isinstance(exc, RetryAfter) and exc.throttle_mailbox else None
-        log.warning(
-            "job %s %s: attempt %s failed (%s), retry at %s%s",
-            job.id,
-            job.kind,
-            job.attempts,
-            type(exc).__name__,
-            run_at.isoformat(),
-            ", mailbox throttled" if throttle and job.mailbox else "",
-        )
-        await self._record(
-            job,
-            partial(
-                self.manager.retry, job, run_at=run_at, error=exc, now=now, throttle_until=throttle
-            ),
-        )
+            outcome = partial(
+                self.manager.retry,
+                job,
+                run_at=decision.run_at,
+                error=exc,
+                now=now,
+                throttle_until=throttle,
+            )
+        await self._record(job, outcome)
 
     async def _record(self, job: ClaimedJob, outcome: Callable[[], Awaitable[bool]]) -> None:
         """Write the run's outcome; a failed write (the database briefly unreachable, its

@@ -16,7 +16,7 @@ from app.config import Settings
 from app.db import Database
 from app.models import Job
 from app.models.base import utcnow
-from app.queue.repository import JobManager
+from app.queue.manager import JobManager
 from app.queue.worker import Worker
 
 

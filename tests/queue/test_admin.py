@@ -12,9 +12,10 @@ from fastapi import FastAPI
 from app.admin.jobs import router
 from app.config import Settings
 from app.db import Database
+from app.http.problems import install_problem_handlers
 from app.models.base import utcnow
-from app.problems import install_problem_handlers
-from app.queue.repository import JobManager, enqueue
+from app.queue.manager import JobManager
+from app.queue.repository import enqueue
 from tests.queue.conftest import Clock, job
 
 

@@ -7,14 +7,16 @@ from datetime import timedelta
 from sqlalchemy import select
 
 from app.config import RetentionSettings, Settings
+from app.credentials.clients import GraphClients
 from app.crypto import SecretBox
 from app.db import Database
-from app.jobs import PRUNE_KIND, build_registry, prune_impl
+from app.maintenance.tasks import PRUNE_KIND, prune_impl
 from app.models import InboxEvent, SyncRecord
+from app.queue.manager import JobManager
 from app.queue.registry import JobRegistry
-from app.queue.repository import JobManager, enqueue
+from app.queue.repository import enqueue
 from app.queue.worker import Worker
-from app.sync.graph_clients import GraphClients
+from app.tasks import build_registry
 from tests.conftest import SECRET_KEY, bare_connection
 from tests.queue.conftest import Clock, eventually, jobs, running
 

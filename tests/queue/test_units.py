@@ -10,7 +10,7 @@ from app.config import WorkerSettings
 from app.queue.errors import JobError, PermanentError, RetryAfter
 from app.queue.registry import JobContext, JobRegistry
 from app.queue.repository import error_text, next_tick
-from app.queue.retry import RetryStrategy
+from app.queue.retry import Decision, RetryStrategy
 
 NOW = datetime(2026, 11, 26, 9, 0, tzinfo=UTC)
 
@@ -40,10 +40,13 @@ def test_backoff_from_settings_and_real_jitter_within_bounds() -> None:
 
 
 def test_retry_after_seconds_or_absolute_time() -> None:
-    assert RetryAfter(30).retry_at(NOW) == NOW + timedelta(seconds=30)
+    strategy = RetryStrategy()
+    retry = strategy.decide(RetryAfter(30), attempt=1, max_attempts=3, now=NOW)
+    assert retry == Decision("retry", run_at=NOW + timedelta(seconds=30))
     at = NOW + timedelta(hours=1)
     exc = RetryAfter(at=at, throttle_mailbox=True)
-    assert exc.retry_at(NOW) == at and exc.throttle_mailbox
+    retry = strategy.decide(exc, attempt=1, max_attempts=3, now=NOW)
+    assert retry == Decision("retry", run_at=at, throttle_until=at) and exc.throttles_mailbox
     assert isinstance(exc, JobError) and isinstance(PermanentError("x"), JobError)
     with pytest.raises(ValueError, match="exactly one"):
         RetryAfter()

@@ -12,16 +12,18 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import bindparam, update
+from sqlalchemy import update
 from sqlalchemy.exc import OperationalError
 
 from app.config import Settings
-from app.db import Database, Statements
+from app.db import Database
 from app.models import Job, Mailbox
 from app.queue.errors import PermanentError, RetryAfter
+from app.queue.manager import JobManager
 from app.queue.registry import JobContext, JobRegistry
-from app.queue.repository import ClaimedJob, JobManager, enqueue, next_tick
+from app.queue.repository import enqueue, next_tick
 from app.queue.retry import RetryStrategy
+from app.queue.runs import ClaimedJob
 from app.queue.worker import Worker, install_signal_handlers
 from tests.queue.conftest import (
     Clock,
@@ -559,139 +561,3 @@ async def test_sigterm_stops_the_worker_gracefully(
         loop.remove_signal_handler(signal.SIGTERM)
         loop.remove_signal_handler(signal.SIGINT)
     assert (await job(database, job_id)).state == "done"
-
-
-def _counting_completions(
-    database: Database, settings: Settings, monkeypatch: pytest.MonkeyPatch
-) -> tuple[JobManager, list[int]]:
-    """A manager that counts the outcomes the worker writes itself with `complete`."""
-    manager = JobManager.from_settings(database, settings)
-    complete = manager.complete
-    written: list[int] = []
-
-    async def counted(claimed: ClaimedJob, **kwargs: Any) -> bool:
-        written.append(claimed.id)
-        return await complete(claimed, **kwargs)
-
-    monkeypatch.setattr(manager, "complete", counted)
-    return manager, written
-
-
-_MARK = (
-    update(Job.__table__)
-    .where(Job.__table__.c.id == bindparam("w_id"))
-    .values(args=bindparam("v_args", type_=Job.__table__.c.args.type))
-)
-
-
-async def test_a_handler_completes_its_job_in_its_own_last_unit(
-    database: Database, fast_settings: Settings, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """The job is `done` by the handler's own transaction, together with what it wrote, and
-    the worker writes no outcome of its own; a heartbeat between that commit and the handler's
-    end does not take the run for one whose lease was lost."""
-    reached_the_end: list[int] = []
-    worker: Worker
-
-    async def handler(ctx: JobContext) -> None:
-        assert ctx.completion is not None
-        completion = ctx.completion
-
-        def unit(db: Statements) -> None:
-            db.execute(_MARK, {"v_args": {"written": True}, "w_id": ctx.job_id})
-            completion.write(db)
-
-        await ctx.database.run_unit(unit)
-        assert completion.recorded is True
-        await worker._heartbeat()  # sees the job no longer running
-        await asyncio.sleep(0.05)
-        reached_the_end.append(ctx.job_id)
-
-    registry = JobRegistry()
-    registry.register("test.job", handler)
-    job_id = await add(database)
-    manager, written = _counting_completions(database, fast_settings, monkeypatch)
-    worker = Worker(database, fast_settings, registry, manager=manager)
-    async with running(worker):
-        await eventually(lambda: all_settled(database))
-    row = await job(database, job_id)
-    assert (row.state, row.attempts, row.args) == ("done", 1, {"written": True})
-    assert row.finished_at is not None and row.lease_expires_at is None
-    assert written == []
-    assert reached_the_end == [job_id]
-
-
-async def test_a_completion_in_a_unit_that_fails_is_undone_and_the_job_retried(
-    database: Database, fast_settings: Settings
-) -> None:
-    attempts: list[int] = []
-
-    async def handler(ctx: JobContext) -> None:
-        attempts.append(ctx.attempt)
-        assert ctx.completion is not None
-        completion = ctx.completion
-
-        def unit(db: Statements) -> None:
-            completion.write(db)
-            if ctx.attempt == 1:
-                raise ValueError("after the completion, in the same transaction")
-
-        await ctx.database.run_unit(unit)
-
-    registry = JobRegistry()
-    registry.register("test.job", handler)
-    job_id = await add(database)
-    async with running(Worker(database, fast_settings, registry)):
-        await eventually(lambda: all_settled(database))
-    row = await job(database, job_id)
-    assert (row.state, row.attempts) == ("done", 2)
-    assert attempts == [1, 2]
-
-
-async def test_a_completion_written_after_the_lease_was_lost_changes_nothing(
-    database: Database, fast_settings: Settings, caplog: pytest.LogCaptureFixture
-) -> None:
-    async def handler(ctx: JobContext) -> None:
-        assert ctx.completion is not None
-        completion = ctx.completion
-        async with ctx.database.session_scope() as session:  # recovered and claimed again
-            await session.execute(
-                update(Job).where(Job.id == ctx.job_id).values(worker_id="rival", attempts=2)
-            )
-        await ctx.database.run_unit(completion.write)
-        recorded.append(completion.recorded)
-
-    recorded: list[bool | None] = []
-    registry = JobRegistry()
-    registry.register("test.job", handler)
-    job_id = await add(database)
-    async with running(Worker(database, fast_settings, registry)):
-        await eventually(lambda: "outcome dropped, the lease was lost" in caplog.text)
-    row = await job(database, job_id)
-    assert (row.state, row.worker_id, row.attempts) == ("running", "rival", 2)
-    assert recorded == [False]
-
-
-async def test_a_periodic_job_has_no_completion_of_its_own(
-    database: Database, fast_settings: Settings
-) -> None:
-    """Its outcome schedules its next tick, which is the worker's to write."""
-    seen: list[object] = []
-
-    async def handler(ctx: JobContext) -> None:
-        seen.append(ctx.completion)
-
-    registry = JobRegistry()
-    registry.register("test.tick", handler, every_seconds=60)
-    clock = Clock()
-    worker = Worker(database, fast_settings, registry, clock=clock)
-    async with running(worker):
-        await eventually(lambda: _pending(database))  # the first tick, a minute ahead at most
-        clock.advance(61)
-        worker.wake()
-        await eventually(lambda: len(seen) >= 1)
-    assert seen[0] is None
-
-
-async def _pending(database: Database) -> bool:
-    return bool(await jobs(database, state="pending"))
