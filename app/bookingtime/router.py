@@ -1,8 +1,8 @@
 """`POST /webhooks/bookingtime/{organization_id}`: HTTP in and out of the bookingtime intake.
 
 The body is read raw (capped) and verified before it is parsed; everything stored for one
-delivery is committed in one transaction. The route is documented in the OpenAPI document like
-any other, but its handler takes the raw request (`RawRequestRoute`).
+delivery is committed in one transaction. The request body is documented by hand
+(`openapi_extra`), since the endpoint reads the raw bytes instead of declaring a body parameter.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import IntegrityError
 
-from app import logs, metrics
+from app import counters, logs
 from app.bookingtime.schemas import (
     EXAMPLE_EVENT,
     AppointmentEvent,
@@ -34,14 +34,14 @@ from app.bookingtime.service import (
 from app.bookingtime.signature import SignatureError, UndecodableBody, WebhookVerifier
 from app.config import Settings
 from app.crypto import SecretBox
+from app.http.limits import read_body, refuse_declared_oversize
+from app.http.problems import ProblemError, problem_responses
 from app.inbox.repository import Receiver
-from app.problems import ProblemError, problem_responses
-from app.routing import RawRequestRoute, read_body, refuse_declared_oversize
 
 log = logging.getLogger(__name__)
 
 
-router = APIRouter(tags=["webhooks"], route_class=RawRequestRoute)
+router = APIRouter(tags=["webhooks"])
 
 # Loose on purpose: bookingtime ids are `f6` + 30 characters, but any url-safe id up to the
 # column's 64 characters is looked up, and anything else is simply not an organisation (404).
@@ -145,17 +145,17 @@ Errors are `application/problem+json` with a stable `code`: `invalid_json` (400)
         },
     },
 )
-async def receive_bookingtime_event(request: Request, organization_id: str) -> JSONResponse:
+async def receive(request: Request, organization_id: str) -> JSONResponse:
     started = time.perf_counter()
     try:
         status, response = await _receive(request, organization_id)
     except ProblemError as exc:
-        metrics.bookingtime_received(exc.code, started)
+        counters.bookingtime_received(exc.code, started)
         raise
     except Exception:
-        metrics.bookingtime_received("error", started)
+        counters.bookingtime_received("error", started)
         raise
-    metrics.bookingtime_received(status, started)
+    counters.bookingtime_received(status, started)
     return response
 
 
@@ -217,7 +217,7 @@ async def _receive(request: Request, organization_id: str) -> tuple[str, JSONRes
         ) from exc
 
     try:
-        outcome = await intake.deliveries.submit(
+        outcome = await intake.record(
             Delivery(
                 connection_id=receiver.connection_id,
                 webhook_id=delivery.webhook_id,

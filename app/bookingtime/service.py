@@ -1,9 +1,6 @@
-"""The bookingtime intake: parse a verified delivery, then record it in the caller's transaction.
-
-Recording inserts the inbox rows, stores each appointment's snapshot when it is not older than the
-stored one and enqueues `sync.appointment`, for a whole batch of deliveries at once (group
-commit: app/inbox/group_commit.py), as one plain-SQL unit of work. It never commits and never
-calls Graph.
+"""The bookingtime intake: parse a verified delivery, then record it in the caller's transaction
+(inbox row, the appointment's snapshot unless a newer one is stored, its `sync.appointment`
+job). It never commits and never calls Graph.
 """
 
 from __future__ import annotations
@@ -12,23 +9,22 @@ import json
 import math
 import re
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal, cast
+from typing import Any, Literal
 
 from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.bookingtime.schemas import APPOINTMENT_EVENT_TYPES, AppointmentEvent, OtherEvent
-from app.db import Database, Statements, run_in_session
+from app.db import Database
 from app.inbox import repository as inbox
-from app.inbox.group_commit import GroupCommitter
 from app.inbox.repository import NewInboxEvent, NewSnapshot, Receiver
 from app.models.base import utcnow
 from app.models.inbox_event import INBOX_ACCEPTED, INBOX_IGNORED, INBOX_STALE
-from app.queue.repository import insert_jobs
-from app.sync.jobs import sync_job
+from app.queue.repository import enqueue_many
+from app.sync import tasks
 from app.sync.repository import single_mailboxes
 
 SOURCE = "bookingtime"
@@ -203,103 +199,51 @@ class Delivery:
     event: ParsedEvent
 
 
-async def record_deliveries(
-    session: AsyncSession, deliveries: Sequence[Delivery]
-) -> list[IntakeOutcome]:
-    """`record_deliveries_in` in the caller's session and transaction."""
-    return await run_in_session(session, lambda db: record_deliveries_in(db, deliveries))
-
-
-def record_deliveries_in(db: Statements, deliveries: Sequence[Delivery]) -> list[IntakeOutcome]:
-    """Record verified deliveries in the unit of work's transaction, with the outcome each would
-    have had if recorded one after another in this order; a `duplicate` stores nothing."""
+async def record_delivery(session: AsyncSession, delivery: Delivery) -> IntakeOutcome:
+    """Record a verified delivery in the caller's transaction: its inbox row, the snapshot unless
+    a newer one is stored, and the appointment's `sync.appointment` job; a `duplicate` stores
+    nothing."""
     now = utcnow()
-    outcomes: list[IntakeOutcome | None] = [None] * len(deliveries)
-    inserted = inbox.insert_inbox_events(
-        db,
-        [
-            NewInboxEvent(
-                source=SOURCE,
-                connection_id=d.connection_id,
-                external_id=d.webhook_id,
-                event_type=d.event.event_type,
-                subject_id=d.event.appointment_id[:64] if d.event.appointment_id else None,
-                outcome=INBOX_IGNORED if d.event.appointment is None else INBOX_ACCEPTED,
-            )
-            for d in deliveries
-        ],
+    event = delivery.event
+    inbox_id = await inbox.insert_inbox_event(
+        session,
+        NewInboxEvent(
+            source=SOURCE,
+            connection_id=delivery.connection_id,
+            external_id=delivery.webhook_id,
+            event_type=event.event_type,
+            subject_id=event.appointment_id[:64] if event.appointment_id else None,
+            outcome=INBOX_IGNORED if event.appointment is None else INBOX_ACCEPTED,
+        ),
         received_at=now,
     )
-
-    # Appointment events by appointment, in arrival order; the first delivery of a webhook id
-    # owns its inbox row, any later one in the same batch is a duplicate.
-    owner: dict[tuple[int, str], int] = {}
-    by_appointment: dict[tuple[int, str], list[int]] = {}
-    for index, d in enumerate(deliveries):
-        inbox_id = inserted.get((d.connection_id, d.webhook_id))
-        if inbox_id is None or owner.setdefault((d.connection_id, d.webhook_id), index) != index:
-            outcomes[index] = IntakeOutcome(status="duplicate")
-        elif d.event.appointment is None or d.event.appointment_id is None:
-            outcomes[index] = IntakeOutcome(status="ignored", inbox_event_id=inbox_id)
-        else:
-            by_appointment.setdefault((d.connection_id, d.event.appointment_id), []).append(index)
-
-    # Per appointment the newest event is written (on equal times the last received, as the
-    # one-by-one order would leave it); the others only need their outcome.
-    winners = {
-        key: max(indexes, key=lambda i: (deliveries[i].event.event_at, i))
-        for key, indexes in by_appointment.items()
-    }
-    contested = [key for key, indexes in by_appointment.items() if len(indexes) > 1]
-    stored_before = inbox.stored_event_times(db, contested)
-    snapshots = []
-    for (connection_id, appointment_id), i in winners.items():
-        event = deliveries[i].event
-        assert event.appointment is not None  # only appointment events are in by_appointment
-        snapshots.append(
-            NewSnapshot(
-                connection_id=connection_id,
-                appointment_id=appointment_id,
-                payload=event.appointment,
-                event_at=event.event_at,
-                event_type=event.event_type,
-                canceled=event.canceled,
-            )
-        )
-    stored = inbox.upsert_snapshots_if_newer(db, snapshots, now=now)
-    payloads = {(s.connection_id, s.appointment_id): s.payload for s in snapshots}
-    mailboxes = single_mailboxes(db, {key: payloads[key] for key in stored})
-    sync_jobs = {
-        key: sync_job(*key, mailbox=mailboxes.get(key)) for key in winners if key in stored
-    }
-    job_ids = insert_jobs(db, list(sync_jobs.values()))
-
-    stale: list[int] = []
-    for key, indexes in by_appointment.items():
-        # One by one, an event is stored when it is not older than what is stored by then.
-        newest = stored_before.get(key)
-        job = sync_jobs.get(key)
-        job_id = None if job is None else job_ids.get(job.dedupe_key)
-        for index in indexes:
-            d = deliveries[index]
-            inbox_id = inserted[(d.connection_id, d.webhook_id)]
-            if key not in stored or (newest is not None and d.event.event_at < newest):
-                stale.append(inbox_id)
-                outcomes[index] = IntakeOutcome(status="stale", inbox_event_id=inbox_id)
-                continue
-            newest = d.event.event_at
-            # The first accepted event of the batch is the one that created the job.
-            outcomes[index] = IntakeOutcome(
-                status="accepted", inbox_event_id=inbox_id, job_id=job_id, coalesced=job_id is None
-            )
-            job_id = None
-    inbox.set_inbox_outcome(db, stale, INBOX_STALE)
-    assert all(outcome is not None for outcome in outcomes)  # every branch above sets one
-    return cast(list[IntakeOutcome], outcomes)
+    if inbox_id is None:
+        return IntakeOutcome(status="duplicate")
+    if event.appointment is None or event.appointment_id is None:
+        return IntakeOutcome(status="ignored", inbox_event_id=inbox_id)
+    key = (delivery.connection_id, event.appointment_id)
+    snapshot = NewSnapshot(
+        connection_id=delivery.connection_id,
+        appointment_id=event.appointment_id,
+        payload=event.appointment,
+        event_at=event.event_at,
+        event_type=event.event_type,
+        canceled=event.canceled,
+    )
+    if not await inbox.store_snapshot_if_newer(session, snapshot, now=now):
+        await inbox.set_inbox_outcome(session, inbox_id, INBOX_STALE)
+        return IntakeOutcome(status="stale", inbox_event_id=inbox_id)
+    mailboxes = await single_mailboxes(session, {key: event.appointment})
+    job = tasks.sync_job(*key, mailbox=mailboxes.get(key))
+    job_ids = await enqueue_many(session, [job], now=now)
+    job_id = job_ids.get(job.dedupe_key)
+    return IntakeOutcome(
+        status="accepted", inbox_event_id=inbox_id, job_id=job_id, coalesced=job_id is None
+    )
 
 
 class ReceiverDirectory:
-    """Connection lookups for the intake, batched across requests and remembered briefly.
+    """Connection lookups for the intake, remembered briefly.
 
     A remembered connection may be up to `ttl_seconds` old. That is safe: a delivery that fails
     to verify against a remembered secret is checked again against a fresh lookup (so a new
@@ -315,9 +259,7 @@ class ReceiverDirectory:
         ttl_seconds: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self._lookup: GroupCommitter[str, Receiver | None] = GroupCommitter(
-            database, inbox.find_receivers
-        )
+        self._database = database
         self._ttl = ttl_seconds
         self.clock = clock
         self._known: dict[str, tuple[float, Receiver]] = {}
@@ -328,7 +270,8 @@ class ReceiverDirectory:
         known = self._known.get(organization_id)
         if known is not None and not fresh and known[0] > now:
             return known[1]
-        receiver = await self._lookup.submit(organization_id)
+        async with self._database.session() as session:
+            receiver = await inbox.find_receiver(session, organization_id)
         if receiver is None:
             self._known.pop(organization_id, None)
         else:
@@ -338,25 +281,20 @@ class ReceiverDirectory:
     def forget(self, organization_id: str) -> None:
         self._known.pop(organization_id, None)
 
-    async def close(self) -> None:
-        await self._lookup.close()
-
 
 @dataclass(frozen=True, slots=True)
 class BookingtimeIntake:
-    """The process's intake: connection lookups and writes, each batched across requests."""
+    """The process's intake: its remembered connections and the database it records into."""
 
+    database: Database
     receivers: ReceiverDirectory
-    deliveries: GroupCommitter[Delivery, IntakeOutcome]
 
-    async def close(self) -> None:
-        await self.deliveries.close()
-        await self.receivers.close()
+    async def record(self, delivery: Delivery) -> IntakeOutcome:
+        """Record one delivery in one transaction of its own."""
+        async with self.database.session_scope() as session:
+            return await record_delivery(session, delivery)
 
 
 def build_intake(database: Database) -> BookingtimeIntake:
     """The process's bookingtime intake (built once, in the app's lifespan)."""
-    return BookingtimeIntake(
-        receivers=ReceiverDirectory(database),
-        deliveries=GroupCommitter(database, unit=record_deliveries_in),
-    )
+    return BookingtimeIntake(database=database, receivers=ReceiverDirectory(database))

@@ -31,3 +31,8 @@ async def list_sync_records(
         query = query.where(SyncRecord.id < before_id)
     result = await session.execute(query.order_by(SyncRecord.id.desc()).limit(limit))
     return [(record, organization_id) for record, organization_id in result]
+
+
+def add_record(session: AsyncSession, record: SyncRecord) -> None:
+    """Add a sync history record to the caller's transaction."""
+    session.add(record)

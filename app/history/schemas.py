@@ -7,8 +7,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from app.history.messages import Locale, has_message, message
 from app.models import SyncRecord
-from app.sync.messages import Locale, has_message, message
 
 
 class SyncRecordOut(BaseModel):

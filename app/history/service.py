@@ -6,7 +6,6 @@ from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.connections import service as connections
 from app.history import repository
 from app.models import SyncRecord
 
@@ -22,17 +21,13 @@ class HistoryPage:
 async def list_sync_history(
     session: AsyncSession,
     *,
-    organization_id: str | None = None,
+    connection_id: int | None = None,
     employee_id: str | None = None,
     status: str | None = None,
     before_id: int | None = None,
     limit: int,
 ) -> HistoryPage:
-    """Records newest first, filtered; an unknown organisation is ConnectionNotFoundError."""
-    connection_id = None
-    if organization_id is not None:
-        connection = await connections.get_connection(session, organization_id=organization_id)
-        connection_id = connection.id
+    """Records newest first, filtered by connection, employee and outcome."""
     # One extra row tells whether another page follows without a COUNT.
     rows = await repository.list_sync_records(
         session,

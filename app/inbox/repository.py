@@ -1,40 +1,21 @@
 """Every query of the idempotent intake: the receiving connection, `inbox_event` rows and
 `appointment` snapshots.
 
-Writes are multi-row `INSERT … ON CONFLICT … RETURNING` statements, so concurrent deliveries are
-decided by the unique constraints, never by a read-then-write race, and a batch of deliveries
-costs a few statements, not a few per delivery. They are the intake's hot path, so they are plain
-SQL run inside a unit of work (`Database.run_unit`: on SQLite the whole batch as synchronous
-driver calls, usually on the event loop's thread), skipping the SQL compiler: fixed SQL text,
-values converted by the dialect's own type processors (so the rows read back exactly as if
-SQLAlchemy had written them), except the snapshot's JSON, which pydantic-core serialises in a
-third of `json.dumps`'s time.
+Writes are `INSERT … ON CONFLICT` statements, so concurrent deliveries are decided by the unique
+constraints, never by a read-then-write race.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from functools import cache
-from itertools import chain
-from typing import Any, Literal, NamedTuple, TypeVar, cast
+from typing import Any, NamedTuple
 
-from pydantic_core import to_json
-from sqlalchemy import Table, select
+from sqlalchemy import select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.db import Statements, from_driver, memoized, param_marker, to_driver
 from app.models import Appointment, Connection, InboxEvent
-
-_inbox = cast(Table, InboxEvent.__table__)
-_appointment = cast(Table, Appointment.__table__)
-_connection = cast(Table, Connection.__table__)
-
-T = TypeVar("T")
-
-# Rows per statement: far below SQLite's 32,766 and PostgreSQL's 65,535 parameters.
-_ROWS_PER_STATEMENT = 256
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,7 +30,7 @@ class Receiver:
 
 
 class NewInboxEvent(NamedTuple):
-    """An `inbox_event` row to insert (its `received_at` is the batch's)."""
+    """An `inbox_event` row to insert."""
 
     source: str
     connection_id: int
@@ -60,7 +41,7 @@ class NewInboxEvent(NamedTuple):
 
 
 class NewSnapshot(NamedTuple):
-    """An `appointment` snapshot to store (its `created_at`/`updated_at` are the batch's)."""
+    """An `appointment` snapshot to store."""
 
     connection_id: int
     appointment_id: str
@@ -70,154 +51,75 @@ class NewSnapshot(NamedTuple):
     canceled: bool
 
 
-async def find_receivers(
-    session: AsyncSession, organization_ids: Sequence[str]
-) -> list[Receiver | None]:
-    """The connections of bookingtime organisations (None where there is none), in one query."""
-    statement = select(
-        _connection.c.organization_id,
-        _connection.c.id,
-        _connection.c.webhook_secret_encrypted,
-        _connection.c.previous_webhook_secret_encrypted,
-        _connection.c.previous_webhook_secret_expires_at,
-    ).where(_connection.c.organization_id.in_(set(organization_ids)))
-    found = {
-        organization_id: Receiver(connection_id, secret, previous, previous_expires_at)
-        for organization_id, connection_id, secret, previous, previous_expires_at in (
-            await session.execute(statement)
-        ).all()
-    }
-    return [found.get(organization_id) for organization_id in organization_ids]
+def _dialect(session: AsyncSession) -> Any:
+    """The dialect module whose `insert` has ON CONFLICT (PostgreSQL's and SQLite's agree)."""
+    return postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
 
 
-def insert_inbox_events(
-    db: Statements, events: Sequence[NewInboxEvent], *, received_at: datetime
-) -> dict[tuple[int, str], int]:
-    """Insert inbox rows; the new ids by (connection_id, external_id).
-
-    A key already received (or repeated within `events`) is skipped by the unique constraint, so
-    it is missing from the result. On PostgreSQL a concurrent insert of the same key waits for
-    the other transaction and then does nothing: the loser of a race sees it missing too.
-    """
-    stamp = to_driver(db.dialect, _inbox.c.received_at)(received_at)
-    inserted: dict[tuple[int, str], int] = {}
-    for chunk in _chunks(events):
-        sql = _sql(db.dialect.name, "inbox", len(chunk))
-        rows = db.rows(sql, tuple(chain.from_iterable((*event, stamp) for event in chunk)))
-        inserted.update(
-            ((connection_id, external_id), id_) for id_, connection_id, external_id in rows
+async def find_receiver(session: AsyncSession, organization_id: str) -> Receiver | None:
+    """The connection of a bookingtime organisation, or None."""
+    row = (
+        await session.execute(
+            select(
+                Connection.id,
+                Connection.webhook_secret_encrypted,
+                Connection.previous_webhook_secret_encrypted,
+                Connection.previous_webhook_secret_expires_at,
+            ).where(Connection.organization_id == organization_id)
         )
+    ).first()
+    return None if row is None else Receiver(*row)
+
+
+async def insert_inbox_event(
+    session: AsyncSession, event: NewInboxEvent, *, received_at: datetime
+) -> int | None:
+    """Insert an inbox row; its id, or None when its key was already received.
+
+    On PostgreSQL a concurrent insert of the same key waits for the other transaction and then
+    does nothing: the loser of a race sees None too.
+    """
+    statement = (
+        _dialect(session)
+        .insert(InboxEvent)
+        .values(**event._asdict(), received_at=received_at)
+        .on_conflict_do_nothing(index_elements=["source", "connection_id", "external_id"])
+        .returning(InboxEvent.id)
+    )
+    inserted: int | None = (await session.execute(statement)).scalar()
     return inserted
 
 
-def upsert_snapshots_if_newer(
-    db: Statements, snapshots: Sequence[NewSnapshot], *, now: datetime
-) -> set[tuple[int, str]]:
-    """Store appointment snapshots unless the stored ones are newer; the keys stored.
-
-    At most one row per (connection_id, appointment_id): PostgreSQL refuses to update a row twice
-    in one statement.
-    """
-    event_at = memoized(to_driver(db.dialect, _appointment.c.event_at))
-    canceled = to_driver(db.dialect, _appointment.c.canceled)
-    stamp = to_driver(db.dialect, _appointment.c.updated_at)(now)
-    stored: set[tuple[int, str]] = set()
-    for chunk in _chunks(snapshots):
-        rows = db.rows(
-            _sql(db.dialect.name, "snapshot", len(chunk)),
-            tuple(
-                chain.from_iterable(
-                    (
-                        s.connection_id,
-                        s.appointment_id,
-                        to_json(s.payload).decode(),
-                        event_at(s.event_at),
-                        s.event_type,
-                        canceled(s.canceled),
-                        stamp,
-                        stamp,
-                    )
-                    for s in chunk
-                )
-            ),
+async def store_snapshot_if_newer(
+    session: AsyncSession, snapshot: NewSnapshot, *, now: datetime
+) -> bool:
+    """Store an appointment snapshot unless the stored one is newer; whether it was stored."""
+    insert = _dialect(session).insert(Appointment)
+    statement = (
+        insert.values(**snapshot._asdict(), created_at=now, updated_at=now)
+        .on_conflict_do_update(
+            index_elements=["connection_id", "appointment_id"],
+            set_={
+                "payload": insert.excluded.payload,
+                "event_at": insert.excluded.event_at,
+                "event_type": insert.excluded.event_type,
+                "canceled": insert.excluded.canceled,
+                "updated_at": insert.excluded.updated_at,
+            },
+            # `<=`, not `<`: event timestamps may be whole seconds, so two changes within one
+            # second carry the same time; the last one received wins instead of being lost.
+            where=Appointment.event_at <= insert.excluded.event_at,
         )
-        stored.update((connection_id, appointment_id) for connection_id, appointment_id in rows)
-    return stored
-
-
-def set_inbox_outcome(db: Statements, inbox_event_ids: Sequence[int], outcome: str) -> None:
-    """Record what became of inbox events after they were inserted."""
-    for chunk in _chunks(inbox_event_ids):
-        db.rows(_sql(db.dialect.name, "outcome", len(chunk)), (outcome, *chunk))
-
-
-def stored_event_times(
-    db: Statements, keys: Sequence[tuple[int, str]]
-) -> dict[tuple[int, str], datetime]:
-    """The stored snapshots' `event_at` by (connection_id, appointment_id)."""
-    read = from_driver(db.dialect, _appointment.c.event_at)
-    found: dict[tuple[int, str], datetime] = {}
-    for chunk in _chunks(keys):
-        sql = _sql(db.dialect.name, "event_times", len(chunk))
-        rows = db.rows(sql, tuple(chain.from_iterable(chunk)))
-        found.update(((c, a), read(at)) for c, a, at in rows)
-    return found
-
-
-# --- the lean write path --------------------------------------------------------------------
-
-_INBOX_COLUMNS = (*NewInboxEvent._fields, "received_at")
-_SNAPSHOT_COLUMNS = (*NewSnapshot._fields, "created_at", "updated_at")
-# Sent as JSON text: PostgreSQL casts it to jsonb, SQLite stores the text.
-_JSON_COLUMNS = frozenset({"payload"})
-
-_STATEMENTS = {
-    "inbox": (
-        _INBOX_COLUMNS,
-        """INSERT INTO inbox_event ({columns}) VALUES {values}
-ON CONFLICT (source, connection_id, external_id) DO NOTHING
-RETURNING id, connection_id, external_id""",
-    ),
-    # `<=`, not `<`: event timestamps may be whole seconds, so two changes within one second
-    # carry the same time; the last one received wins instead of the second being lost.
-    "snapshot": (
-        _SNAPSHOT_COLUMNS,
-        """INSERT INTO appointment ({columns}) VALUES {values}
-ON CONFLICT (connection_id, appointment_id) DO UPDATE SET payload = excluded.payload,
-event_at = excluded.event_at, event_type = excluded.event_type, canceled = excluded.canceled,
-updated_at = excluded.updated_at
-WHERE appointment.event_at <= excluded.event_at
-RETURNING connection_id, appointment_id""",
-    ),
-}
-
-
-_LOOKUPS = {
-    "outcome": ("UPDATE inbox_event SET outcome = {mark} WHERE id IN ({rows})", "{mark}", ", "),
-    "event_times": (
-        "SELECT connection_id, appointment_id, event_at FROM appointment WHERE {rows}",
-        "(connection_id = {mark} AND appointment_id = {mark})",
-        " OR ",
-    ),
-}
-
-StatementName = Literal["inbox", "snapshot", "outcome", "event_times"]
-
-
-@cache
-def _sql(dialect_name: str, statement: StatementName, rows: int) -> str:
-    """The statement for `rows` rows (or ids, or keys), in the dialect's parameter style."""
-    value = param_marker(dialect_name)
-    if statement in _LOOKUPS:
-        template, row, separator = _LOOKUPS[statement]
-        return template.format(mark=value, rows=separator.join([row.format(mark=value)] * rows))
-    columns, template = _STATEMENTS[statement]
-    row = ", ".join(
-        f"CAST({value} AS JSONB)" if column in _JSON_COLUMNS and dialect_name != "sqlite" else value
-        for column in columns
+        .returning(Appointment.id)
     )
-    return template.format(columns=", ".join(columns), values=", ".join([f"({row})"] * rows))
+    return (await session.execute(statement)).first() is not None
 
 
-def _chunks(rows: Sequence[T]) -> list[Sequence[T]]:
-    return [rows[i : i + _ROWS_PER_STATEMENT] for i in range(0, len(rows), _ROWS_PER_STATEMENT)]
+async def set_inbox_outcome(session: AsyncSession, inbox_event_id: int, outcome: str) -> None:
+    """Record what became of an inbox event after it was inserted."""
+    await session.execute(
+        update(InboxEvent)
+        .where(InboxEvent.id == inbox_event_id)
+        .values(outcome=outcome)
+        .execution_options(synchronize_session=False)
+    )

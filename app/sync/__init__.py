@@ -3,7 +3,8 @@ writes per mailbox (pure: no database, no HTTP); the service that executes plans
 
 from app.sync.keys import TRANSACTION_NAMESPACE, appointment_tag, transaction_id
 from app.sync.planner import Action, Create, Delete, MappingState, Skip, Update, plan
-from app.sync.translate import EventBody, InvalidAppointment, TranslationSettings, translate
+from app.sync.settings import TranslationSettings
+from app.sync.translate import EventBody, InvalidAppointment, translate
 
 __all__ = [
     "TRANSACTION_NAMESPACE",

@@ -11,7 +11,8 @@ from typing import Any, Literal
 
 from app.graph.schemas import EventWrite
 from app.sync.keys import appointment_tag, transaction_id
-from app.sync.translate import EventBody, InvalidAppointment, TranslationSettings, translate
+from app.sync.settings import TranslationSettings
+from app.sync.translate import EventBody, InvalidAppointment, translate
 
 SkipReason = Literal["unchanged", "unmapped", "canceled", "detached"]
 DeleteReason = Literal["canceled", "removed", "unmapped", "mailbox_changed", "duplicate"]

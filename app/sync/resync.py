@@ -21,16 +21,13 @@ from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.db import Database, run_in_session
-from app.models import Appointment, Connection, Employee, EventMapping, SyncRecord
+from app.history.messages import message
 from app.queue.repository import enqueue_many
-from app.sync.jobs import ResyncReason, sync_job
-from app.sync.messages import message
+from app.sync import repository as repo
+from app.sync import tasks
 from app.sync.planner import listed_employees
-from app.sync.repository import single_mailboxes
 from app.sync.translate import appointment_end
 
 log = logging.getLogger(__name__)
@@ -38,7 +35,7 @@ log = logging.getLogger(__name__)
 #: How far back a backfill or resync reaches: the day that just ended is still worth showing.
 PAST = timedelta(days=1)
 
-RESYNC_CODES: dict[ResyncReason, str] = {
+RESYNC_CODES: dict[tasks.ResyncReason, str] = {
     "backfill": "backfill_queued",
     "resync": "resync_queued",
     "removed": "removal_queued",
@@ -47,80 +44,68 @@ RESYNC_CODES: dict[ResyncReason, str] = {
 
 
 async def resync_impl(
-    database: Database,
+    session: AsyncSession,
     *,
     connection_id: int,
     booking_resource_id: str | None,
-    reason: ResyncReason,
+    reason: tasks.ResyncReason,
     now: datetime,
     job_id: int | None = None,
     mailbox: str | None = None,
 ) -> list[str]:
-    """Enqueue the selected appointments' jobs and record the fan-out in the history, in one
-    transaction; returns the appointment ids (a vanished connection selects none)."""
-    async with database.session_scope() as session:
-        connection = await session.get(Connection, connection_id)
-        if connection is None:
-            return []
-        selected = await select_appointments(
-            session,
-            connection_id=connection_id,
-            booking_resource_id=booking_resource_id,
-            reason=reason,
-            since=now - PAST,
-        )
-        force = reason == "resync"
-        if reason == "removed":
-            # The runs delete the employee's events, from the mailbox it was mapped to.
-            hints = {a: mailbox for a in selected}
-        else:
-            payloads = {
-                (connection_id, a): payload
-                for a, payload in selected.items()
-                if payload is not None
-            }
-            single = await run_in_session(session, lambda db: single_mailboxes(db, payloads))
-            hints = {a: single.get((connection_id, a)) for a in selected}
-        await enqueue_many(
-            session,
-            [sync_job(connection_id, a, force=force, mailbox=hints[a]) for a in selected],
-        )
-        if booking_resource_id is not None:
-            mailbox = (
-                await session.scalar(
-                    select(Employee.mailbox).where(
-                        Employee.connection_id == connection_id,
-                        Employee.booking_resource_id == booking_resource_id,
-                    )
-                )
-                or mailbox
-            )
-        if not selected and reason == "backfill":
-            # A new mapping with nothing to catch up on is not worth a line in the history.
-            return []
-        code = RESYNC_CODES[reason]
-        params: dict[str, Any] = {
-            "count": len(selected),
-            "employee": booking_resource_id or "*",
-            "mailbox": mailbox or "?",
-            "reason": reason,
+    """Enqueue the selected appointments' jobs and record the fan-out in the history, in the
+    caller's transaction; returns the appointment ids (a vanished connection selects none)."""
+    connection = await repo.get_connection(session, connection_id)
+    if connection is None:
+        return []
+    selected = await select_appointments(
+        session,
+        connection_id=connection_id,
+        booking_resource_id=booking_resource_id,
+        reason=reason,
+        since=now - PAST,
+    )
+    force = reason == "resync"
+    if reason == "removed":
+        # The runs delete the employee's events, from the mailbox it was mapped to.
+        hints = {a: mailbox for a in selected}
+    else:
+        payloads = {
+            (connection_id, a): payload for a, payload in selected.items() if payload is not None
         }
-        session.add(
-            SyncRecord(
-                connection_id=connection_id,
-                appointment_id=None,
-                booking_resource_id=booking_resource_id,
-                mailbox=mailbox,
-                job_id=job_id,
-                action=reason,
-                status="queued",
-                code=code,
-                message=message(code, connection.locale, params),
-                details=params,
-                duration_ms=None,
-                graph_request_id=None,
-            )
+        single = await repo.single_mailboxes(session, payloads)
+        hints = {a: single.get((connection_id, a)) for a in selected}
+    await enqueue_many(
+        session,
+        [tasks.sync_job(connection_id, a, force=force, mailbox=hints[a]) for a in selected],
+        now=now,
+    )
+    if booking_resource_id is not None:
+        mailbox = (
+            await repo.employee_mailbox(session, connection_id, booking_resource_id) or mailbox
         )
+    if not selected and reason == "backfill":
+        # A new mapping with nothing to catch up on is not worth a line in the history.
+        return []
+    code = RESYNC_CODES[reason]
+    params: dict[str, Any] = {
+        "count": len(selected),
+        "employee": booking_resource_id or "*",
+        "mailbox": mailbox or "?",
+        "reason": reason,
+    }
+    await repo.add_record(
+        session,
+        repo.Target(connection_id, None, booking_resource_id, mailbox),
+        job_id=job_id,
+        action=reason,
+        status="queued",
+        code=code,
+        message=message(code, connection.locale, params),
+        details=params,
+        duration_ms=None,
+        graph_request_id=None,
+    )
     log.info(
         "sync.resync %s of connection %s, employee %s: %d appointments",
         reason,
@@ -136,27 +121,17 @@ async def select_appointments(
     *,
     connection_id: int,
     booking_resource_id: str | None,
-    reason: ResyncReason,
+    reason: tasks.ResyncReason,
     since: datetime,
 ) -> dict[str, dict[str, Any] | None]:
     """The appointments a fan-out of `reason` enqueues, by id in order, with their snapshots'
     payloads (None for a removal's, which reads none; see the module docstring)."""
-    live = select(EventMapping.appointment_id).where(
-        EventMapping.connection_id == connection_id, EventMapping.deleted.is_(False)
-    )
-    if booking_resource_id is not None:
-        live = live.where(EventMapping.booking_resource_id == booking_resource_id)
-    with_events = set(await session.scalars(live.distinct()))
+    with_events = await repo.appointments_with_events(session, connection_id, booking_resource_id)
     if reason == "removed":
         return dict.fromkeys(sorted(with_events))
 
-    snapshots = await session.execute(
-        select(Appointment.appointment_id, Appointment.payload, Appointment.canceled).where(
-            Appointment.connection_id == connection_id
-        )
-    )
     selected: dict[str, dict[str, Any] | None] = {}
-    for appointment_id, payload, canceled in snapshots:
+    for appointment_id, payload, canceled in await repo.snapshots(session, connection_id):
         has_events = appointment_id in with_events
         if reason == "settings_changed":
             if has_events and _ends_after(payload, since):

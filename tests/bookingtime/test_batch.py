@@ -1,5 +1,5 @@
-"""Group commit: a batch of deliveries gets the outcomes one-by-one recording would give, and a
-bad delivery fails alone."""
+"""Recording deliveries: each in its own transaction, newest snapshot wins, duplicates and stale
+events are recorded as such, and the job names the one mailbox of its appointment."""
 
 from __future__ import annotations
 
@@ -8,14 +8,11 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import pytest
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.bookingtime.service import Delivery, IntakeOutcome, ParsedEvent, record_deliveries
+from app.bookingtime.service import Delivery, IntakeOutcome, ParsedEvent, record_delivery
 from app.db import Database
-from app.inbox.group_commit import GroupCommitter
 from app.models import Appointment, Employee, InboxEvent, Job
 
 T0 = datetime(2026, 11, 1, 8, 0, tzinfo=UTC)
@@ -47,8 +44,12 @@ def delivery(
 
 
 async def record(database: Database, deliveries: Sequence[Delivery]) -> list[IntakeOutcome]:
-    async with database.session_scope() as session:
-        return await record_deliveries(session, deliveries)
+    """Record the deliveries one after another, each in a transaction of its own."""
+    outcomes = []
+    for d in deliveries:
+        async with database.session_scope() as session:
+            outcomes.append(await record_delivery(session, d))
+    return outcomes
 
 
 async def rows(database: Database) -> tuple[list[InboxEvent], list[Appointment], list[Job]]:
@@ -127,60 +128,24 @@ async def test_batch_entirely_older_than_stored_is_stale(
 
 
 async def test_a_bad_delivery_fails_alone(database: Database, connection_id: int) -> None:
-    calls: list[int] = []
+    async def one(d: Delivery) -> IntakeOutcome:
+        async with database.session_scope() as session:
+            return await record_delivery(session, d)
 
-    async def write(session: AsyncSession, items: Sequence[Delivery]) -> list[IntakeOutcome]:
-        calls.append(len(items))
-        return await record_deliveries(session, items)
-
-    committer: GroupCommitter[Delivery, IntakeOutcome] = GroupCommitter(database, write)
-    try:
-        results = await asyncio.gather(
-            committer.submit(delivery(connection_id, "m1", "edA", T0)),
-            committer.submit(delivery(connection_id + 999, "m2", "edB", T0)),  # no such connection
-            committer.submit(delivery(connection_id, "m3", "edC", T0)),
-            return_exceptions=True,
-        )
-    finally:
-        await committer.close()
+    results = await asyncio.gather(
+        one(delivery(connection_id, "m1", "edA", T0)),
+        one(delivery(connection_id + 999, "m2", "edB", T0)),  # no such connection
+        one(delivery(connection_id, "m3", "edC", T0)),
+        return_exceptions=True,
+    )
     assert isinstance(results[1], IntegrityError)
     assert [r.status for r in (results[0], results[2]) if isinstance(r, IntakeOutcome)] == [
         "accepted",
         "accepted",
     ]
-    assert calls[0] == 3, "the three submissions shared one batch first"
     inbox, snapshots, jobs = await rows(database)
     assert sorted(i.external_id for i in inbox) == ["m1", "m3"]
     assert len(snapshots) == 2 and len(jobs) == 2
-
-
-async def test_concurrent_submissions_share_batches(database: Database, connection_id: int) -> None:
-    calls: list[int] = []
-
-    async def write(session: AsyncSession, items: Sequence[Delivery]) -> list[IntakeOutcome]:
-        calls.append(len(items))
-        return await record_deliveries(session, items)
-
-    committer: GroupCommitter[Delivery, IntakeOutcome] = GroupCommitter(database, write)
-    try:
-        outcomes = await asyncio.gather(
-            *(committer.submit(delivery(connection_id, f"m{i}", f"ed{i}", T0)) for i in range(50))
-        )
-    finally:
-        await committer.close()
-    assert [o.status for o in outcomes] == ["accepted"] * 50
-    assert len({o.job_id for o in outcomes}) == 50
-    assert sum(calls) == 50 and len(calls) < 50
-    _, snapshots, jobs = await rows(database)
-    assert len(snapshots) == 50 and len(jobs) == 50
-
-
-async def test_closed_committer_refuses_new_items(database: Database, connection_id: int) -> None:
-    committer: GroupCommitter[Delivery, IntakeOutcome] = GroupCommitter(database, record_deliveries)
-    await committer.submit(delivery(connection_id, "m1", "edA", T0))
-    await committer.close()
-    with pytest.raises(RuntimeError, match="shutting down"):
-        await committer.submit(delivery(connection_id, "m2", "edB", T0))
 
 
 async def test_a_snapshot_stored_by_the_orm_is_compared_by_time(
@@ -224,43 +189,6 @@ async def test_a_snapshot_stored_by_the_orm_is_compared_by_time(
     assert [i.outcome for i in inbox] == ["stale", "accepted", "accepted"]
     assert all(i.received_at.tzinfo is UTC for i in inbox)
     assert sorted(job.args["appointment_id"] for job in jobs) == ["edA", "edB"]
-
-
-async def test_a_batch_larger_than_one_statement(database: Database, connection_id: int) -> None:
-    count = 300  # more rows than one statement takes
-    outcomes = await record(
-        database, [delivery(connection_id, f"m{i}", f"ed{i}", T0) for i in range(count)]
-    )
-    assert [o.status for o in outcomes] == ["accepted"] * count
-    assert len({o.inbox_event_id for o in outcomes}) == len({o.job_id for o in outcomes}) == count
-    inbox, snapshots, jobs = await rows(database)
-    assert len(inbox) == len(snapshots) == len(jobs) == count
-
-
-async def test_a_cancelled_submitter_still_has_its_item_committed(
-    database: Database, connection_id: int
-) -> None:
-    release = asyncio.Event()
-
-    async def write(session: AsyncSession, items: Sequence[Delivery]) -> list[IntakeOutcome]:
-        await release.wait()
-        return await record_deliveries(session, items)
-
-    committer: GroupCommitter[Delivery, IntakeOutcome] = GroupCommitter(database, write)
-    try:
-        submitter = asyncio.create_task(committer.submit(delivery(connection_id, "m1", "edA", T0)))
-        await asyncio.sleep(0.01)  # queued, and the writer waits in `write`
-        submitter.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await submitter
-        release.set()
-        # Still written: the client that went away gets a duplicate when it retries.
-        retry = await committer.submit(delivery(connection_id, "m1", "edA", T0))
-    finally:
-        await committer.close()
-    assert retry.status == "duplicate"
-    inbox, snapshots, jobs = await rows(database)
-    assert len(inbox) == len(snapshots) == len(jobs) == 1
 
 
 def _with_employees(d: Delivery, *resources: str) -> Delivery:

@@ -718,7 +718,7 @@ async def test_openapi_documents_the_endpoint(app: FastAPI) -> None:
     assert {"type", "timestamp", "data"} <= set(body["schema"]["required"])
     headers = {p["name"] for p in operation["parameters"] if p["in"] == "header"}
     assert headers == {"webhook-id", "webhook-timestamp", "webhook-signature"}
-    # The handler reads the raw request (RawRequestRoute); the document still shows the path
+    # The handler reads the raw request body; the document still shows the path
     # parameter and what each answer looks like.
     path = [p["name"] for p in operation["parameters"] if p["in"] == "path"]
     assert path == ["organization_id"]

@@ -20,16 +20,18 @@ from sqlalchemy import and_, func, or_, select
 from standardwebhooks.webhooks import Webhook
 
 from app.config import Settings, WorkerSettings
+from app.credentials.clients import GraphClients
 from app.crypto import SecretBox
 from app.db import Database
-from app.graph.client import TAG_PROPERTY_ID, GraphHttp
-from app.jobs import build_registry
+from app.graph.odata import TAG_PROPERTY_ID
+from app.graph.sender import build_http_client
 from app.main import create_app
 from app.models import EventMapping, Job, SyncRecord
 from app.sandbox import SandboxServer
-from app.sync.graph_clients import GraphClients
 from app.sync.keys import appointment_tag
-from app.sync.translate import TranslationSettings, translate
+from app.sync.settings import TranslationSettings
+from app.sync.translate import translate
+from app.tasks import build_registry
 from tests.conftest import ADMIN_TOKEN, SECRET_KEY, sandbox_settings
 from tests.sync.samples import appointment
 
@@ -435,7 +437,7 @@ async def _graph_clients(settings: Settings, seconds: float) -> GraphClients:
     timeout has no setting) so a hung request costs the test one second."""
     graph = GraphClients(settings)
     default_http = graph.http
-    graph.http = GraphHttp.build(settings, timeout=httpx.Timeout(seconds))
+    graph.http = build_http_client(settings, timeout=httpx.Timeout(seconds))
     await default_http.aclose()
     return graph
 

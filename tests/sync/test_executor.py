@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -12,14 +12,14 @@ import pytest
 from sqlalchemy import select
 
 from app.config import Settings
+from app.credentials.clients import GraphClients
 from app.crypto import SecretBox
-from app.db import Database, Statements
-from app.graph.client import TAG_PROPERTY_ID
-from app.graph.errors import GraphError
+from app.db import Database
+from app.graph.errors import GraphError, Throttled
+from app.graph.odata import TAG_PROPERTY_ID
 from app.models import Appointment, Connection, Employee, EventMapping, SyncRecord
 from app.queue.errors import PermanentError, RetryAfter
 from app.sandbox import SandboxServer, ThrottleLimits
-from app.sync.graph_clients import GraphClients
 from app.sync.keys import appointment_tag, transaction_id
 from app.sync.service import sync_appointment_impl
 from tests.conftest import SECRET_KEY, sandbox_settings
@@ -49,7 +49,7 @@ class World:
     graph: GraphClients
     connection_id: int
 
-    async def sync(self, complete: Callable[[Statements], None] | None = None) -> None:
+    async def sync(self) -> None:
         await sync_appointment_impl(
             database=self.database,
             settings=self.settings,
@@ -57,7 +57,6 @@ class World:
             graph=self.graph,
             connection_id=self.connection_id,
             appointment_id=APPOINTMENT,
-            complete=complete,
         )
 
     async def store(self, payload: dict[str, Any]) -> None:
@@ -236,32 +235,6 @@ async def test_update_of_an_event_deleted_in_outlook_recreates_it(world: World) 
     assert rows[1].graph_event_id == again["id"]
 
 
-async def test_a_run_of_one_graph_write_completes_its_job_in_the_outcomes_transaction(
-    world: World,
-) -> None:
-    """One transaction fewer per job: the job's completion goes with the write's outcome. A run
-    without a Graph write, or with several, leaves the completion to the worker."""
-    seen: list[int] = []
-
-    def complete(db: Statements) -> None:  # what the transaction holds when it completes
-        [(records,)] = db.rows("SELECT count(*) FROM sync_record WHERE status = 'success'", ())
-        seen.append(int(records))
-
-    await world.store(appointment())
-    await world.sync(complete)
-    assert seen == [1]  # the create's own record, in the same transaction
-    await world.sync(complete)  # unchanged: nothing written to Graph
-    assert seen == [1]
-    await world.employ(ERIKA, ERIKA_MAILBOX)
-    await world.store(_with_employee(appointment(notes="Neu"), ERIKA, "Erika"))
-    await world.sync(complete)  # an update and a create
-    assert seen == [1]
-    assert len(world.events(ERIKA_MAILBOX)) == 1
-    await world.store(appointment("canceled"))
-    await world.sync(complete)  # two deletes
-    assert seen == [1]
-
-
 async def test_two_employees_two_mailboxes(world: World) -> None:
     await world.employ(ERIKA, ERIKA_MAILBOX)
     await world.store(_with_employee(appointment(), ERIKA, "Erika"))
@@ -354,9 +327,9 @@ async def test_throttled_mailbox_retries_after_the_others(world: World) -> None:
     await world.employ(ERIKA, ERIKA_MAILBOX)
     await world.store(_with_employee(appointment(), ERIKA, "Erika"))
     world.sandbox.control.faults.add("429", count=1, mailbox=ERIKA_MAILBOX, retry_after="7")
-    with pytest.raises(RetryAfter) as raised:
+    with pytest.raises(Throttled) as raised:
         await world.sync()
-    assert raised.value.throttle_mailbox and raised.value.seconds == 7
+    assert raised.value.throttles_mailbox and raised.value.retry_after == 7
     assert len(world.events(MAX_MAILBOX)) == 1
     assert world.events(ERIKA_MAILBOX) == []
     records = {r.mailbox: r for r in await world.rows(SyncRecord)}

@@ -17,12 +17,12 @@ from typing import Any
 
 from sqlalchemy import select
 
+from app.busy.service import sync_mailbox_impl
 from app.config import WorkerSettings
+from app.credentials.clients import GraphClients
 from app.crypto import SecretBox
 from app.models import Connection
-from app.outlook.delta import sync_mailbox_impl
-from app.sandbox.faults import FaultKind, FaultRule, Faults
-from app.sync.graph_clients import GraphClients
+from app.sandbox import FaultKind, FaultRule, Faults
 from tests.conftest import SECRET_KEY
 from tests.sync.crash_harness import (
     Delivery,

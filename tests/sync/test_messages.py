@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from app.sync.messages import MESSAGES, message, preferred_locale
+from app.history.messages import MESSAGES, message, preferred_locale
 
 
 @pytest.mark.parametrize(

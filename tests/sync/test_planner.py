@@ -8,7 +8,8 @@ import pytest
 
 from app.sync.keys import appointment_tag, transaction_id
 from app.sync.planner import Action, Create, Delete, MappingState, Skip, Update, plan
-from app.sync.translate import InvalidAppointment, TranslationSettings, translate
+from app.sync.settings import TranslationSettings
+from app.sync.translate import InvalidAppointment, translate
 from tests.sync.samples import MAX, ORG, appointment
 
 APPT = "edR2mX7kP9qL4vN8sT3wY6zB1cF5hJ0a"

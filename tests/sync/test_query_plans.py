@@ -10,14 +10,17 @@ from sqlalchemy import text
 from sqlalchemy.dialects import sqlite
 
 from app.db import Database
-from app.sync.repository import _SQL
-
-_KEY = {"w_connection_id": 1, "w_appointment_id": "ed1", "w_resources": ["a", "b"]}
+from app.sync.repository import (
+    select_employees,
+    select_mappings,
+    select_snapshot,
+    select_unmapped_recorded,
+)
 
 
 async def _plan(database: Database, statement: Any) -> str:
-    """SQLite's plan of `statement` with the key's values (literals: the plan is the same)."""
-    compiled = statement.params(_KEY).compile(
+    """SQLite's plan of `statement` (its values as literals: the plan is the same)."""
+    compiled = statement.compile(
         dialect=sqlite.dialect(),
         compile_kwargs={"literal_binds": True, "render_postcompile": True},
     )
@@ -29,9 +32,9 @@ async def _plan(database: Database, statement: Any) -> str:
 @pytest.mark.parametrize(
     ("statement", "seek"),
     [
-        (_SQL.mappings, "(connection_id=? AND appointment_id=?)"),
-        (_SQL.snapshot, "(connection_id=? AND appointment_id=?)"),
-        (_SQL.unmapped_recorded, "(connection_id=? AND appointment_id=?)"),
+        (select_mappings(1, "ed1"), "(connection_id=? AND appointment_id=?)"),
+        (select_snapshot(1, "ed1"), "(connection_id=? AND appointment_id=?)"),
+        (select_unmapped_recorded(1, "ed1"), "(connection_id=? AND appointment_id=?)"),
     ],
     ids=["mappings", "snapshot", "unmapped_recorded"],
 )
@@ -47,5 +50,5 @@ async def test_reads_of_one_appointment_seek_it(
 async def test_employees_are_read_by_key(database: Database) -> None:
     if not database.is_sqlite:
         pytest.skip("SQLite's plan only: PostgreSQL plans by its table statistics")
-    plan = await _plan(database, _SQL.employees.params(w_resources=["a", "b"], w_connection_id=1))
+    plan = await _plan(database, select_employees(1, ["a", "b"]))
     assert "(connection_id=? AND booking_resource_id=?)" in plan, plan

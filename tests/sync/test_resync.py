@@ -14,12 +14,12 @@ import httpx
 import pytest
 from sqlalchemy import select, update
 
+from app.busy.tasks import MAILBOX_SWEEP
 from app.config import WorkerSettings
 from app.crypto import SecretBox
 from app.db import Database
 from app.main import create_app
 from app.models import Connection, Job, SyncRecord
-from app.outlook.jobs import MAILBOX_SWEEP
 from app.sandbox import SandboxServer
 from tests.bookingtime.helpers import ORGANIZATION_ID as ORG
 from tests.bookingtime.helpers import WEBHOOK_SECRET, Sender

@@ -9,12 +9,12 @@ import random
 from sqlalchemy import func, select
 
 from app.config import WorkerSettings
+from app.credentials.clients import GraphClients
 from app.crypto import SecretBox
 from app.db import Database
-from app.jobs import build_registry
 from app.models import Job
 from app.queue.worker import Worker
-from app.sync.graph_clients import GraphClients
+from app.tasks import build_registry
 from tests.conftest import SECRET_KEY
 from tests.queue.conftest import eventually, running
 from tests.sync.crash_harness import make_script, running_world

@@ -10,11 +10,11 @@ from typing import Any
 
 import pytest
 
+from app.sync.settings import TranslationSettings
 from app.sync.translate import (
     EVENT_FIELDS,
     EventBody,
     InvalidAppointment,
-    TranslationSettings,
     _line,
     _text,
     render_subject,
