@@ -10,13 +10,12 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, ConfigDict, Field, field_serializer
 
-from app.admin.connections import DbSession, OrganizationId
-from app.admin.employees import EmployeeId
+from app.admin.dependencies import DbSession, EmployeeId, OrganizationId
+from app.busy import repository as repo
 from app.connections import service
 from app.connections.service import InvalidFieldError
+from app.http.problems import problem_responses
 from app.models import BusyBlock
-from app.outlook import busy_repository as repo
-from app.problems import problem_responses
 
 router = APIRouter(prefix="/api/v1/connections/{organization_id}/employees", tags=["busy"])
 

@@ -9,19 +9,16 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Path, Query, Request, Response, status
 from pydantic import BaseModel, ConfigDict, Field
 
-from app.admin.connections import DbSession, OrganizationId
-from app.admin.employees import AppSettings, EmployeeId
+from app.admin.dependencies import AppSettings, DbSession, EmployeeId, OrganizationId
 from app.admin.pagination import Cursor, Limit, Page, decode_cursor, encode_cursor
 from app.config import Settings
 from app.connections import service
 from app.connections.schemas import ID_MAX_LENGTH, ID_PATTERN, ORGANIZATION_ID_EXAMPLE
+from app.history.messages import message
+from app.http.problems import ProblemError, problem_responses
 from app.models import Subscription
-from app.outlook import sub_repository as repo
-from app.outlook import subscriptions
-from app.outlook.jobs import delete_job, renew_job, subscription_job
-from app.problems import ProblemError, problem_responses
-from app.queue.repository import enqueue_many
-from app.sync.messages import message
+from app.notifications import repository
+from app.notifications import service as subscriptions
 
 router = APIRouter(tags=["subscriptions"])
 
@@ -197,7 +194,7 @@ async def list_subscriptions(
     before_id = decode_cursor(cursor)
     if organization_id is not None:
         await service.get_connection(session, organization_id=organization_id)
-    rows = await repo.list_page(
+    rows = await repository.list_page(
         session, organization_id=organization_id, before_id=before_id, limit=limit + 1
     )
     await session.commit()
@@ -233,17 +230,16 @@ async def create_subscription(
     )
     connection = await service.get_connection(session, organization_id=organization_id)
     _check_enabled(settings, employee.mailbox, connection.locale)
-    row = await repo.get(session, connection_id=connection.id, mailbox=employee.mailbox)
-    recreate = row is not None and row.graph_subscription_id is not None
-    job = subscription_job(connection.id, repo.mailbox_key(employee.mailbox), recreate=recreate)
-    queued = (await enqueue_many(session, [job]))[job.dedupe_key] is not None
+    queued = await subscriptions.queue_create(
+        session, connection_id=connection.id, mailbox=employee.mailbox
+    )
     await session.commit()
     request.app.state.wake_worker()
     return SubscriptionQueuedOut(
-        mailbox=repo.mailbox_key(employee.mailbox),
-        action="recreate" if recreate else "create",
-        queued=queued,
-        subscription_id=row.id if row is not None else None,
+        mailbox=queued.mailbox,
+        action="recreate" if queued.recreate else "create",
+        queued=queued.queued,
+        subscription_id=queued.subscription_id,
     )
 
 
@@ -266,10 +262,10 @@ async def create_subscription(
 async def renew_subscription(
     subscription_id: SubscriptionId, session: DbSession, request: Request, settings: AppSettings
 ) -> SubscriptionQueuedOut:
-    row = await repo.get_by_id(session, subscription_id)
+    row = await repository.get_by_id(session, subscription_id)
     if row is None:
         raise _not_found(subscription_id)
-    connection = await repo.connection(session, row.connection_id)
+    connection = await repository.connection(session, row.connection_id)
     _check_enabled(settings, row.mailbox, connection.locale if connection else "en")
     if row.state != subscriptions.ACTIVE or row.graph_subscription_id is None:
         raise ProblemError(
@@ -279,8 +275,7 @@ async def renew_subscription(
             f"subscription {subscription_id} is {row.state}: create it with POST "
             "/api/v1/connections/{organization_id}/employees/{employee_id}/subscription",
         )
-    job = renew_job(row.connection_id, row.mailbox)
-    queued = (await enqueue_many(session, [job]))[job.dedupe_key] is not None
+    queued = await subscriptions.queue_renew(session, row)
     await session.commit()
     request.app.state.wake_worker()
     return SubscriptionQueuedOut(
@@ -304,15 +299,11 @@ async def renew_subscription(
 async def delete_subscription(
     subscription_id: SubscriptionId, session: DbSession, request: Request
 ) -> Response:
-    row = await repo.get_by_id(session, subscription_id)
+    row = await repository.get_by_id(session, subscription_id)
     if row is None:
         raise _not_found(subscription_id)
-    graph_id = row.graph_subscription_id
-    connection_id, mailbox = row.connection_id, row.mailbox
-    await repo.delete(session, row)
-    if graph_id is not None:
-        await enqueue_many(session, [delete_job(connection_id, mailbox, graph_id)])
+    queued = await subscriptions.remove(session, row)
     await session.commit()
-    if graph_id is not None:
+    if queued:
         request.app.state.wake_worker()
     return Response(status_code=status.HTTP_204_NO_CONTENT)

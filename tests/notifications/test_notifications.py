@@ -13,12 +13,14 @@ from urllib.parse import quote
 import httpx
 import pytest
 
+from app.busy.tasks import SYNC_MAILBOX, mailbox_sync_job
 from app.crypto import SecretBox
 from app.db import Database
-from app.outlook.jobs import SUBSCRIPTION_ENSURE, SUBSCRIPTION_RENEW, SYNC_MAILBOX, mailbox_sync_job
-from app.outlook.notifications import MAX_VALIDATION_TOKEN, SYNC_MAX_INTERVAL, NotificationIntake
+from app.notifications.intake import SYNC_MAX_INTERVAL, NotificationIntake
+from app.notifications.router import MAX_VALIDATION_TOKEN
+from app.notifications.tasks import SUBSCRIPTION_ENSURE, SUBSCRIPTION_RENEW
 from tests.conftest import SECRET_KEY
-from tests.outlook.subs_helpers import (
+from tests.notifications.subs_helpers import (
     ERIKA,
     ERIKA_MAILBOX,
     EVENT,

@@ -12,13 +12,13 @@ from typing import Any
 
 from sqlalchemy import select
 
+from app.busy.service import DeltaOutcome, PageHook, sync_mailbox_impl
 from app.config import Settings
+from app.credentials.clients import GraphClients
 from app.crypto import SecretBox
 from app.db import Database
 from app.models import Appointment, BusyBlock, Connection, Employee, EventMapping, Job, SyncRecord
-from app.outlook.delta import DeltaOutcome, PageHook, sync_mailbox_impl
 from app.sandbox import SandboxServer, ThrottleLimits
-from app.sync.graph_clients import GraphClients
 from app.sync.service import sync_appointment_impl
 from tests.conftest import SECRET_KEY, sandbox_settings
 from tests.sync.samples import MAX, ORG, appointment

@@ -13,13 +13,13 @@ import httpx
 from sqlalchemy import select
 
 from app.config import Settings
+from app.credentials.clients import GraphClients
 from app.crypto import SecretBox
 from app.db import Database
 from app.main import create_app
 from app.models import Connection, Employee, Job, Subscription, SyncRecord
-from app.outlook.subscriptions import SubscriptionService
+from app.notifications.subscriptions import Subscriber
 from app.sandbox import Control, SandboxServer, ThrottleLimits
-from app.sync.graph_clients import GraphClients
 from tests.conftest import ADMIN_TOKEN, SECRET_KEY, sandbox_settings
 from tests.servers import free_port, serve_app
 
@@ -45,7 +45,7 @@ class World:
     settings: Settings
     secret_box: SecretBox
     graph: GraphClients
-    service: SubscriptionService
+    service: Subscriber
     connection_id: int
     tenant_id: str
     max_id: str
@@ -159,7 +159,7 @@ async def make_world(
                         settings=settings,
                         secret_box=box,
                         graph=graph,
-                        service=SubscriptionService(database, settings, graph, box),
+                        service=Subscriber(database, settings, graph, box),
                         connection_id=connection_id,
                         tenant_id=tenant.id,
                         max_id=max_user.id,

@@ -13,11 +13,12 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import select
 
+from app.busy.service import sync_mailbox_impl
+from app.busy.tasks import SYNC_MAILBOX
 from app.db import Database
 from app.models import BusyBlock, Job
-from app.outlook.delta import sync_mailbox_impl
-from app.outlook.jobs import SUBSCRIPTION_RENEW, SYNC_MAILBOX
-from tests.outlook.subs_helpers import MAX_MAILBOX, World, make_world
+from app.notifications.tasks import SUBSCRIPTION_RENEW
+from tests.notifications.subs_helpers import MAX_MAILBOX, World, make_world
 from tests.servers import eventually
 
 DAYS = 30

@@ -1,5 +1,5 @@
 """The busy API: merging, raw blocks, UTC output, range validation and 404s, on SQLite and
-PostgreSQL (blocks stored directly; tests/outlook/test_delta.py fills them from the sandbox)."""
+PostgreSQL (blocks stored directly; tests/busy/test_delta.py fills them from the sandbox)."""
 
 from __future__ import annotations
 

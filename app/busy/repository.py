@@ -1,50 +1,33 @@
-"""All SQL of the Outlook side's delta sync and busy API: the delta state of a mailbox, busy
-blocks, and the mapping rows a delta page's items are matched against. Callers own the
-(short) transactions."""
+"""All SQL of busy time: a mailbox's delta state, its busy blocks, the mapping rows a delta
+page's items are matched against, and the history and status rows a run writes. Callers own
+the transactions."""
 
 from __future__ import annotations
 
 from collections.abc import Collection, Sequence
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, and_, delete, func, or_, select
+from sqlalchemy import CursorResult, and_, delete, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.models import Appointment, BusyBlock, CalendarSync, Employee, EventMapping
-from app.outlook.jobs import mailbox_key as mailbox_key  # re-exported: repo.mailbox_key
+from app.busy.blocks import BlockData
+from app.busy.keys import mailbox_key
+from app.models import (
+    Appointment,
+    BusyBlock,
+    CalendarSync,
+    Connection,
+    Employee,
+    EventMapping,
+    SyncRecord,
+)
+
+# --- connections and employees -----------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class BlockData:
-    """What a busy block holds, read from one Outlook event or occurrence."""
-
-    graph_event_id: str
-    series_master_id: str | None
-    start_at: datetime
-    end_at: datetime
-    show_as: str
-    is_all_day: bool
-    subject: str | None
-
-
-# --- delta state -------------------------------------------------------------------------------
-
-
-async def sync_state(session: AsyncSession, connection_id: int, mailbox: str) -> CalendarSync:
-    """The mailbox's delta state, added (empty: the next run is a full one) when there is none."""
-    key = mailbox_key(mailbox)
-    row = await session.scalar(
-        select(CalendarSync).where(
-            CalendarSync.connection_id == connection_id, CalendarSync.mailbox == key
-        )
-    )
-    if row is None:
-        row = CalendarSync(connection_id=connection_id, mailbox=key)
-        session.add(row)
-        await session.flush()
-    return row
+async def connection(session: AsyncSession, connection_id: int) -> Connection | None:
+    return await session.get(Connection, connection_id)
 
 
 async def is_mapped(session: AsyncSession, connection_id: int, mailbox: str) -> bool:
@@ -71,6 +54,115 @@ async def mapped_mailboxes(session: AsyncSession) -> list[tuple[int, str]]:
     for connection_id, mailbox in rows.all():
         seen.setdefault((connection_id, mailbox_key(mailbox)), mailbox)
     return [(connection_id, mailbox) for (connection_id, _), mailbox in seen.items()]
+
+
+async def mailbox_employees(session: AsyncSession, connection_id: int, mailbox: str) -> list[str]:
+    """The booking-resource ids of the connection's employees mapped to the mailbox."""
+    rows = await session.scalars(
+        select(Employee.booking_resource_id)
+        .where(
+            Employee.connection_id == connection_id,
+            func.lower(Employee.mailbox) == mailbox_key(mailbox),
+        )
+        .order_by(Employee.booking_resource_id)
+    )
+    return list(rows)
+
+
+async def employees(session: AsyncSession, connection_id: int) -> dict[str, str]:
+    """booking resource id → mailbox of the connection's employees."""
+    rows = await session.execute(
+        select(Employee.booking_resource_id, Employee.mailbox).where(
+            Employee.connection_id == connection_id
+        )
+    )
+    return {resource: mailbox for resource, mailbox in rows.all()}
+
+
+async def set_employees_error(
+    session: AsyncSession,
+    connection_id: int,
+    resources: Collection[str],
+    *,
+    code: str,
+    message: str,
+    now: datetime,
+) -> None:
+    """Show the error in these employees' status."""
+    if not resources:
+        return
+    await session.execute(
+        update(Employee)
+        .where(
+            Employee.connection_id == connection_id,
+            Employee.booking_resource_id.in_(list(resources)),
+        )
+        .values(last_error_at=now, last_error_code=code, last_error_message=message, updated_at=now)
+        .execution_options(synchronize_session=False)
+    )
+
+
+async def add_record(
+    session: AsyncSession,
+    *,
+    connection_id: int,
+    appointment_id: str | None,
+    booking_resource_id: str | None,
+    mailbox: str,
+    job_id: int | None,
+    action: str,
+    status: str,
+    code: str,
+    message: str,
+    details: dict[str, Any] | None,
+    graph_request_id: str | None,
+) -> None:
+    """One row of the sync history."""
+    session.add(
+        SyncRecord(
+            connection_id=connection_id,
+            appointment_id=appointment_id,
+            booking_resource_id=booking_resource_id,
+            mailbox=mailbox,
+            job_id=job_id,
+            action=action,
+            status=status,
+            code=code,
+            message=message,
+            details=details,
+            graph_request_id=graph_request_id,
+        )
+    )
+    await session.flush()
+
+
+# --- delta state -------------------------------------------------------------------------------
+
+
+async def sync_state(session: AsyncSession, connection_id: int, mailbox: str) -> CalendarSync:
+    """The mailbox's delta state, added (empty: the next run is a full one) when there is none."""
+    key = mailbox_key(mailbox)
+    row = await session.scalar(
+        select(CalendarSync).where(
+            CalendarSync.connection_id == connection_id, CalendarSync.mailbox == key
+        )
+    )
+    if row is None:
+        row = CalendarSync(connection_id=connection_id, mailbox=key)
+        session.add(row)
+        await session.flush()
+    return row
+
+
+async def last_synced_at(
+    session: AsyncSession, connection_id: int, mailbox: str
+) -> datetime | None:
+    return await session.scalar(
+        select(CalendarSync.last_synced_at).where(
+            CalendarSync.connection_id == connection_id,
+            CalendarSync.mailbox == mailbox_key(mailbox),
+        )
+    )
 
 
 # --- calbridge's own events ----------------------------------------------------------------------
@@ -132,16 +224,6 @@ async def snapshots(
         )
     )
     return {row.appointment_id: row for row in rows}
-
-
-async def employees(session: AsyncSession, connection_id: int) -> dict[str, str]:
-    """booking resource id → mailbox of the connection's employees."""
-    rows = await session.execute(
-        select(Employee.booking_resource_id, Employee.mailbox).where(
-            Employee.connection_id == connection_id
-        )
-    )
-    return {resource: mailbox for resource, mailbox in rows.all()}
 
 
 async def mapping_row(session: AsyncSession, row_id: int) -> EventMapping | None:
@@ -241,14 +323,3 @@ async def blocks_between(
         .order_by(BusyBlock.start_at, BusyBlock.end_at, BusyBlock.id)
     )
     return list(rows)
-
-
-async def last_synced_at(
-    session: AsyncSession, connection_id: int, mailbox: str
-) -> datetime | None:
-    return await session.scalar(
-        select(CalendarSync.last_synced_at).where(
-            CalendarSync.connection_id == connection_id,
-            CalendarSync.mailbox == mailbox_key(mailbox),
-        )
-    )

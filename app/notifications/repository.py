@@ -1,5 +1,5 @@
 """All SQL of Graph subscriptions: the `subscription` rows, the employees that keep a mailbox's
-subscription alive, its history records and the notification intake's batch write.
+subscription alive, its history records and the notification intake's writes.
 Callers own the transactions."""
 
 from __future__ import annotations
@@ -7,15 +7,13 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, cast
+from typing import Any
 
-from sqlalchemy import Table, func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.db import Statements, param_marker, to_driver
+from app.busy.keys import mailbox_key
 from app.models import Connection, Employee, Subscription, SyncRecord
-from app.outlook.jobs import mailbox_key as mailbox_key  # re-exported: repo.mailbox_key
-from app.queue.repository import NewJob, insert_jobs
 
 
 async def get(session: AsyncSession, *, connection_id: int, mailbox: str) -> Subscription | None:
@@ -81,6 +79,10 @@ async def for_connection(session: AsyncSession, *, connection_id: int) -> list[S
     return list(rows)
 
 
+async def all_rows(session: AsyncSession) -> list[Subscription]:
+    return list(await session.scalars(select(Subscription).order_by(Subscription.id)))
+
+
 async def connection(session: AsyncSession, connection_id: int) -> Connection | None:
     return await session.get(Connection, connection_id)
 
@@ -122,6 +124,28 @@ async def add_records(
             )
         )
     await session.flush()
+
+
+async def list_page(
+    session: AsyncSession,
+    *,
+    organization_id: str | None,
+    before_id: int | None,
+    limit: int,
+) -> list[tuple[Subscription, str]]:
+    """Subscriptions with their organisation id, newest first (by id)."""
+    query = select(Subscription, Connection.organization_id).join(
+        Connection, Connection.id == Subscription.connection_id
+    )
+    if organization_id is not None:
+        query = query.where(Connection.organization_id == organization_id)
+    if before_id is not None:
+        query = query.where(Subscription.id < before_id)
+    rows = await session.execute(query.order_by(Subscription.id.desc()).limit(limit))
+    return [(row, org) for row, org in rows.all()]
+
+
+# --- the notification intake ---------------------------------------------------------------------
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,54 +191,27 @@ async def find_by_graph_ids(
     }
 
 
-def record_notifications(
-    db: Statements,
-    *,
-    jobs: Sequence[NewJob],
-    touched: dict[int, datetime],
-    learned: dict[int, str],
-) -> set[str]:
-    """Enqueue the jobs (deduplicated per mailbox), stamp `last_notification_at` and store
-    owner ids seen for the first time, inside a unit of work (the notification intake's batch
-    write); the dedupe keys of the jobs that were new."""
-    queued = insert_jobs(db, jobs)
-    mark = param_marker(db.dialect.name)
+async def learn_owners(session: AsyncSession, learned: dict[int, str]) -> None:
+    """Store mailbox owners' object ids seen for the first time (subscription row → id)."""
     for row_id, user_id in learned.items():
-        db.rows(_LEARN_OWNER.format(mark=mark), (user_id, row_id))
-    if touched:
-        # One statement for the batch: the stamps of one batch lie milliseconds apart.
-        stamp = to_driver(db.dialect, _subscription.c.last_notification_at)(max(touched.values()))
-        ids = sorted(touched)
-        places = ", ".join([mark] * len(ids))
-        db.rows(_STAMP.format(mark=mark, ids=places), (stamp, *ids))
-    return {key for key, job_id in queued.items() if job_id is not None}
+        await session.execute(
+            update(Subscription)
+            .where(Subscription.id == row_id, Subscription.graph_user_id.is_(None))
+            .values(graph_user_id=user_id)
+            .execution_options(synchronize_session=False)
+        )
 
 
-_subscription = cast(Table, Subscription.__table__)
-_LEARN_OWNER = (
-    "UPDATE subscription SET graph_user_id = {mark} WHERE id = {mark} AND graph_user_id IS NULL"
-)
-_STAMP = "UPDATE subscription SET last_notification_at = {mark} WHERE id IN ({ids})"
-
-
-async def list_page(
-    session: AsyncSession,
-    *,
-    organization_id: str | None,
-    before_id: int | None,
-    limit: int,
-) -> list[tuple[Subscription, str]]:
-    """Subscriptions with their organisation id, newest first (by id)."""
-    query = select(Subscription, Connection.organization_id).join(
-        Connection, Connection.id == Subscription.connection_id
+async def stamp_notified(session: AsyncSession, row_ids: Iterable[int], at: datetime) -> None:
+    """Set `last_notification_at`; one statement, since one request's stamps lie milliseconds
+    apart."""
+    ids = sorted(row_ids)
+    if not ids:
+        return
+    await session.execute(
+        update(Subscription)
+        .where(Subscription.id.in_(ids))
+        # A notification is no change of the subscription: `updated_at` stays.
+        .values(last_notification_at=at, updated_at=Subscription.updated_at)
+        .execution_options(synchronize_session=False)
     )
-    if organization_id is not None:
-        query = query.where(Connection.organization_id == organization_id)
-    if before_id is not None:
-        query = query.where(Subscription.id < before_id)
-    rows = await session.execute(query.order_by(Subscription.id.desc()).limit(limit))
-    return [(row, org) for row, org in rows.all()]
-
-
-async def all_rows(session: AsyncSession) -> list[Subscription]:
-    return list(await session.scalars(select(Subscription).order_by(Subscription.id)))

@@ -13,18 +13,18 @@ import pytest
 from sqlalchemy import select, update
 
 from app.config import WorkerSettings
-from app.connections.checks import CHECK_MAILBOX_JOB, check_mailbox_job
+from app.connections.tasks import CHECK_MAILBOX_JOB, check_mailbox_job
 from app.db import Database
-from app.jobs import build_registry
+from app.graph.errors import GraphError
 from app.models import Connection, Employee, Job, Subscription
 from app.models.base import utcnow
-from app.outlook.jobs import SUBSCRIPTION_DELETE, SUBSCRIPTION_ENSURE, subscription_job
-from app.outlook.subscriptions import HandshakeFailed, SubscriptionService
-from app.queue.errors import PermanentError
+from app.notifications.subscriptions import HandshakeFailed, Subscriber
+from app.notifications.tasks import SUBSCRIPTION_DELETE, SUBSCRIPTION_ENSURE, subscription_job
 from app.queue.registry import JobContext
 from app.queue.repository import enqueue_many
 from app.queue.worker import Worker
-from tests.outlook.subs_helpers import (
+from app.tasks import build_registry
+from tests.notifications.subs_helpers import (
     ERIKA,
     ERIKA_MAILBOX,
     MAX,
@@ -196,12 +196,12 @@ async def test_failed_validation_handshake_is_retried_not_permanent(world: World
     # Graph's validation request finds nothing listening (calbridge's API starting, say): 400,
     # which Graph means as "not now", so the job retries rather than waiting for the upkeep.
     closed = world.settings.model_copy(update={"public_url": "http://127.0.0.1:9"})
-    unreachable = SubscriptionService(world.database, closed, world.graph, world.secret_box)
+    unreachable = Subscriber(world.database, closed, world.graph, world.secret_box)
     with pytest.raises(HandshakeFailed) as raised:
         await unreachable.ensure(
             connection_id=world.connection_id, mailbox=MAX_MAILBOX, now=utcnow()
         )
-    assert not isinstance(raised.value, PermanentError)
+    assert not getattr(raised.value, "permanent", False)
     row = await world.subscription()
     assert row is not None and row.state == "pending" and row.last_error_message is not None
     assert [r.status for r in await world.records()] == ["failed"]
@@ -217,7 +217,7 @@ async def test_failed_validation_handshake_is_retried_not_permanent(world: World
 async def test_subscription_create_marks_a_rejected_secret(world: World) -> None:
     assert await secret_state(world) == "ok"
     await break_client_secret(world)
-    with pytest.raises(PermanentError):
+    with pytest.raises(GraphError, check=lambda error: error.permanent):
         await world.ensure()
     stored = await connection_row(world)
     assert stored is not None and stored.client_secret_rejected_code == "secret_invalid"
@@ -230,7 +230,7 @@ async def test_subscription_renew_and_delete_mark_a_rejected_secret(world: World
     assert row is not None and row.graph_subscription_id is not None
     await break_client_secret(world)
 
-    with pytest.raises(PermanentError):
+    with pytest.raises(GraphError, check=lambda error: error.permanent):
         await world.renew()
     assert await secret_state(world) == "rejected"
 
@@ -241,7 +241,7 @@ async def test_subscription_renew_and_delete_mark_a_rejected_secret(world: World
             )
         )
     assert await secret_state(world) == "ok"
-    with pytest.raises(PermanentError):
+    with pytest.raises(GraphError, check=lambda error: error.permanent):
         await world.service.delete(
             connection_id=world.connection_id,
             mailbox=MAX_MAILBOX,

@@ -14,24 +14,22 @@ import pytest
 from sqlalchemy import event as sa_event
 from sqlalchemy import select
 
+from app.busy.blocks import block_of
+from app.busy.service import delta_window, hydrate
+from app.busy.tasks import MAILBOX_SWEEP, SYNC_MAILBOX, queue_sweep
 from app.config import Settings
+from app.credentials.clients import GraphClients
 from app.crypto import SecretBox
 from app.db import Database
-from app.graph.errors import GraphError
+from app.graph.errors import GraphError, Throttled
 from app.graph.schemas import DeltaPage, Event, GraphResult
-from app.jobs import build_registry
 from app.models import BusyBlock, CalendarSync, Connection, Employee, EventMapping, SyncRecord
-from app.outlook import delta
-from app.outlook.delta import block_of, delta_window, sweep_impl
-from app.outlook.jobs import MAILBOX_SWEEP, SYNC_MAILBOX
-from app.queue.errors import PermanentError, RetryAfter
-from app.sync.graph_clients import GraphClients
-from app.sync.jobs import SYNC_APPOINTMENT
 from app.sync.keys import appointment_tag, transaction_id
-from app.sync.repository import translation_settings
+from app.sync.settings import translation_settings
+from app.sync.tasks import SYNC_APPOINTMENT
 from app.sync.translate import translate
-from tests.conftest import SECRET_KEY
-from tests.outlook.delta_helpers import (
+from app.tasks import build_registry
+from tests.busy.delta_helpers import (
     APPOINTMENT,
     MAX_MAILBOX,
     NOW,
@@ -39,6 +37,7 @@ from tests.outlook.delta_helpers import (
     make_world,
     outlook_event,
 )
+from tests.conftest import SECRET_KEY
 from tests.sync.samples import MAX, ORG, appointment
 
 BUSY_URL = f"/api/v1/connections/{ORG}/employees/{{employee}}/busy"
@@ -508,9 +507,9 @@ async def test_the_sweep_queues_one_delta_per_mapped_mailbox(world: World) -> No
             ]
         )
     async with world.database.session_scope() as session:
-        assert await sweep_impl(session) == 2
+        assert await queue_sweep(session) == 2
     async with world.database.session_scope() as session:
-        assert await sweep_impl(session) == 0  # still pending: not doubled
+        assert await queue_sweep(session) == 0  # still pending: not doubled
     jobs = await world.pending_jobs(SYNC_MAILBOX)
     assert sorted(j.args["mailbox"].casefold() for j in jobs) == [
         "erika@contoso.example",
@@ -564,17 +563,8 @@ async def test_occurrences_without_the_series_properties_take_them_from_the_mast
     async with world.database.session_scope() as session:
         connection = await session.get(Connection, world.connection_id)
     assert connection is not None
-    run = delta._Run(
-        database=world.database,
-        client=world.graph.client_for(connection, world.secret_box),
-        connection=connection,
-        settings=translation_settings(connection),
-        mailbox=MAX_MAILBOX,
-        job_id=None,
-        page_size=None,
-        after_commit=None,
-    )
-    hydrated, orphan = await delta._hydrated(run, [slim, gone])
+    client = world.graph.client_for(connection, world.secret_box)
+    hydrated, orphan = await hydrate(client, MAX_MAILBOX, [slim, gone])
     block = block_of(hydrated, subjects=True)
     assert block is not None
     assert (block.show_as, block.subject, block.series_master_id) == (
@@ -717,9 +707,9 @@ async def test_a_throttled_page_retries_after_graphs_delay_and_resumes(world: Wo
         )
     # The first request is refused once.
     world.control.faults.add("429", count=1, path="calendarView/delta", retry_after="1")
-    with pytest.raises(RetryAfter) as refused:
+    with pytest.raises(Throttled) as refused:
         await world.delta(page_size=2)
-    assert refused.value.seconds == 1 and refused.value.throttle_mailbox
+    assert refused.value.retry_after == 1 and refused.value.throttles_mailbox
     assert await world.blocks() == []
     outcome = await world.delta(page_size=2)
     assert outcome.pages == 2 and len(await world.blocks()) == 3
@@ -731,7 +721,7 @@ async def test_a_delta_that_fails_for_good_tells_the_admin(world: World) -> None
         assert connection is not None
         client_id = connection.client_id
     world.control.block(client_id, MAX_MAILBOX)
-    with pytest.raises(PermanentError):
+    with pytest.raises(GraphError, check=lambda error: error.permanent):
         await world.delta()
     [record] = await world.rows(SyncRecord)
     assert (record.code, record.status, record.mailbox) == (
@@ -747,7 +737,7 @@ async def test_a_delta_that_fails_for_good_tells_the_admin(world: World) -> None
     # Transient trouble is the queue's business: retried, not reported.
     world.control.block(client_id, MAX_MAILBOX, blocked=False)
     world.control.faults.add("503", count=20, path=r"/delta")
-    with pytest.raises((GraphError, RetryAfter)):
+    with pytest.raises(GraphError):
         await world.delta()
     assert len(await world.rows(SyncRecord)) == 1
 
@@ -757,7 +747,7 @@ async def test_a_delta_refused_for_the_secret_marks_the_connection_rejected(worl
         connection = await session.get(Connection, world.connection_id)
         assert connection is not None
         connection.client_secret_encrypted = world.secret_box.encrypt("not-the-secret")
-    with pytest.raises(PermanentError):
+    with pytest.raises(GraphError, check=lambda error: error.permanent):
         await world.delta()
     async with world.database.session() as session:
         connection = await session.get(Connection, world.connection_id)

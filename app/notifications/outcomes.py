@@ -1,0 +1,216 @@
+"""What the subscription jobs store about their outcome: a subscription created, renewed,
+gone, failed or disabled, on its row and in the sync history. On the job's session between
+two Graph calls; never commits."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.busy.tasks import mailbox_sync_job
+from app.credentials import secrets as client_secrets
+from app.graph.errors import GraphError
+from app.graph.schemas import Subscription as GraphSubscription
+from app.history.messages import error_code, message
+from app.models import Connection, Subscription
+from app.notifications import repository as repo
+from app.notifications.service import ACTIVE, DISABLED, FAILED, PENDING
+from app.notifications.tasks import subscription_job
+from app.queue.repository import enqueue_many
+
+
+def _time(value: datetime | None) -> str:
+    return "?" if value is None else value.strftime("%Y-%m-%d %H:%M UTC")
+
+
+async def disable(
+    session: AsyncSession,
+    row: Subscription,
+    employees: list[str],
+    reason: tuple[str, dict[str, Any]],
+    *,
+    locale: str,
+    job_id: int | None,
+    now: datetime,
+) -> None:
+    """Subscriptions are off (no usable public URL): say so once."""
+    code, params = reason
+    text = message(code, locale, params)
+    if row.state == DISABLED and row.last_error_code == code:
+        return  # said once is enough
+    row.state = DISABLED
+    row.last_error_at = now
+    row.last_error_code = code
+    row.last_error_message = text
+    await repo.add_records(
+        session,
+        connection_id=row.connection_id,
+        mailbox=row.mailbox,
+        employees=employees,
+        job_id=job_id,
+        status="skipped",
+        code=code,
+        message=text,
+    )
+
+
+async def store_created(
+    session: AsyncSession,
+    *,
+    connection_id: int,
+    mailbox: str,
+    created: GraphSubscription,
+    request_id: str | None,
+    user_id: str | None,
+    client_state_encrypted: str,
+    recreate: bool,
+    locale: str,
+    job_id: int | None,
+) -> bool:
+    """Keep the subscription Graph created and start the mailbox's delta; False when the
+    mapping went away while Graph answered (the subscription is then an orphan)."""
+    stored = await repo.get(session, connection_id=connection_id, mailbox=mailbox)
+    employees = await repo.mailbox_employees(session, connection_id=connection_id, mailbox=mailbox)
+    if stored is None or not employees:
+        return False
+    stored.graph_subscription_id = created.id
+    stored.graph_user_id = user_id
+    stored.client_state_encrypted = client_state_encrypted
+    stored.state = ACTIVE
+    stored.expires_at = created.expiration_date_time
+    # A new subscription: no PATCH or reauthorize of it yet (§1.5's 10 minutes).
+    stored.last_renewed_at = stored.last_reauthorized_at = None
+    stored.last_error_at = stored.last_error_code = stored.last_error_message = None
+    params = {"mailbox": mailbox, "expires_at": _time(stored.expires_at)}
+    await repo.add_records(
+        session,
+        connection_id=connection_id,
+        mailbox=mailbox,
+        employees=employees,
+        job_id=job_id,
+        status="ok",
+        code="subscription_created",
+        message=message("subscription_created", locale, params),
+        details={"subscription_id": created.id, "recreated": recreate},
+        graph_request_id=request_id,
+    )
+    # A first subscription starts the mailbox's delta; a recreated one starts over, since what
+    # changed while there was none was never notified.
+    await enqueue_many(session, [mailbox_sync_job(connection_id, mailbox, full=recreate)])
+    return True
+
+
+async def store_renewed(
+    session: AsyncSession,
+    *,
+    connection_id: int,
+    mailbox: str,
+    graph_subscription_id: str,
+    reauthorized: bool,
+    expires_at: datetime | None,
+    request_id: str | None,
+    employees: list[str],
+    locale: str,
+    job_id: int | None,
+    now: datetime,
+) -> None:
+    """Note a renewal (new expiry) or reauthorization, unless the subscription was replaced."""
+    row = await repo.get(session, connection_id=connection_id, mailbox=mailbox)
+    if row is None or row.graph_subscription_id != graph_subscription_id:
+        return
+    if reauthorized:
+        row.last_reauthorized_at = now
+        code = "subscription_reauthorized"
+    else:
+        row.expires_at = expires_at
+        row.last_renewed_at = now
+        code = "subscription_renewed"
+    row.last_error_at = row.last_error_code = row.last_error_message = None
+    params = {"mailbox": mailbox, "expires_at": _time(row.expires_at)}
+    await repo.add_records(
+        session,
+        connection_id=connection_id,
+        mailbox=mailbox,
+        employees=employees,
+        job_id=job_id,
+        status="ok",
+        code=code,
+        message=message(code, locale, params),
+        graph_request_id=request_id,
+    )
+
+
+async def mark_gone(
+    session: AsyncSession,
+    *,
+    row_id: int,
+    mailbox: str,
+    employees: list[str],
+    locale: str,
+    job_id: int | None,
+) -> None:
+    """Graph answered 404: the subscription expired or was removed. Recreate it."""
+    row = await repo.get_by_id(session, row_id)
+    if row is None:
+        return
+    row.state = PENDING
+    row.graph_subscription_id = None
+    row.client_state_encrypted = None
+    await repo.add_records(
+        session,
+        connection_id=row.connection_id,
+        mailbox=mailbox,
+        employees=employees,
+        job_id=job_id,
+        status="ok",
+        code="subscription_gone",
+        message=message("subscription_gone", locale, {"mailbox": mailbox}),
+    )
+    await enqueue_many(session, [subscription_job(row.connection_id, mailbox, recreate=True)])
+
+
+async def record_failure(
+    session: AsyncSession,
+    *,
+    row_id: int,
+    connection: Connection,
+    employees: list[str],
+    mailbox: str,
+    error: GraphError,
+    job_id: int | None,
+    now: datetime,
+    keep_state: bool = False,
+    retryable: bool = False,
+) -> str:
+    """Show a failed Graph call on the row and in the history; its history code."""
+    code, params = error_code(
+        error, mailbox=mailbox, tenant=connection.tenant, client_id=connection.client_id
+    )
+    reason = message(code, connection.locale, params)
+    text = message("subscription_failed", connection.locale, {"mailbox": mailbox, "reason": reason})
+    await client_secrets.mark_rejected(session, connection_id=connection.id, code=code, now=now)
+    row = await repo.get_by_id(session, row_id)
+    if row is None:
+        return code
+    if not keep_state:
+        # A retryable failure stays pending (the queue tries again); a permanent one waits for
+        # the admin (or the next upkeep) as failed.
+        row.state = FAILED if error.permanent and not retryable else PENDING
+    row.last_error_at = now
+    row.last_error_code = code
+    row.last_error_message = text
+    await repo.add_records(
+        session,
+        connection_id=connection.id,
+        mailbox=mailbox,
+        employees=employees,
+        job_id=job_id,
+        status="failed",
+        code=code,
+        message=text,
+        details={"graph_code": error.code, "status": error.status},
+        graph_request_id=error.request_id,
+    )
+    return code
