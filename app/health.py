@@ -6,8 +6,8 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from app.db import Database
+from app.http.problems import problem_response, problem_responses
 from app.migrate import current_revision, head_revision, ping
-from app.problems import problem_response, problem_responses
 
 router = APIRouter(tags=["health"])
 

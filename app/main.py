@@ -13,24 +13,23 @@ from typing import Any
 from fastapi import FastAPI
 
 from app import __version__
+from app.admin.metrics import router as metrics_router
 from app.admin.router import MAX_BODY_BYTES as ADMIN_MAX_BODY_BYTES
 from app.admin.router import PREFIX as ADMIN_PREFIX
 from app.admin.router import router as admin_router
 from app.bookingtime.router import router as bookingtime_router
 from app.bookingtime.service import build_intake
 from app.config import Settings, get_settings
+from app.credentials.clients import GraphClients
 from app.crypto import SecretBox, load_secret_box
 from app.db import Database
 from app.health import router as health_router
-from app.logs import install_request_ids
-from app.metrics import router as metrics_router
-from app.outlook.notifications import build_notification_intake
-from app.outlook.notifications import router as graph_notifications_router
-from app.problems import install_problem_handlers
+from app.http.limits import BodyCapMiddleware, HeaderLimitMiddleware
+from app.http.problems import install_problem_handlers
+from app.logs import RequestIdMiddleware
+from app.notifications.intake import build_notification_intake
+from app.notifications.router import router as graph_notifications_router
 from app.queue.registry import JobRegistry
-from app.routing import BodyCapMiddleware, HeaderLimitMiddleware
-from app.sync.graph_clients import GraphClients
-from app.webhook_lane import install_webhook_lane
 
 log = logging.getLogger(__name__)
 
@@ -46,9 +45,8 @@ calbridge keeps Microsoft 365 (Outlook) calendars and bookingtime in step, push-
 
 
 def _telemetry_options(settings: Settings) -> dict[str, Any]:
-    """FastAPI's own OpenTelemetry instrumentation (newer FastAPI versions) off unless the
-    operator asks for it: even with no OpenTelemetry provider set up, looking for one on every
-    request cost several percent of a webhook's CPU, and calbridge has its own metrics."""
+    """FastAPI's own OpenTelemetry instrumentation (newer FastAPI versions) stays off unless the
+    operator asks for it: calbridge exports its own metrics, and the lookup runs per request."""
     if settings.opentelemetry or "telemetry" not in inspect.signature(FastAPI).parameters:
         return {}
     return {"telemetry": {"tracing": False, "metrics": False, "logs": False}}
@@ -82,8 +80,8 @@ def create_app(
         # New work wakes a worker of this process at once instead of at its next poll.
         app.state.wake_worker = lambda: None
         if run_worker:
-            from app.jobs import build_registry
             from app.queue.worker import Worker
+            from app.tasks import build_registry
 
             job_registry = registry or build_registry(
                 settings, graph=app.state.graph, secret_box=app.state.secret_box
@@ -98,8 +96,6 @@ def create_app(
                 worker.stop()
                 with contextlib.suppress(asyncio.CancelledError):
                     await worker_task
-            await app.state.bookingtime_intake.close()
-            await app.state.graph_notifications.close()
             await app.state.graph.aclose()
             if owned_database:
                 await app.state.database.dispose()
@@ -112,10 +108,10 @@ def create_app(
         **_telemetry_options(settings),
     )
     install_problem_handlers(app)
+    # The last added is the outermost: every answer, a 431 included, carries a request id.
     app.add_middleware(BodyCapMiddleware, limit=ADMIN_MAX_BODY_BYTES, prefix=ADMIN_PREFIX)
     app.add_middleware(HeaderLimitMiddleware)
-    install_request_ids(app)
-    install_webhook_lane(app, (bookingtime_router, graph_notifications_router))
+    app.add_middleware(RequestIdMiddleware)
     app.include_router(health_router)
     app.include_router(metrics_router)
     app.include_router(bookingtime_router)

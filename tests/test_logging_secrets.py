@@ -419,7 +419,9 @@ async def test_no_secret_token_client_state_or_contact_detail_is_ever_logged(wor
     [failure] = [
         line
         for line in lines
-        if line["logger"] == "app.sync.service" and line["level"] == "WARNING"
+        if line["logger"].startswith("app.sync.")
+        and line["level"] == "WARNING"
+        and line["message"].startswith("sync.appointment ")
     ]
     assert failure["organization_id"] == ORG_REJECTED
     assert failure["employee_id"] == MAX_ID

@@ -10,22 +10,18 @@ import json
 import logging
 import re
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
 import httpx
 import pytest
 from fastapi import FastAPI
-from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from app import logs
 from app.config import Settings
-from app.db import Database
-from app.inbox.group_commit import GroupCommitter
-from app.problems import install_problem_handlers
+from app.http.problems import install_problem_handlers
 
 JWT = "eyJ0eXAiOiJKV1QiLCJhbGciOiJSUzI1NiJ9.eyJzdWIiOiIxMjMifQ.c2lnbmF0dXJlLXNpZ25hdHVyZQ"
 ENTRA_SECRET = "Xy48Q~Jf3Gy8Nq2Lx5Rk9Tm1Wp4Zs7Hc0abcdefg"
@@ -260,7 +256,7 @@ def test_request_id_validation(value: bytes | None, kept: bool) -> None:
 def _app_with_routes(records: list[logging.LogRecord]) -> FastAPI:
     app = FastAPI()
     install_problem_handlers(app)
-    logs.install_request_ids(app)
+    app.add_middleware(logs.RequestIdMiddleware)
     logger = logging.getLogger("tests.logs.app")
     logger.setLevel(logging.INFO)
 
@@ -423,24 +419,3 @@ def test_uvicorn_and_chatty_libraries_go_through_the_one_handler(restore_logging
     assert all(
         logging.getLogger(n).getEffectiveLevel() == logging.DEBUG for n in logs.CHATTY_LOGGERS
     )
-
-
-async def test_group_commit_lines_do_not_carry_the_first_requests_context(
-    database: Database, clean_context: None
-) -> None:
-    seen: list[dict[str, Any]] = []
-
-    async def write(session: AsyncSession, items: Sequence[int]) -> list[int]:
-        await session.execute(text("SELECT 1"))
-        seen.append(dict(logs.current_context()))
-        return list(items)
-
-    committer: GroupCommitter[int, int] = GroupCommitter(database, write)
-    logs.bind(request_id="first-request", organization_id="f6Org")
-    try:
-        assert await committer.submit(1) == 1
-    finally:
-        await committer.close()
-    # The writer task started inside the request, yet serves every later batch: none of that
-    # request's context on its lines.
-    assert seen == [{}]

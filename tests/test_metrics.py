@@ -16,17 +16,18 @@ from typing import Any
 
 import httpx
 import pytest
+from prometheus_client import REGISTRY, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import select
 
-from app import metrics
+from app import counters
 from app.admin.auth import create_token
+from app.busy.tasks import MAILBOX_SWEEP
 from app.config import Settings, WorkerSettings
 from app.crypto import SecretBox
 from app.db import Database
 from app.main import create_app
 from app.models import Connection, Job, Subscription
-from app.outlook.jobs import MAILBOX_SWEEP
 from app.queue.errors import PermanentError, RetryAfter
 from app.sandbox import SandboxServer
 from tests.bookingtime.helpers import ORGANIZATION_ID as ORG
@@ -375,16 +376,16 @@ async def test_job_outcomes_follow_the_worker() -> None:
         raise exc
 
     kind = "test.metrics"
-    before = parse(metrics.generate_latest(metrics.REGISTRY).decode())
-    await metrics.timed_job(ok(), kind=kind, last_attempt=False)
+    before = parse(generate_latest(REGISTRY).decode())
+    await counters.timed_job(ok(), kind=kind, last_attempt=False)
     for exc, last in (
         (PermanentError("no"), False),
         (RetryAfter(1), False),
         (ValueError("flaky"), True),
     ):
         with pytest.raises(type(exc)):
-            await metrics.timed_job(fail(exc), kind=kind, last_attempt=last)
-    after = parse(metrics.generate_latest(metrics.REGISTRY).decode())
+            await counters.timed_job(fail(exc), kind=kind, last_attempt=last)
+    after = parse(generate_latest(REGISTRY).decode())
     runs = "calbridge_job_duration_seconds_count"
     for outcome in ("done", "failed", "retry", "dead"):
         assert (
@@ -398,7 +399,7 @@ def test_a_worker_serves_its_series_on_the_metrics_port() -> None:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    metrics.serve_worker_metrics("127.0.0.1", port)
+    counters.serve_worker_metrics("127.0.0.1", port)
     response = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5)
     assert response.status_code == 200
     families = {family.name for family in text_string_to_metric_families(response.text)}

@@ -10,6 +10,7 @@ import pytest
 from app.config import Settings
 from app.crypto import SecretBox
 from app.db import Database
+from app.http.limits import MAX_HEADER_COUNT
 from app.main import create_app
 from tests.conftest import ADMIN_TOKEN, SECRET_KEY
 
@@ -35,9 +36,15 @@ async def test_webhook_with_the_database_down_is_503_with_retry_after(
     response = await unreachable_client.post(
         "/webhooks/bookingtime/f6AAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
         content=b"{}",
-        headers={"webhook-id": "msg_1", "webhook-timestamp": "1", "webhook-signature": "v1,x"},
+        headers={
+            "webhook-id": "msg_1",
+            "webhook-timestamp": "1",
+            "webhook-signature": "v1,x",
+            "X-Request-ID": "rid-down",
+        },
     )
     assert response.status_code == 503
+    assert response.headers.get_list("x-request-id") == ["rid-down"]
     assert response.headers["content-type"] == "application/problem+json"
     assert response.headers["retry-after"] == "5"
     assert response.json()["code"] == "database_unavailable"
@@ -57,3 +64,17 @@ async def test_readyz_with_the_database_down_is_503(unreachable_client: httpx.As
     response = await unreachable_client.get("/readyz")
     assert response.status_code == 503
     assert response.json()["code"] == "database_unavailable"
+
+
+async def test_a_header_flood_on_a_webhook_is_431_with_a_request_id(
+    unreachable_client: httpx.AsyncClient,
+) -> None:
+    headers = [(f"x-flood-{i}", "1") for i in range(MAX_HEADER_COUNT + 1)]
+    response = await unreachable_client.post(
+        "/webhooks/bookingtime/f6AAAAAAAAAAAAAAAAAAAAAAAAAAAAAA", content=b"{}", headers=headers
+    )
+    assert response.status_code == 431
+    assert response.headers["content-type"] == "application/problem+json"
+    assert response.json()["code"] == "headers_too_large"
+    assert response.headers["connection"] == "close"
+    assert len(response.headers.get_list("x-request-id")) == 1

@@ -2,7 +2,7 @@
 per-mailbox limits, and the calendar, delta, subscription and `$batch` operations."""
 
 from app.graph.auth import AuthRegistry, GraphAuth, GraphCredentials, TokenProvider
-from app.graph.client import TAG_PROPERTY_ID, GraphClient, GraphHttp
+from app.graph.client import GraphClient
 from app.graph.errors import (
     AccessDenied,
     AuthenticationFailed,
@@ -16,6 +16,8 @@ from app.graph.errors import (
     UnexpectedGraphError,
 )
 from app.graph.limits import MailboxLimiter
+from app.graph.odata import TAG_PROPERTY_ID
+from app.graph.sender import build_http_client
 
 __all__ = [
     "TAG_PROPERTY_ID",
@@ -26,7 +28,6 @@ __all__ = [
     "GraphClient",
     "GraphCredentials",
     "GraphError",
-    "GraphHttp",
     "ItemNotFound",
     "MailboxLimiter",
     "MailboxNotFound",
@@ -36,4 +37,5 @@ __all__ = [
     "TokenProvider",
     "Transient",
     "UnexpectedGraphError",
+    "build_http_client",
 ]

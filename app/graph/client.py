@@ -1,33 +1,32 @@
-"""GraphClient: every Microsoft Graph call calbridge makes (events, calendarView delta,
-subscriptions, `$batch`), on the process's HTTP pools (GraphHttp), classified into app.graph.errors.
+"""GraphClient: every Microsoft Graph call calbridge makes (users, events, calendarView delta,
+subscriptions, `$batch`), each sent and classified by GraphSender (app.graph.sender).
 """
 
 from __future__ import annotations
 
-import functools
-import uuid
-import zlib
 from collections.abc import AsyncIterator, Mapping, Sequence
-from datetime import UTC, datetime
-from json import dumps as json_dumps
+from datetime import datetime
 from typing import Any
-from urllib.parse import quote, urlsplit
 
 import httpx
 
-from app import metrics
-from app.config import Settings
-from app.graph.auth import GraphAuth, build_ssl_context
+from app import counters
 from app.graph.errors import (
     GraphError,
     Target,
     Transient,
     UnexpectedGraphError,
     error_from_parts,
-    error_from_response,
-    parse_retry_after,
 )
-from app.graph.limits import MailboxLimiter
+from app.graph.odata import (
+    TAG_EXPAND,
+    TAG_PROPERTY_ID,
+    graph_time,
+    if_match_value,
+    prefer_timezone,
+    subscription_time,
+    tag_filter,
+)
 from app.graph.schemas import (
     BatchItemResult,
     BatchRequest,
@@ -41,297 +40,18 @@ from app.graph.schemas import (
     Subscription,
     User,
 )
-from app.graph.transport import AiohttpTransport, send
+from app.graph.sender import PREFER_IMMUTABLE_ID, GraphSender
 
-#: The single-value extended property tagging calbridge's events with their appointment key.
-#: The GUID is calbridge's own property set; never change it, or existing events lose their tag.
-TAG_PROPERTY_ID = "String {19bb3d11-6575-4cf5-900e-b877ada95897} Name calbridgeAppointmentKey"
-
-TAG_EXPAND = "singleValueExtendedProperties($filter=id eq '" + TAG_PROPERTY_ID + "')"
-
-PREFER_IMMUTABLE_ID = 'IdType="ImmutableId"'
 MAX_BATCH = 20
-GRAPH_TIMEOUT = httpx.Timeout(30.0, connect=10.0)
 
 
-_MAX_PARSED_URLS = 4096
-
-
-@functools.cache
-def _client_headers() -> list[tuple[str, str]]:
-    """The headers an httpx client adds to every request (Accept, User-Agent...)."""
-    with httpx.Client() as client:
-        return list(client.headers.multi_items())
-
-
-class GraphHttp:
-    """The process's HTTP transports for Graph: one connection pool per shard of mailboxes.
-
-    Sharded when the clients ran on httpcore, which polls every idle connection of a pool each
-    time it hands one out (with one pool for the whole process that cost more CPU than the
-    request itself). aiohttp's pool (app.graph.transport) has no such cost; the shards remain
-    because they keep each pool small and a mailbox's requests on a few warm connections.
-    """
-
-    def __init__(
-        self,
-        transports: Sequence[httpx.AsyncBaseTransport],
-        *,
-        timeout: httpx.Timeout = GRAPH_TIMEOUT,
-    ) -> None:
-        """One shard per transport; requests are built here (`request`) and sent straight to
-        their shard's transport (app.graph.transport.send), with no httpx client in between."""
-        if not transports:
-            raise ValueError("at least one transport")
-        self._transports = list(transports)
-        self._extensions = {"timeout": timeout.as_dict()}
-        self._urls: dict[str, httpx.URL] = {}  # parsed once: a mailbox's URLs recur
-
-    @classmethod
-    def build(
-        cls, settings: Settings, *, shards: int = 16, timeout: httpx.Timeout = GRAPH_TIMEOUT
-    ) -> GraphHttp:
-        """aiohttp transports (app.graph.transport), trusting the system's, certifi's and
-        CALBRIDGE_CA_BUNDLE's CAs. HTTP/1.1 only: HTTP/2 has not been measured to help (Outlook
-        allows 4 concurrent requests per mailbox anyway)."""
-        verify = build_ssl_context(settings.ca_bundle)  # loading the CAs once is enough
-        transports = [AiohttpTransport(verify=verify, max_connections=64) for _ in range(shards)]
-        return cls(transports, timeout=timeout)
-
-    def _shard(self, mailbox: str | None) -> int:
-        if mailbox is None or len(self._transports) == 1:
-            return 0
-        return zlib.crc32(mailbox.casefold().encode()) % len(self._transports)
-
-    def for_mailbox(self, mailbox: str | None) -> httpx.AsyncBaseTransport:
-        """The transport of `mailbox`'s shard (the first for requests about no mailbox)."""
-        return self._transports[self._shard(mailbox)]
-
-    def request(
-        self,
-        mailbox: str | None,
-        method: str,
-        url: str,
-        *,
-        params: Mapping[str, str] | None = None,
-        json: Any = None,
-        headers: Sequence[tuple[str, str]] = (),
-    ) -> tuple[httpx.Request, httpx.AsyncBaseTransport]:
-        """The request an httpx client with this timeout would build (`url` absolute: its
-        default headers, httpx's own JSON encoding), and the transport to send it on. Built
-        directly: the client's URL merging and header handling cost twice the request itself
-        (about 37 against 19 us)."""
-        target = self._urls.get(url)
-        if target is None:
-            if len(self._urls) >= _MAX_PARSED_URLS:
-                self._urls.clear()
-            target = self._urls[url] = httpx.URL(url)
-        all_headers = [*_client_headers(), *headers]
-        content = None
-        if json is not None:
-            # httpx's own encoding (httpx._content.encode_json), so the bytes are the same.
-            text = json_dumps(json, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
-            content = text.encode("utf-8")
-            all_headers.append(("Content-Type", "application/json"))
-        request = httpx.Request(
-            method,
-            target,
-            params=params or None,
-            headers=all_headers,
-            content=content,
-            extensions=self._extensions,
-        )
-        return request, self.for_mailbox(mailbox)
-
-    async def aclose(self) -> None:
-        for transport in self._transports:
-            await transport.aclose()
-
-
-def events_path(mailbox: str) -> str:
-    """`/users/{mailbox}/events`, relative to the version root (as `$batch` items want it)."""
-    return "/users/" + quote(mailbox, safe="@") + "/events"
-
-
-def event_path(mailbox: str, event_id: str) -> str:
-    return events_path(mailbox) + "/" + quote(event_id, safe="=")
-
-
-def odata_string(value: str) -> str:
-    """An OData string literal: single quotes around, an embedded quote doubled."""
-    return "'" + value.replace("'", "''") + "'"
-
-
-def tag_filter(tag_value: str) -> str:
-    return (
-        "singleValueExtendedProperties/Any(ep: ep/id eq "
-        f"{odata_string(TAG_PROPERTY_ID)} and ep/value eq {odata_string(tag_value)})"
-    )
-
-
-def prefer_timezone(timezone: str) -> str:
-    return f'outlook.timezone="{timezone}"'
-
-
-def _graph_time(value: datetime) -> str:
-    if value.tzinfo is None:
-        raise ValueError("delta window bounds must be timezone-aware")
-    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _if_match(value: str) -> str:
-    """Accept an `@odata.etag` as is, or a bare changeKey (Graph's etag is `W/"<changeKey>"`)."""
-    return value if value.startswith(('W/"', '"')) else f'W/"{value}"'
-
-
-class GraphClient:
+class GraphClient(GraphSender):
     """One connection's view of Graph: its auth, the shared HTTP client and mailbox limiter.
 
-    Every call sends `Prefer: IdType="ImmutableId"` and a fresh `client-request-id`, returns
-    Graph's `request-id` with its result and raises a GraphError subclass on failure. It never
-    retries, except the one token refresh in GraphAuth; a 429/503 with Retry-After holds the
-    mailbox back (in the limiter) before its next request is sent.
+    Every call returns Graph's `request-id` with its result and raises a GraphError subclass on
+    failure. It never retries, except the one token refresh in GraphAuth; a 429/503 with
+    Retry-After holds the mailbox back (in the limiter) before its next request is sent.
     """
-
-    def __init__(
-        self,
-        http: GraphHttp,
-        auth: GraphAuth,
-        *,
-        graph_url: str,
-        limiter: MailboxLimiter,
-        timezone: str = "UTC",
-    ) -> None:
-        self._http = http
-        self._auth = auth
-        self.graph_url = graph_url.rstrip("/")
-        base = urlsplit(self.graph_url)
-        self._origin = (base.scheme, base.netloc.lower())
-        self._version_path = base.path  # "/v1.0": $batch item URLs are relative to it
-        self.limiter = limiter
-        self.timezone = timezone
-
-    # --- plumbing --------------------------------------------------------------------------
-
-    def mailbox_key(self, mailbox: str) -> str:
-        """Outlook limits apply per app and mailbox, so the limiter key holds both."""
-        return f"{self._auth.client_id.lower()}:{mailbox.lower()}"
-
-    def mailbox_throttled_until(self, mailbox: str) -> datetime | None:
-        """When the mailbox may be called again (feeds the queue's mailbox throttle)."""
-        return self.limiter.throttled_until(self.mailbox_key(mailbox))
-
-    def _url(self, path: str) -> str:
-        return f"{self.graph_url}{path}"
-
-    def _checked_link(self, link: str) -> str:
-        """nextLink/deltaLink are followed as given, but only on Graph's own host: a link from a
-        tampered response or database must not carry our bearer token elsewhere."""
-        parts = urlsplit(link)
-        if (parts.scheme.lower(), parts.netloc.lower()) != self._origin:
-            raise UnexpectedGraphError(
-                f"refusing to follow a link to another host: {parts.scheme}://{parts.netloc}",
-                code="foreignLink",
-                permanent=True,
-            )
-        return link
-
-    @staticmethod
-    def _user(mailbox: str) -> str:
-        return "/users/" + quote(mailbox, safe="@")
-
-    @staticmethod
-    def _id(item_id: str) -> str:
-        return quote(item_id, safe="=")
-
-    async def _send(
-        self,
-        method: str,
-        url: str,
-        *,
-        target: Target,
-        mailbox: str | None = None,
-        json: Any = None,
-        params: Mapping[str, str] | None = None,
-        prefer: Sequence[str] = (),
-        headers: Mapping[str, str] | None = None,
-    ) -> tuple[httpx.Response, str]:
-        """Send one request; return the 2xx response and our client-request-id, or raise."""
-        client_request_id = str(uuid.uuid4())
-        # One Prefer line per preference (RFC 7240 allows both forms; a single comma-joined
-        # header is what $batch items get, separate lines are what Graph is seen to honour).
-        header_list = [("client-request-id", client_request_id), ("Prefer", PREFER_IMMUTABLE_ID)]
-        header_list += [("Prefer", value) for value in prefer]
-        header_list += list((headers or {}).items())
-        request, transport = self._http.request(
-            mailbox, method, url, params=params, json=json, headers=header_list
-        )
-        key = self.mailbox_key(mailbox) if mailbox is not None else None
-        if key is None:
-            response = await self._transmit(transport, request, client_request_id, target)
-        else:
-            async with self.limiter.slot(key):
-                response = await self._transmit(transport, request, client_request_id, target)
-                self._note_throttle(key, response.status_code, response.headers)
-        if response.is_success:
-            return response, client_request_id
-        raise error_from_response(
-            response,
-            target=target,
-            mailbox=mailbox,
-            client_request_id=client_request_id,
-            now=self.limiter.clock(),
-        )
-
-    async def _transmit(
-        self,
-        transport: httpx.AsyncBaseTransport,
-        request: httpx.Request,
-        client_request_id: str,
-        target: Target,
-    ) -> httpx.Response:
-        """Send `request`; every outcome is counted here, once (app.metrics)."""
-        try:
-            response = await send(transport, request, self._auth)
-        except GraphError as exc:  # from the token provider inside the auth flow
-            metrics.graph_response(request.method, target, "token_error")
-            exc.client_request_id = exc.client_request_id or client_request_id
-            raise
-        except httpx.TimeoutException as exc:
-            metrics.graph_response(request.method, target, "timeout")
-            never_sent = isinstance(exc, httpx.ConnectTimeout | httpx.PoolTimeout)
-            raise Transient(
-                f"Graph timed out: {exc!r}",
-                code="timeout",
-                sent=not never_sent,
-                client_request_id=client_request_id,
-            ) from exc
-        except httpx.TransportError as exc:
-            metrics.graph_response(request.method, target, "connection_error")
-            raise Transient(
-                f"Graph connection failed: {exc!r}",
-                code="connection_error",
-                sent=not isinstance(exc, httpx.ConnectError),
-                client_request_id=client_request_id,
-            ) from exc
-        metrics.graph_response(request.method, target, response.status_code)
-        return response
-
-    def _note_throttle(self, key: str, status: int, headers: Mapping[str, str]) -> None:
-        if status in (429, 503):
-            lower = {k.lower(): v for k, v in headers.items()}
-            seconds = parse_retry_after(lower.get("retry-after"), now=self.limiter.clock())
-            if seconds is not None:
-                self.limiter.throttle(key, seconds)
-
-    @staticmethod
-    def _result(value: Any, response: httpx.Response, client_request_id: str) -> GraphResult[Any]:
-        return GraphResult(
-            value=value,
-            status=response.status_code,
-            request_id=response.headers.get("request-id"),
-            client_request_id=response.headers.get("client-request-id") or client_request_id,
-        )
 
     # --- users -----------------------------------------------------------------------------
 
@@ -427,7 +147,7 @@ class GraphClient:
             mailbox=mailbox,
             json=dict(changes),
             prefer=[prefer_timezone(self.timezone)],
-            headers={"If-Match": _if_match(if_match)} if if_match else None,
+            headers={"If-Match": if_match_value(if_match)} if if_match else None,
         )
         return self._result(Event.model_validate(response.json()), response, cid)
 
@@ -448,7 +168,7 @@ class GraphClient:
     ) -> AsyncIterator[DeltaPage]:
         """Pages of a new calendarView delta round over [start, end)."""
         url = self._url(self._user(mailbox) + "/calendarView/delta")
-        params = {"startDateTime": _graph_time(start), "endDateTime": _graph_time(end)}
+        params = {"startDateTime": graph_time(start), "endDateTime": graph_time(end)}
         return self._delta_pages(mailbox, url, params, page_size)
 
     def delta_follow(
@@ -542,7 +262,7 @@ class GraphClient:
             "changeType": change_type,
             "notificationUrl": notification_url,
             "resource": resource,
-            "expirationDateTime": _subscription_time(expiration),
+            "expirationDateTime": subscription_time(expiration),
             "clientState": client_state,
         }
         if lifecycle_notification_url is not None:
@@ -581,7 +301,7 @@ class GraphClient:
             "PATCH",
             self._url(f"/subscriptions/{self._id(subscription_id)}"),
             target="subscription",
-            json={"expirationDateTime": _subscription_time(expiration)},
+            json={"expirationDateTime": subscription_time(expiration)},
         )
         return self._result(Subscription.model_validate(response.json()), response, cid)
 
@@ -667,7 +387,7 @@ class GraphClient:
         headers = {str(k): str(v) for k, v in (item.get("headers") or {}).items()}
         body = item.get("body")
         error: GraphError | None = None
-        metrics.graph_batch_item(status)
+        counters.graph_batch_item(status)
         if not 200 <= status < 300:
             self._note_throttle(key, status, headers)
             error = error_from_parts(
@@ -682,9 +402,3 @@ class GraphClient:
         return BatchItemResult(
             id=request.id, status=status, headers=headers, body=body, error=error
         )
-
-
-def _subscription_time(value: datetime) -> str:
-    if value.tzinfo is None:
-        raise ValueError("subscription expiration must be timezone-aware")
-    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")

@@ -1,7 +1,9 @@
 """Exceptions of the Graph client, and the one place that classifies a Graph or Entra failure.
 
-GraphError               code, message, status, request_id, client_request_id, `permanent`
-├── Throttled            429; `retry_after` seconds (float); `concurrency` (ApplicationThrottled)
+GraphError               code, message, status, request_id, client_request_id, and the
+│                        queue's retry protocol: `permanent`, `retry_after`, `throttles_mailbox`
+├── Throttled            429; `retry_after` seconds (float); `concurrency` (ApplicationThrottled);
+│                        `throttles_mailbox`: every request to the mailbox waits as long
 ├── Transient            5xx, timeouts, resets; optional `retry_after`; `sent`
 ├── MailboxNotFound      ErrorInvalidUser, ResourceNotFound on a user, MailboxNotEnabledForRESTAPI
 ├── AccessDenied         403; `reason`: "consent_missing" or "access_policy"
@@ -11,7 +13,9 @@ GraphError               code, message, status, request_id, client_request_id, `
 ├── SyncStateNotFound    410 / syncStateNotFound / resyncRequired on delta: resync from scratch
 └── UnexpectedGraphError anything else, with Graph's code and message
 
-`permanent`: retrying the same call cannot help (`retryable` is its inverse).
+`permanent`: retrying the same call cannot help (`retryable` is its inverse). The job queue
+(app/queue/retry.py) reads the three protocol attributes by duck typing, so a job handler lets
+these errors propagate as they are.
 """
 
 from __future__ import annotations
@@ -45,6 +49,10 @@ class GraphError(Exception):
     """A Graph or token call failed; carries what the sync history shows."""
 
     permanent: bool = True
+    #: Seconds Graph asked us to wait (Retry-After) before the call is made again, if it said.
+    retry_after: float | None = None
+    #: True when the wait applies to every call to the mailbox, not only this one's retry.
+    throttles_mailbox: bool = False
 
     def __init__(
         self,
@@ -76,10 +84,12 @@ class Throttled(GraphError):
     """429: wait `retry_after` seconds; `concurrency` when the mailbox's 4-request limit was hit."""
 
     permanent = False
+    # Outlook counts its limits per app and mailbox: the mailbox's other calls would be refused.
+    throttles_mailbox = True
 
     def __init__(self, message: str, *, retry_after: float, concurrency: bool, **kw: Any) -> None:
         super().__init__(message, **kw)
-        self.retry_after = retry_after
+        self.retry_after: float = retry_after
         self.concurrency = concurrency
 
 

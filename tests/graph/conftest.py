@@ -16,7 +16,7 @@ import pytest
 from pydantic import SecretStr
 
 from app.graph.auth import AuthRegistry, GraphCredentials, MsalHttpClient
-from app.graph.client import GraphClient, GraphHttp
+from app.graph.client import GraphClient
 from app.graph.limits import MailboxLimiter
 
 GRAPH = "https://graph.microsoft.com/v1.0"
@@ -213,8 +213,7 @@ async def make_env(entra: FakeEntra, clock: FakeClock) -> Any:
 
         msal_http = MsalHttpClient(httpx.Client(transport=httpx.MockTransport(entra.handler)))
         registry = AuthRegistry(authority_host=LOGIN, graph_url=GRAPH, http_client=msal_http)
-        # Requests go straight to the transport, as with the process's GraphHttp.build.
-        http = GraphHttp([httpx.MockTransport(recording)])
+        http = httpx.AsyncClient(transport=httpx.MockTransport(recording))
         closers.append((http, registry))
         credentials = GraphCredentials(TENANT, CLIENT_ID, SecretStr(secret))
         limiter = MailboxLimiter(clock=clock, sleep=clock.sleep)

@@ -9,14 +9,16 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import httpx
 import pytest
 from pydantic import SecretStr
 
 from app.config import Settings
 from app.graph import errors
 from app.graph.auth import AuthRegistry, GraphCredentials, build_msal_http_client
-from app.graph.client import GraphClient, GraphHttp
+from app.graph.client import GraphClient
 from app.graph.limits import MailboxLimiter
+from app.graph.sender import build_http_client
 from app.sandbox import SandboxServer, ThrottleLimits
 from tests.sandbox.receiver import Receiver, serve
 
@@ -36,7 +38,7 @@ EVENT = {
 class World:
     sandbox: SandboxServer
     registry: AuthRegistry
-    http: GraphHttp
+    http: httpx.AsyncClient
     tenant_id: str
     client_id: str
     secret: str
@@ -84,7 +86,7 @@ async def world() -> AsyncIterator[World]:
             graph_url=sandbox.graph_url,
             http_client=build_msal_http_client(sandbox.ca_path),
         )
-        http = GraphHttp.build(settings, shards=1)
+        http = build_http_client(settings)
         try:
             yield World(
                 sandbox, registry, http, tenant.id, app.client_id, secret, max_user.id, erika.id

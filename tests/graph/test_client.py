@@ -11,8 +11,8 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 import pytest
 
-from app.graph.client import TAG_PROPERTY_ID, event_path, events_path, tag_filter
 from app.graph.errors import ItemNotFound, SyncStateNotFound, Throttled, UnexpectedGraphError
+from app.graph.odata import TAG_PROPERTY_ID, event_path, events_path, tag_filter
 from app.graph.schemas import BatchRequest, EventWrite
 from tests.graph.conftest import GRAPH, graph_error, graph_json
 
@@ -278,10 +278,10 @@ async def test_links_to_another_host_are_refused(make_env: Any) -> None:
 
 
 def test_delta_window_needs_aware_datetimes() -> None:
-    from app.graph.client import _graph_time
+    from app.graph.odata import graph_time
 
     with pytest.raises(ValueError):
-        _graph_time(datetime(2026, 5, 4))
+        graph_time(datetime(2026, 5, 4))
 
 
 # --- subscriptions -------------------------------------------------------------------------

@@ -21,6 +21,7 @@ from app.graph.errors import (
     UnexpectedGraphError,
     parse_retry_after,
 )
+from app.queue.retry import RetryStrategy
 from tests.graph.conftest import graph_error
 
 MAILBOX = "d.wellt@organization.com"
@@ -175,6 +176,7 @@ async def test_503_with_retry_after(make_env: Any) -> None:
     [
         (httpx.ReadTimeout("read timed out"), "timeout", True),
         (httpx.ConnectTimeout("connect timed out"), "timeout", False),
+        (httpx.PoolTimeout("no free connection in time"), "timeout", False),
         (httpx.ConnectError("refused"), "connection_error", False),
         (httpx.RemoteProtocolError("peer closed connection"), "connection_error", True),
         (httpx.ReadError("connection reset by peer"), "connection_error", True),
@@ -212,3 +214,34 @@ def test_parse_retry_after() -> None:
     assert parse_retry_after("-3") == 0.0
     for junk in (None, "", "soon", "nan", "inf"):
         assert parse_retry_after(junk) is None
+
+
+@pytest.mark.parametrize(
+    ("error", "outcome", "wait", "holds_mailbox"),
+    [
+        (
+            Throttled("slow down", retry_after=2.5, concurrency=False, status=429),
+            "retry",
+            2.5,
+            True,
+        ),
+        (Transient("unavailable", retry_after=7.0, status=503), "retry", 7.0, False),
+        (Transient("reset", code="connection_error"), "retry", None, False),
+        (MailboxNotFound("no such user", mailbox=MAILBOX, status=404), "failed", None, False),
+        (UnexpectedGraphError("bad request", status=400), "failed", None, False),
+    ],
+)
+def test_the_queue_decides_a_graph_error_from_its_attributes(
+    error: GraphError, outcome: str, wait: float | None, holds_mailbox: bool
+) -> None:
+    """Graph's errors carry the queue's retry protocol: a handler lets them propagate as is."""
+    assert error.throttles_mailbox is holds_mailbox
+    assert error.retry_after == wait
+    decision = RetryStrategy(random=lambda: 0.0).decide(error, attempt=1, max_attempts=5, now=START)
+    assert decision.outcome == outcome
+    if outcome == "retry" and wait is not None:
+        assert decision.run_at == START + timedelta(seconds=wait)
+    if outcome == "retry" and wait is None:
+        assert decision.run_at is not None and decision.run_at > START  # backoff
+    expected_hold = START + timedelta(seconds=wait) if holds_mailbox and wait else None
+    assert decision.throttle_until == expected_hold

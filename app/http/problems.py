@@ -19,6 +19,8 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import compile_path
 
+from app import logs
+
 log = logging.getLogger(__name__)
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
@@ -203,11 +205,20 @@ def install_problem_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        # Starlette calls this outside every middleware: RequestIdMiddleware has already ended
+        # the request's log context, so the id comes back from the request's state.
+        request_id: str | None = getattr(request.state, "request_id", None)
+        token = logs.enter_request(request_id) if request_id else None
+        try:
+            log.exception("unhandled error on %s %s", request.method, request.url.path)
+        finally:
+            if token is not None:
+                logs.leave_request(token)
         return problem_response(
             request,
             status=500,
             code="internal_error",
             title="Internal error",
             detail="calbridge failed to handle this request; the error is logged",
+            headers={"X-Request-ID": request_id} if request_id else None,
         )
