@@ -38,8 +38,8 @@ def _configure_logging() -> None:
 
 def _tune_gc() -> None:
     # Almost everything alive at start-up (modules, metadata, compiled statements) lives as long
-    # as the process: freezing it keeps full collections from rescanning it on every pass, which
-    # was the intake's tail latency (bench/intake.py: p99 ~100 ms before, see the issue note).
+    # as the process: freezing it keeps full collections from rescanning it on every pass, pauses
+    # that otherwise show in the webhook intake's tail latency.
     gc.collect()
     gc.freeze()
 
@@ -121,7 +121,7 @@ def worker(
     _configure_logging()
     settings = _settings()
     if metrics_port is not None:
-        from app.metrics import serve_worker_metrics
+        from app.counters import serve_worker_metrics
 
         try:
             serve_worker_metrics(metrics_host, metrics_port)
@@ -146,12 +146,12 @@ def _run_fast(main: Coroutine[Any, Any, None]) -> None:
 
 
 async def _run_worker(settings: Settings, *, stopped_before_start: list[int]) -> None:
+    from app.credentials.clients import GraphClients
     from app.crypto import load_secret_box
     from app.db import Database
-    from app.jobs import build_registry
     from app.migrate import current_revision, head_revision
     from app.queue.worker import Worker
-    from app.sync.graph_clients import GraphClients
+    from app.tasks import build_registry
 
     stop_requested = asyncio.Event()
     job_worker: Worker | None = None

@@ -9,6 +9,7 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, Field, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy.engine import make_url
 
 DEFAULT_DATABASE_URL = "sqlite:///./calbridge.db"
 # Graph only calls https endpoints; plain http is allowed where only the sandbox can call.
@@ -35,10 +36,8 @@ def public_url_problem(value: str) -> str | None:
 class WorkerSettings(BaseModel):
     """Knobs of the job worker (`CALBRIDGE_WORKER__CONCURRENCY=8` and so on)."""
 
-    # A job spends most of its time waiting for Graph (50-200 ms a request), so one process
-    # keeps many in flight: 128 at 100 ms is 1,280 writes/s at most, above what one core serves
-    # (bench/e2e.py: about 700 on SQLite with 128, 610-640 with 64, whose database units then
-    # share fewer transactions).
+    # A job spends most of its time waiting for Graph, so one process keeps many in flight:
+    # enough that one core, not the waiting, bounds a worker (docs/operations.md).
     concurrency: int = Field(default=128, ge=1, le=256, description="jobs run at once per process")
     lease_seconds: float = Field(
         default=60.0, gt=0, description="a claimed job whose lease lapses is claimed again"
@@ -182,6 +181,14 @@ class Settings(BaseSettings):
     @property
     def is_sqlite(self) -> bool:
         return self.database_url.startswith("sqlite")
+
+    @property
+    def sqlite_file(self) -> Path | None:
+        """The SQLite database file, or None for PostgreSQL and in-memory databases."""
+        url = make_url(self.database_url)
+        if url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:"):
+            return None
+        return Path(url.database)
 
 
 @lru_cache(maxsize=1)

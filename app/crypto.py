@@ -14,7 +14,6 @@ from pathlib import Path
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 
 from app.config import Settings
-from app.db import sqlite_path
 
 log = logging.getLogger(__name__)
 
@@ -64,10 +63,9 @@ class SecretBox:
         return self._fernet.rotate(token.encode("ascii")).decode("ascii")
 
 
-def key_file_for(database_url: str) -> Path | None:
-    """Where the generated development key lives: beside the SQLite file."""
-    path = sqlite_path(database_url)
-    return None if path is None else path.with_name(path.name + ".key")
+def key_file_for(database_file: Path) -> Path:
+    """Where the generated development key of a SQLite database lives: beside its file."""
+    return database_file.with_name(database_file.name + ".key")
 
 
 def _read_or_create_key_file(path: Path) -> bytes:
@@ -98,10 +96,10 @@ def load_secret_box(settings: Settings) -> SecretBox:
             '(python -c "from cryptography.fernet import Fernet; '
             'print(Fernet.generate_key().decode())") and give every process the same value'
         )
-    path = key_file_for(settings.database_url)
-    if path is None:
+    database_file = settings.sqlite_file
+    if database_file is None:
         log.warning(
             "CALBRIDGE_SECRET_KEY is not set: using a throwaway key for an in-memory database"
         )
         return SecretBox([Fernet.generate_key()])
-    return SecretBox([_read_or_create_key_file(path)])
+    return SecretBox([_read_or_create_key_file(key_file_for(database_file))])

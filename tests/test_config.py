@@ -54,3 +54,13 @@ def test_dotenv_is_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None
     env_file.write_text("CALBRIDGE_PUBLIC_URL=https://from-dotenv.example.com\n")
     settings = Settings(_env_file=env_file)  # type: ignore[call-arg]
     assert settings.public_url == "https://from-dotenv.example.com"
+
+
+def test_sqlite_file_only_for_a_sqlite_file(tmp_path: Path) -> None:
+    def file_of(url: str) -> Path | None:
+        return Settings(_env_file=None, database_url=url).sqlite_file  # type: ignore[call-arg]
+
+    assert file_of(f"sqlite:///{tmp_path}/calbridge.db") == tmp_path / "calbridge.db"
+    assert file_of("sqlite://") is None
+    assert file_of("sqlite:///:memory:") is None
+    assert file_of("postgresql://u@db/calbridge") is None

@@ -46,7 +46,8 @@ def test_sqlite_without_key_generates_a_0600_key_file_once(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     settings = _settings(database_url=f"sqlite:///{tmp_path}/data/calbridge.db")
-    key_file = key_file_for(settings.database_url)
+    assert settings.sqlite_file is not None
+    key_file = key_file_for(settings.sqlite_file)
     assert key_file == tmp_path / "data" / "calbridge.db.key"
 
     with caplog.at_level(logging.WARNING, logger="app.crypto"):

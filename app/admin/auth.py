@@ -21,14 +21,14 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from sqlalchemy import or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.admin import repository
 from app.config import Settings
 from app.db import get_session
+from app.http.problems import ProblemError
 from app.models import AdminToken
 from app.models.base import utcnow
-from app.problems import ProblemError
 
 TOKEN_PREFIX = "cbt_"  # noqa: S105 (a prefix, not a secret)
 ROLES = ("read", "admin")
@@ -122,28 +122,21 @@ async def create_token(session: AsyncSession, *, name: str, role: str = "admin")
     if role not in ROLES:
         raise ValueError(f"role must be one of {', '.join(ROLES)}")
     token = new_token()
-    session.add(AdminToken(name=name, token_hash=hash_token(token), role=role))
-    await session.flush()
+    await repository.add_token(
+        session, AdminToken(name=name, token_hash=hash_token(token), role=role)
+    )
     return token
 
 
 async def list_tokens(session: AsyncSession, *, include_revoked: bool = False) -> list[AdminToken]:
     """Stored tokens (live ones unless `include_revoked`), oldest first."""
-    query = select(AdminToken).order_by(AdminToken.id)
-    if not include_revoked:
-        query = query.where(AdminToken.revoked_at.is_(None))
-    return list(await session.scalars(query))
+    return await repository.list_tokens(session, include_revoked=include_revoked)
 
 
 async def revoke_token(session: AsyncSession, *, name_or_id: str) -> list[AdminToken]:
     """Revoke the live tokens named `name_or_id` (or with that id); RevokedTokenNotFoundError
     when there is none."""
-    match = AdminToken.name == name_or_id
-    if name_or_id.isdigit():
-        match = or_(match, AdminToken.id == int(name_or_id))
-    rows = list(
-        await session.scalars(select(AdminToken).where(match, AdminToken.revoked_at.is_(None)))
-    )
+    rows = await repository.live_tokens_named(session, name_or_id)
     if not rows:
         raise RevokedTokenNotFoundError(name_or_id)
     now = utcnow()
@@ -188,11 +181,7 @@ async def _authenticate(
         bootstrap = settings.admin_token.get_secret_value()
         if bootstrap and hmac.compare_digest(token.encode(), bootstrap.encode()):
             return Principal(name="bootstrap", role="admin")
-    row = await session.scalar(
-        select(AdminToken).where(
-            AdminToken.token_hash == hash_token(token), AdminToken.revoked_at.is_(None)
-        )
-    )
+    row = await repository.live_token_by_hash(session, hash_token(token))
     if row is None:
         raise _unauthorized("the admin token is unknown or revoked")
     row.last_used_at = utcnow()

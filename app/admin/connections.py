@@ -5,15 +5,19 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Depends, Header, Path, Request, Response, status
-from sqlalchemy.ext.asyncio import AsyncSession
+from fastapi import APIRouter, Body, Depends, Header, Response, status
 
-from app.config import Settings
-from app.connections import checks, secrets, service
+from app.admin.dependencies import (
+    DbSession,
+    OrganizationId,
+    get_authority_hosts,
+    get_graph,
+    get_secret_box,
+    get_webhook_secret_grace,
+    request_locale,
+)
+from app.connections import checks, service
 from app.connections.schemas import (
-    ID_MAX_LENGTH,
-    ID_PATTERN,
-    ORGANIZATION_ID_EXAMPLE,
     CheckOut,
     ConnectionIn,
     ConnectionOut,
@@ -21,61 +25,12 @@ from app.connections.schemas import (
     VerifyIn,
     VerifyOut,
 )
-from app.connections.tenant import GLOBAL_AUTHORITY_HOSTS
+from app.credentials import secrets
+from app.credentials.clients import GraphClients
 from app.crypto import SecretBox
-from app.db import get_session
-from app.problems import problem_responses
-from app.sync.graph_clients import GraphClients
+from app.http.problems import problem_responses
 
 router = APIRouter(prefix="/api/v1/connections", tags=["connections"])
-
-DbSession = Annotated[AsyncSession, Depends(get_session)]
-OrganizationId = Annotated[
-    str,
-    Path(
-        min_length=1,
-        max_length=ID_MAX_LENGTH,
-        pattern=ID_PATTERN,
-        description="bookingtime organisation id (letters, digits, `_`, `-`; at most 64).",
-        examples=[ORGANIZATION_ID_EXAMPLE],
-    ),
-]
-
-
-def get_secret_box(request: Request) -> SecretBox:
-    """FastAPI dependency: the process's SecretBox (built once in the lifespan)."""
-    box: SecretBox = request.app.state.secret_box
-    return box
-
-
-def get_graph(request: Request) -> GraphClients:
-    """FastAPI dependency: the process's Graph clients (built once in the lifespan)."""
-    graph: GraphClients = request.app.state.graph
-    return graph
-
-
-def request_locale(accept_language: str | None, default: str) -> str:
-    """`de` or `en` from the first matching Accept-Language tag, else the connection's locale."""
-    for part in (accept_language or "").split(","):
-        tag = part.split(";")[0].strip().lower()
-        if tag.startswith("de"):
-            return "de"
-        if tag.startswith("en"):
-            return "en"
-    return default
-
-
-def get_authority_hosts(request: Request) -> tuple[str, ...]:
-    """FastAPI dependency: login hosts accepted in tenant URLs (Microsoft's and the configured)."""
-    settings: Settings = request.app.state.settings
-    return (*GLOBAL_AUTHORITY_HOSTS, settings.authority_host)
-
-
-def get_webhook_secret_grace(request: Request) -> timedelta:
-    """FastAPI dependency: how long a replaced webhook secret stays valid."""
-    settings: Settings = request.app.state.settings
-    return timedelta(seconds=settings.webhook_secret_grace_seconds)
-
 
 _PUT_EXAMPLES: dict[str, Any] = {
     "create": {
@@ -269,13 +224,10 @@ async def verify_connection(
         locale=request_locale(accept_language, connection.locale),
         mailbox=body.mailbox if body is not None else None,
     )
-    token = results[0]
-    if token.code in secrets.REJECTION_CODES:
-        await secrets.mark_rejected(session, connection_id=connection.id, code=token.code)
-        await session.commit()
-    elif token.ok and connection.client_secret_rejected_at is not None:
-        await secrets.clear_rejected(session, connection_id=connection.id)
-        await session.commit()
+    await secrets.record_token_check(
+        session, connection=connection, code=results[0].code, ok=results[0].ok
+    )
+    await session.commit()
     return VerifyOut(
         ok=all(r.ok for r in results),
         checks=[CheckOut(name=r.name, ok=r.ok, code=r.code, message=r.message) for r in results],

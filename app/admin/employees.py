@@ -4,17 +4,21 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path, Query, Request, Response, status
+from fastapi import APIRouter, Depends, Query, Request, Response, status
 from fastapi.responses import JSONResponse
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.admin.connections import DbSession, OrganizationId, get_graph, get_secret_box
+from app.admin.dependencies import (
+    AppSettings,
+    DbSession,
+    EmployeeId,
+    OrganizationId,
+    get_graph,
+    get_secret_box,
+)
 from app.config import Settings
-from app.connections import checks, service
-from app.connections.schemas import (
-    EMPLOYEE_ID_EXAMPLE,
-    ID_MAX_LENGTH,
-    ID_PATTERN,
+from app.connections import checks, employee_service, service
+from app.connections.employee_schemas import (
     EmployeeIn,
     EmployeeOut,
     EmployeePutOut,
@@ -22,20 +26,14 @@ from app.connections.schemas import (
     RemovalOut,
     ResyncOut,
 )
+from app.credentials.clients import GraphClients
 from app.crypto import SecretBox
+from app.history.messages import message
+from app.http.problems import problem_responses
 from app.models import Employee
-from app.outlook import subscriptions
-from app.problems import problem_responses
-from app.sync.graph_clients import GraphClients
-from app.sync.messages import message
+from app.notifications import service as subscriptions
 
 router = APIRouter(prefix="/api/v1/connections/{organization_id}/employees", tags=["employees"])
-
-
-def get_settings(request: Request) -> Settings:
-    """FastAPI dependency: the app's settings."""
-    settings: Settings = request.app.state.settings
-    return settings
 
 
 async def _out(
@@ -60,20 +58,6 @@ async def _out(
     ]
 
 
-AppSettings = Annotated[Settings, Depends(get_settings)]
-
-EmployeeId = Annotated[
-    str,
-    Path(
-        min_length=1,
-        max_length=ID_MAX_LENGTH,
-        pattern=ID_PATTERN,
-        description="bookingtime booking-resource id of the employee.",
-        examples=[EMPLOYEE_ID_EXAMPLE],
-    ),
-]
-
-
 @router.get(
     "",
     summary="List employees",
@@ -83,7 +67,7 @@ EmployeeId = Annotated[
 async def list_employees(
     organization_id: OrganizationId, session: DbSession, settings: AppSettings
 ) -> list[EmployeeOut]:
-    employees = await service.list_employees(session, organization_id=organization_id)
+    employees = await employee_service.list_employees(session, organization_id=organization_id)
     out = await _out(session, settings, organization_id, employees)
     await session.commit()
     return out
@@ -120,7 +104,7 @@ async def put_employee(
     graph: Annotated[GraphClients, Depends(get_graph)],
     settings: AppSettings,
 ) -> EmployeePutOut:
-    put = await service.put_employee(
+    put = await employee_service.put_employee(
         session, organization_id=organization_id, employee_id=employee_id, data=body
     )
     employee = put.employee
@@ -139,17 +123,8 @@ async def put_employee(
     )
     if result.pending:
         result = checks.pending_result(employee.mailbox, connection.locale)
-    await service.record_mailbox_check(session, employee=employee, result=result)
-    backfill = put.needs_backfill and result.ok is not False
-    if backfill:
-        await service.queue_employee_sync(session, employee=employee, reason="backfill")
+    backfill = await employee_service.record_mailbox_check(session, put=put, result=result)
     subscribe = result.ok is not False and settings.public_url is not None
-    if result.ok is not False:
-        # A valid mapping gets its mailbox's change notifications (a no-op when it has them);
-        # without a public URL the job records why they are off.
-        await subscriptions.queue_ensure(
-            session, connection_id=connection.id, mailbox=employee.mailbox
-        )
     (out,) = await _out(session, settings, organization_id, [employee])
     await session.commit()
     if result.pending or backfill or subscribe:
@@ -209,7 +184,7 @@ async def delete_employee(
         Query(description="Also delete the events calbridge wrote to the employee's mailbox."),
     ] = False,
 ) -> Response:
-    deleted = await service.delete_employee(
+    deleted = await employee_service.delete_employee(
         session,
         organization_id=organization_id,
         employee_id=employee_id,
@@ -277,7 +252,7 @@ async def resync_employee(
         session, organization_id=organization_id, employee_id=employee_id
     )
     connection = await service.get_connection(session, organization_id=organization_id)
-    queued = await service.queue_employee_sync(session, employee=employee, reason="resync")
+    queued = await employee_service.queue_employee_sync(session, employee=employee, reason="resync")
     await session.commit()
     request.app.state.wake_worker()
     params = {"employee": employee_id, "mailbox": employee.mailbox}

@@ -6,8 +6,9 @@ from typing import Annotated
 
 from fastapi import APIRouter, Header, Query, Response
 
-from app.admin.connections import DbSession
+from app.admin.dependencies import DbSession
 from app.admin.pagination import Cursor, Limit, Page, decode_cursor, encode_cursor
+from app.connections import service as connections
 from app.connections.schemas import (
     EMPLOYEE_ID_EXAMPLE,
     ID_MAX_LENGTH,
@@ -15,9 +16,9 @@ from app.connections.schemas import (
     ORGANIZATION_ID_EXAMPLE,
 )
 from app.history import service
+from app.history.messages import preferred_locale
 from app.history.schemas import SyncRecordOut
-from app.problems import problem_responses
-from app.sync.messages import preferred_locale
+from app.http.problems import problem_responses
 
 router = APIRouter(prefix="/api/v1/sync-history", tags=["sync history"])
 
@@ -68,9 +69,13 @@ async def list_sync_history(
     limit: Limit = 50,
     cursor: Cursor = None,
 ) -> Page[SyncRecordOut]:
+    connection_id = None
+    if organization_id is not None:
+        connection = await connections.get_connection(session, organization_id=organization_id)
+        connection_id = connection.id
     page = await service.list_sync_history(
         session,
-        organization_id=organization_id,
+        connection_id=connection_id,
         employee_id=employee_id,
         status=status,
         before_id=decode_cursor(cursor),

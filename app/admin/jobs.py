@@ -7,13 +7,12 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Path, Query
 from pydantic import BaseModel, ConfigDict, Field, field_validator
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.admin.auth import AdminPrincipal, require_admin
+from app.admin.dependencies import DbSession
 from app.admin.pagination import Cursor, Limit, Page, decode_cursor, encode_cursor
-from app.db import get_session
+from app.http.problems import ProblemError, problem_responses
 from app.models.base import utcnow
-from app.problems import ProblemError, problem_responses
 from app.queue.errors import DuplicatePendingJob, JobNotFound, JobNotRetriable
 from app.queue.repository import list_jobs, requeue
 
@@ -142,7 +141,7 @@ _RETRY_PROBLEMS = _with_examples(
     responses=problem_responses(400, 401, 422),
 )
 async def get_jobs(
-    session: Annotated[AsyncSession, Depends(get_session)],
+    session: DbSession,
     principal: AdminPrincipal,
     state: Annotated[JobState | None, Query(description="only jobs in this state")] = None,
     kind: Annotated[str | None, Query(max_length=64, description="only jobs of this kind")] = None,
@@ -172,7 +171,7 @@ async def get_jobs(
     responses=_RETRY_PROBLEMS,
 )
 async def retry_job(
-    session: Annotated[AsyncSession, Depends(get_session)],
+    session: DbSession,
     # le: ids are BIGINT; a larger number is no job and would overflow the database driver.
     job_id: Annotated[int, Path(ge=1, le=2**63 - 1, description="the job's id")],
 ) -> JobOut:

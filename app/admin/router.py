@@ -9,11 +9,11 @@ from fastapi import APIRouter, Depends
 
 from app.admin import busy, connections, employees, history, jobs, subscriptions
 from app.admin.auth import require_admin
-from app.problems import problem_responses
+from app.http.problems import problem_responses
 
 PREFIX = "/api/"
 # Admin bodies are small JSON documents; larger ones are refused before they are buffered
-# (app.routing.BodyCapMiddleware, installed for PREFIX by create_app).
+# (app.http.limits.BodyCapMiddleware, installed for PREFIX by create_app).
 MAX_BODY_BYTES = 64 * 1024
 
 # 400: FastAPI's answer to a JSON body it cannot decode at all (not UTF-8, nested too deep).

@@ -8,32 +8,24 @@ sync history's readable texts (`app.sync.messages`) plus the few this module add
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from pydantic import SecretStr
-from sqlalchemy import select
 
-from app.connections import repository, secrets
+from app.credentials.clients import GraphClients
 from app.crypto import SecretBox, SecretKeyError
 from app.graph.auth import GraphCredentials
 from app.graph.errors import GraphError
+from app.history.messages import error_code, message
 from app.models import Connection, Employee
 from app.models.base import utcnow
-from app.queue.registry import JobContext
-from app.sync.graph_clients import GraphClients
-from app.sync.messages import error_code, message
-
-log = logging.getLogger(__name__)
 
 # The verify endpoint waits this long per check; the employee PUT only briefly, then defers.
 VERIFY_TIMEOUT = 10.0
 EMPLOYEE_CHECK_TIMEOUT = 3.0
 JOB_CHECK_TIMEOUT = 30.0
-
-CHECK_MAILBOX_JOB = "employee.check_mailbox"
 
 # Codes of checks that could not reach a verdict (Graph unreachable / not asked).
 UNAVAILABLE_CODES = frozenset({"graph_unavailable", "throttled"})
@@ -222,42 +214,3 @@ def pending_result(mailbox: str, locale: str) -> CheckResult:
     return CheckResult(
         "mailbox", None, "check_pending", text("check_pending", locale, {"mailbox": mailbox})
     )
-
-
-async def check_mailbox_job(ctx: JobContext, *, graph: GraphClients, secret_box: SecretBox) -> None:
-    """`employee.check_mailbox`: re-run an employee's mailbox check and record the verdict.
-
-    Graph still unreachable: raise, so the queue retries with its backoff.
-    """
-    employee_id = int(ctx.args["employee_id"])
-    mailbox = str(ctx.args["mailbox"])
-    async with ctx.database.session_scope() as session:
-        employee = await session.scalar(select(Employee).where(Employee.id == employee_id))
-        if employee is None or employee.mailbox != mailbox:
-            return  # deleted or remapped since: its own PUT checked the new mailbox
-        connection = await session.get(Connection, employee.connection_id)
-        if connection is None:
-            return
-    result = await check_mailbox(
-        connection,
-        mailbox,
-        graph=graph,
-        secret_box=secret_box,
-        locale=connection.locale,
-        wait_seconds=JOB_CHECK_TIMEOUT,
-    )
-    if result.pending:
-        raise RuntimeError(f"mailbox check of {mailbox} still pending: {result.message}")
-    async with ctx.database.session_scope() as session:
-        # Entra refusing the client secret is the connection's news, whatever became of the
-        # employee meanwhile.
-        await secrets.mark_rejected(
-            session, connection_id=connection.id, code=result.code, now=ctx.clock()
-        )
-        employee = await repository.get_employee(
-            session, connection_id=connection.id, booking_resource_id=employee.booking_resource_id
-        )
-        if employee is None or employee.mailbox != mailbox:
-            return
-        apply_to_employee(employee, result)
-    log.info("mailbox check of %s: %s", mailbox, result.code)

@@ -1,4 +1,4 @@
-"""Every query on `connection` and `employee`."""
+"""Every query on `connection` and `employee`, and the history records the secret lifecycle adds."""
 
 from __future__ import annotations
 
@@ -13,6 +13,11 @@ async def get_connection(session: AsyncSession, organization_id: str) -> Connect
     return await session.scalar(
         select(Connection).where(Connection.organization_id == organization_id)
     )
+
+
+async def get_connection_by_id(session: AsyncSession, connection_id: int) -> Connection | None:
+    """A connection by its id, or None."""
+    return await session.get(Connection, connection_id)
 
 
 async def count_employees(session: AsyncSession, *, connection_id: int) -> int:
@@ -59,6 +64,11 @@ async def get_employee(
             Employee.booking_resource_id == booking_resource_id,
         )
     )
+
+
+async def get_employee_by_id(session: AsyncSession, employee_id: int) -> Employee | None:
+    """An employee by its id, or None."""
+    return await session.get(Employee, employee_id)
 
 
 async def list_employees(session: AsyncSession, *, connection_id: int) -> list[Employee]:

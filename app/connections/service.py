@@ -1,4 +1,5 @@
-"""Connections and employees: create, update, read and delete them. Never commits."""
+"""Connections: create, update, read and delete them, and the lookups every adapter shares (a
+connection, an employee, with their 404 problems). Never commits."""
 
 from __future__ import annotations
 
@@ -8,23 +9,21 @@ import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Literal
 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.connections import repository
-from app.connections.checks import CHECK_MAILBOX_JOB, CheckResult, apply_to_employee
-from app.connections.schemas import ConnectionIn, EmployeeIn, event_settings_of
-from app.connections.secrets import mark_rejected, reset_for_new_secret
+from app.connections.schemas import ConnectionIn, event_settings_of
 from app.connections.tenant import GLOBAL_AUTHORITY_HOSTS, InvalidTenantError, normalize_tenant
+from app.credentials.secrets import reset_for_new_secret
 from app.crypto import SecretBox, SecretKeyError
+from app.http.problems import ProblemError
 from app.models import Connection, Employee
 from app.models.base import utcnow
-from app.outlook import subscriptions
-from app.problems import ProblemError
-from app.queue.repository import enqueue, enqueue_many
-from app.sync.jobs import resync_job
+from app.notifications import service as subscriptions
+from app.queue.repository import enqueue_many
+from app.sync.tasks import resync_job
 
 DEFAULT_LOCALE = "de"
 WEBHOOK_SECRET_BYTES = 32
@@ -317,122 +316,3 @@ async def get_employee(
     if employee is None:
         raise EmployeeNotFoundError(organization_id, employee_id)
     return employee
-
-
-async def list_employees(session: AsyncSession, *, organization_id: str) -> list[Employee]:
-    """The organisation's employees, ordered by booking-resource id."""
-    connection = await get_connection(session, organization_id=organization_id)
-    return await repository.list_employees(session, connection_id=connection.id)
-
-
-@dataclass(frozen=True)
-class PutEmployeeResult:
-    """The outcome of an employee PUT, and what decides whether to backfill its calendar."""
-
-    employee: Employee
-    created: bool
-    mailbox_changed: bool
-    had_error: bool  # the status showed an error before this PUT
-
-    @property
-    def needs_backfill(self) -> bool:
-        """A new or moved mapping, or one that failed before (fixed now, perhaps)."""
-        return self.created or self.mailbox_changed or self.had_error
-
-
-async def put_employee(
-    session: AsyncSession, *, organization_id: str, employee_id: str, data: EmployeeIn
-) -> PutEmployeeResult:
-    """Map an employee to a mailbox."""
-    connection = await get_connection(session, organization_id=organization_id)
-    employee = await repository.get_employee(
-        session, connection_id=connection.id, booking_resource_id=employee_id
-    )
-    if employee is None:
-        now = utcnow()
-        employee = Employee(
-            connection_id=connection.id,
-            booking_resource_id=employee_id,
-            mailbox=data.mailbox,
-            created_at=now,
-            updated_at=now,
-        )
-        try:
-            await repository.add_employee(session, employee)
-        except IntegrityError as exc:
-            raise ConcurrentChangeError() from exc
-        return PutEmployeeResult(employee, True, False, False)
-    had_error = employee.last_error_code is not None
-    changed = employee.mailbox != data.mailbox
-    if changed:
-        # The status described the old mailbox; the new one has not been synced yet.
-        previous = employee.mailbox
-        employee.mailbox = data.mailbox
-        employee.last_success_at = None
-        employee.last_error_at = None
-        employee.last_error_code = None
-        employee.last_error_message = None
-        await session.flush()
-        await subscriptions.release_mailbox(session, connection_id=connection.id, mailbox=previous)
-    return PutEmployeeResult(employee, False, changed, had_error)
-
-
-async def queue_employee_sync(
-    session: AsyncSession, *, employee: Employee, reason: Literal["backfill", "resync"]
-) -> bool:
-    """Queue the fan-out that syncs the appointments calbridge holds for the employee: a
-    `backfill` (new or moved mapping) or a forced `resync`; False when one was already waiting."""
-    job = resync_job(
-        employee.connection_id, reason, booking_resource_id=employee.booking_resource_id
-    )
-    queued = await enqueue_many(session, [job])
-    return queued[job.dedupe_key] is not None
-
-
-@dataclass(frozen=True)
-class DeletedEmployee:
-    """What a delete removed, and how many calbridge events it queued for removal."""
-
-    connection: Connection
-    booking_resource_id: str
-    mailbox: str
-    events: int
-
-
-async def delete_employee(
-    session: AsyncSession, *, organization_id: str, employee_id: str, remove_events: bool = False
-) -> DeletedEmployee:
-    """Remove an employee's mapping; its sync history stays. With `remove_events`, calbridge's
-    events in its mailbox are deleted in the background (the mapping rows say which)."""
-    connection = await get_connection(session, organization_id=organization_id)
-    employee = await get_employee(session, organization_id=organization_id, employee_id=employee_id)
-    mailbox = employee.mailbox
-    await repository.delete_employee(session, employee)
-    await subscriptions.release_mailbox(session, connection_id=connection.id, mailbox=mailbox)
-    events = 0
-    if remove_events:
-        events = await repository.count_live_events(
-            session, connection_id=connection.id, booking_resource_id=employee_id
-        )
-    if events:
-        job = resync_job(connection.id, "removed", booking_resource_id=employee_id, mailbox=mailbox)
-        await enqueue_many(session, [job])
-    return DeletedEmployee(connection, employee_id, mailbox, events)
-
-
-async def record_mailbox_check(
-    session: AsyncSession, *, employee: Employee, result: CheckResult
-) -> None:
-    """Store a mailbox check's verdict in the employee's status; a pending one is queued as a
-    background `employee.check_mailbox` job instead."""
-    if result.pending:
-        await enqueue(
-            session,
-            CHECK_MAILBOX_JOB,
-            {"employee_id": employee.id, "mailbox": employee.mailbox},
-            dedupe_key=f"{CHECK_MAILBOX_JOB}:{employee.id}:{employee.mailbox}",
-        )
-        return
-    apply_to_employee(employee, result)
-    await mark_rejected(session, connection_id=employee.connection_id, code=result.code)
-    await session.flush()

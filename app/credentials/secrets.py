@@ -13,25 +13,22 @@ from datetime import datetime, timedelta
 from typing import Literal
 
 from pydantic import SecretStr
-from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.db import Database
+from app.credentials import repository
+from app.credentials.clients import GraphClients
 from app.graph.auth import GraphCredentials, TokenProvider
 from app.graph.errors import AuthenticationFailed, GraphError
+from app.history import repository as history
+from app.history.messages import error_code, message
+from app.http.problems import ProblemError
 from app.models import Connection, SyncRecord
 from app.models.base import utcnow
-from app.problems import ProblemError
-from app.queue.registry import JobContext
-from app.sync.graph_clients import GraphClients
-from app.sync.messages import error_code, message
 
 log = logging.getLogger(__name__)
 
 SecretState = Literal["ok", "expiring", "expired", "rejected"]
 
-SECRET_EXPIRY_JOB = "connection.secret_expiry"  # noqa: S105 (a job kind)
-SECRET_EXPIRY_INTERVAL_SECONDS = 3600
 # Days before `client_secret_expires_at` at which a warning is recorded, most distant first.
 WARNING_DAYS = (30, 14, 7, 1)
 EXPIRING_DAYS = WARNING_DAYS[0]
@@ -83,22 +80,25 @@ async def mark_rejected(
     """Record on the connection that Entra refused its secret (`code` in REJECTION_CODES)."""
     if code not in REJECTION_CODES:
         return
-    await session.execute(
-        update(Connection)
-        .where(Connection.id == connection_id)
-        .values(client_secret_rejected_at=now or utcnow(), client_secret_rejected_code=code)
-        .execution_options(synchronize_session=False)
+    await repository.set_secret_rejected(
+        session, connection_id=connection_id, code=code, at=now or utcnow()
     )
 
 
 async def clear_rejected(session: AsyncSession, *, connection_id: int) -> None:
     """Entra accepted the secret after all (a success): it is no longer `rejected`."""
-    await session.execute(
-        update(Connection)
-        .where(Connection.id == connection_id, Connection.client_secret_rejected_at.is_not(None))
-        .values(client_secret_rejected_at=None, client_secret_rejected_code=None)
-        .execution_options(synchronize_session=False)
-    )
+    await repository.clear_secret_rejected(session, connection_id=connection_id)
+
+
+async def record_token_check(
+    session: AsyncSession, *, connection: Connection, code: str, ok: bool | None
+) -> None:
+    """What a verify's token check says about the stored secret: Entra refused it, or it works
+    again after a rejection."""
+    if code in REJECTION_CODES:
+        await mark_rejected(session, connection_id=connection.id, code=code)
+    elif ok and connection.client_secret_rejected_at is not None:
+        await clear_rejected(session, connection_id=connection.id)
 
 
 def due_warning(connection: Connection, *, now: datetime) -> int | None:
@@ -140,17 +140,12 @@ def _warning_record(connection: Connection, days: int) -> SyncRecord:
 
 async def announce_expiry(session: AsyncSession, *, now: datetime) -> int:
     """Record (and log) each connection's newly crossed expiry warning; how many were recorded."""
-    connections = await session.scalars(
-        select(Connection)
-        .where(Connection.client_secret_expires_at.is_not(None))
-        .order_by(Connection.id)
-    )
     recorded = 0
-    for connection in connections:
+    for connection in await repository.list_connections_with_expiry(session):
         days = due_warning(connection, now=now)
         if days is None:
             continue
-        session.add(_warning_record(connection, days))
+        history.add_record(session, _warning_record(connection, days))
         connection.client_secret_warned_days = days
         recorded += 1
         log.warning(
@@ -161,17 +156,6 @@ async def announce_expiry(session: AsyncSession, *, now: datetime) -> int:
         )
     await session.flush()
     return recorded
-
-
-async def check_secret_expiry(ctx: JobContext) -> None:
-    """Periodic `connection.secret_expiry`: record the expiry warnings now due."""
-    await check_secret_expiry_impl(ctx.database, now=ctx.clock())
-
-
-async def check_secret_expiry_impl(database: Database, *, now: datetime) -> int:
-    """One transaction over every connection with a known expiry date."""
-    async with database.session_scope() as session:
-        return await announce_expiry(session, now=now)
 
 
 class SecretRejectedError(ProblemError):

@@ -13,7 +13,7 @@ import pytest
 from fastapi import FastAPI
 
 from app.config import Settings
-from app.connections.checks import CHECK_MAILBOX_JOB, check_mailbox_job
+from app.connections.tasks import CHECK_MAILBOX_JOB, check_mailbox_job
 from app.crypto import SecretBox
 from app.db import Database
 from app.main import create_app
@@ -245,7 +245,7 @@ async def test_employee_put_while_graph_faults_is_checked_in_the_background(
         worker_id="test",
         clock=lambda: datetime.now(UTC),
     )
-    # The process's Graph clients and secret box, as app.jobs.build_registry binds them.
+    # The process's Graph clients and secret box, as app.tasks.build_registry binds them.
     services = {"graph": world.app.state.graph, "secret_box": world.app.state.secret_box}
     with pytest.raises(RuntimeError):
         await check_mailbox_job(context, **services)

@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from app.connections.schemas import ConnectionIn, EmployeeIn, normalize_mailbox
+from app.connections.employee_schemas import EmployeeIn
+from app.connections.schemas import ConnectionIn, normalize_mailbox
 from app.connections.service import generate_webhook_secret
 
 BASE: dict[str, Any] = {

@@ -13,19 +13,16 @@ import pytest
 from fastapi import FastAPI
 from sqlalchemy import select
 
-from app.connections.secrets import (
-    SECRET_EXPIRY_JOB,
-    check_secret_expiry_impl,
-    secret_status,
-)
+from app.connections.tasks import SECRET_EXPIRY_JOB, check_secret_expiry_impl
+from app.credentials.secrets import secret_status
 from app.crypto import SecretBox
 from app.db import Database
-from app.jobs import build_registry
 from app.main import create_app
 from app.models import Appointment, Connection, Employee, SyncRecord
 from app.queue.errors import PermanentError
 from app.sandbox import SandboxServer
 from app.sync.service import sync_appointment_impl
+from app.tasks import build_registry
 from tests.admin.conftest import assert_problem
 from tests.conftest import ADMIN_TOKEN, sandbox_settings
 from tests.sync.samples import MAX, appointment
@@ -317,7 +314,7 @@ async def test_each_threshold_is_recorded_once_and_logged(
         await check_secret_expiry_impl(world.database, now=expires_at - timedelta(days=days_before))
         return [r.code for r in (await world.history())[before:]]
 
-    with caplog.at_level("WARNING", logger="app.connections.secrets"):
+    with caplog.at_level("WARNING", logger="app.credentials.secrets"):
         assert await run(45) == []
         assert await run(30) == ["secret_expiring"]
         assert await run(29.5) == []  # hourly runs in between add nothing

@@ -1,0 +1,1 @@
+"""Periodic upkeep: pruning what has outlived its retention."""
