@@ -1,9 +1,19 @@
-"""Graph + Entra emulator for tests, benchmarks and the demo (see DESIGN.md "Sandbox").
+"""Graph + Entra emulator for tests, benchmarks and the demo.
 
-Nothing in `app/` outside this package imports it."""
+Outside this package only these names are imported (in `app/`, only by the CLI and the demo):
+a `SandboxServer`, its `Control`, and the `Faults` that `Control` injects."""
 
 from app.sandbox.control import Control, DemoSetup
+from app.sandbox.faults import FaultKind, FaultRule, Faults
 from app.sandbox.server import SandboxServer
 from app.sandbox.throttle import ThrottleLimits
 
-__all__ = ["Control", "DemoSetup", "SandboxServer", "ThrottleLimits"]
+__all__ = [
+    "Control",
+    "DemoSetup",
+    "FaultKind",
+    "FaultRule",
+    "Faults",
+    "SandboxServer",
+    "ThrottleLimits",
+]

@@ -9,7 +9,7 @@ from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp
 
-from app.sandbox import batch, control, delta, entra, events, subscriptions, users
+from app.sandbox import batch, control_router, delta, entra, events, subscriptions, users
 from app.sandbox.asgi import CONTROL_PREFIX, SandboxASGI
 from app.sandbox.control import Control
 from app.sandbox.errors import EntraError, GraphError, entra_error_body, graph_error_body
@@ -21,7 +21,7 @@ def create_app(runtime: Runtime) -> ASGIApp:
     app = FastAPI(title="calbridge sandbox", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.runtime = runtime
     app.state.control = Control(runtime)
-    app.include_router(control.router)
+    app.include_router(control_router.router)
     app.include_router(entra.router)
     app.include_router(users.router)
     app.include_router(events.router)

@@ -129,8 +129,8 @@ def parse_batch(payload: Any) -> list[Item]:
         if not isinstance(depends_on, list) or not all(isinstance(d, str) for d in depends_on):
             raise _bad_request(f"Invalid dependsOn for request id : {item_id}.")
         for dependency in depends_on:
-            # Only earlier items may be named (Graph rejects out-of-order dependencies, see the
-            # report), which also rules out cycles and self-references.
+            # Only earlier items may be named (Graph rejects out-of-order dependencies), which
+            # also rules out cycles and self-references.
             if dependency.casefold() not in seen:
                 raise _bad_request(
                     f"Request id : {item_id} depends on '{dependency}', which is not an earlier"

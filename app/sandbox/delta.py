@@ -21,8 +21,8 @@ from app.sandbox.delta_store import (
     skip_token,
 )
 from app.sandbox.errors import GraphError
-from app.sandbox.event_model import RenderOptions, render_event, render_occurrence
-from app.sandbox.events import _options, _preferences
+from app.sandbox.event_options import preferences, render_options
+from app.sandbox.event_render import RenderOptions, render_event, render_occurrence
 from app.sandbox.pipeline import MailboxCall, graph_base, graph_response, mailbox_request
 from app.sandbox.state import Event, Mailbox, SandboxState
 
@@ -77,7 +77,7 @@ def _page_size(request: Request, query: dict[str, str] | None = None) -> tuple[i
         if not top.isdigit():
             raise GraphError(400, "BadRequest", f"Invalid value '{top}' for $top query option.")
         return max(1, min(int(top), MAX_PAGE_SIZE)), None
-    raw = _preferences(request).get("odata.maxpagesize")
+    raw = preferences(request).get("odata.maxpagesize")
     if raw is not None and raw.isdigit() and int(raw) > 0:
         size = min(int(raw), MAX_PAGE_SIZE)
         return size, f"odata.maxpagesize={size}"
@@ -151,7 +151,7 @@ async def calendar_view(request: Request, user_ref: str) -> JSONResponse:
                     400, "BadRequest", f"The query option '{name}' is not supported by the sandbox."
                 )
         window = _window(query)
-        options, headers = _options(request)
+        options, headers = render_options(request)
         size, applied = _page_size(request, query)
         skip_raw = query.get("$skip", "0")
         if not skip_raw.isdigit():
@@ -271,7 +271,7 @@ async def calendar_view_delta(request: Request, user_ref: str) -> JSONResponse:
                 "The following parameters are not supported with change tracking over the"
                 f" 'CalendarView' resource: '{', '.join(bad)}'.",
             )
-        options, headers = _options(request, allow_query=False)
+        options, headers = render_options(request, allow_query=False)
         size, applied = _page_size(request)
         store: DeltaStore = request.app.state.runtime.delta
         offset = 0

@@ -14,108 +14,21 @@ from fastapi.responses import JSONResponse
 
 from app.sandbox import errors
 from app.sandbox.errors import GraphError
-from app.sandbox.event_model import (
-    SELECTABLE,
-    RenderOptions,
-    apply_changes,
-    extended_matches,
-    new_event,
-    parse_changes,
-    render_event,
-)
+from app.sandbox.event_body import parse_changes
+from app.sandbox.event_options import ODATA_STRING, render_options, unquote_odata
+from app.sandbox.event_render import RenderOptions, render_event
+from app.sandbox.event_writes import apply_changes, new_event
 from app.sandbox.pipeline import MailboxCall, graph_base, graph_response, mailbox_request
 from app.sandbox.state import Event
-from app.sandbox.timezones import resolve
 
 router = APIRouter()
 
 DEFAULT_PAGE_SIZE = 10  # Graph's page size for /events without $top
-_PREFER = re.compile(r'([\w.-]+)\s*=\s*(?:"([^"]*)"|([^,;\s]+))')
-_STRING = r"'((?:[^']|'')*)'"
-_EXPAND = re.compile(
-    rf"^singleValueExtendedProperties\(\$filter=(id eq {_STRING}(?:\s+or\s+id eq {_STRING})*)\)$",
-    re.IGNORECASE,
-)
-_EXPAND_ID = re.compile(rf"id eq {_STRING}", re.IGNORECASE)
 _FILTER = re.compile(
-    rf"^singleValueExtendedProperties/any\(\s*(\w+)\s*:\s*\1/id eq {_STRING}\s+and\s+"
-    rf"\1/value eq {_STRING}\s*\)$",
+    rf"^singleValueExtendedProperties/any\(\s*(\w+)\s*:\s*\1/id eq {ODATA_STRING}\s+and\s+"
+    rf"\1/value eq {ODATA_STRING}\s*\)$",
     re.IGNORECASE,
 )
-
-
-def _unquote(value: str) -> str:
-    return value.replace("''", "'")
-
-
-def _preferences(request: Request) -> dict[str, str]:
-    prefs: dict[str, str] = {}
-    for header in request.headers.getlist("prefer"):
-        for match in _PREFER.finditer(header):
-            prefs[match.group(1).casefold()] = match.group(2) or match.group(3) or ""
-    return prefs
-
-
-def _options(request: Request, *, allow_query: bool = True) -> tuple[RenderOptions, dict[str, str]]:
-    """Render options from Prefer and the query, plus the Preference-Applied header."""
-    prefs = _preferences(request)
-    applied = []
-    time_zone = prefs.get("outlook.timezone")
-    if time_zone is not None:
-        resolve(time_zone)  # an unknown zone is Graph's TimeZoneNotSupportedException
-        applied.append(f'outlook.timezone="{time_zone}"')
-    body_type = prefs.get("outlook.body-content-type")
-    if body_type is not None:
-        body_type = body_type.casefold()
-        if body_type in ("text", "html"):
-            applied.append(f'outlook.body-content-type="{body_type}"')
-        else:
-            body_type = None
-    immutable = prefs.get("idtype", "").casefold() == "immutableid"
-    if immutable:
-        applied.append('IdType="ImmutableId"')
-    select = expand = None
-    if allow_query:
-        select = _select(request.query_params.get("$select"))
-        expand = _expand(request.query_params.get("$expand"))
-    options = RenderOptions(
-        time_zone=time_zone or "UTC",
-        immutable_ids=immutable,
-        body_type=body_type,
-        select=select,
-        expand_extended=expand,
-    )
-    headers = {"Preference-Applied": ", ".join(applied)} if applied else {}
-    return options, headers
-
-
-def _select(raw: str | None) -> tuple[str, ...] | None:
-    if raw is None:
-        return None
-    names = []
-    for part in raw.split(","):
-        name = SELECTABLE.get(part.strip().casefold())
-        if name is None:
-            raise GraphError(
-                400,
-                "RequestBroker--ParseUri",
-                f"Could not find a property named '{part.strip()}' on type"
-                " 'microsoft.graph.event'.",
-            )
-        names.append(name)
-    return tuple(names)
-
-
-def _expand(raw: str | None) -> tuple[str, ...] | None:
-    if raw is None:
-        return None
-    if _EXPAND.match(raw.strip()) is None:
-        raise GraphError(
-            400,
-            "BadRequest",
-            f"Parsing OData Select and Expand failed: Term '{raw}' is not supported.",
-        )
-    return tuple(_unquote(m.group(1)) for m in _EXPAND_ID.finditer(raw))
 
 
 async def _json_body(request: Request) -> dict[str, Any]:
@@ -142,6 +55,12 @@ def _entity(
     return {"@odata.context": context + "/$entity", **rendered}
 
 
+def _extended_matches(event: Event, prop_id: str, value: str) -> bool:
+    # The id is case-sensitive, the value is not (graph-protocol.md §2).
+    stored = event.extended.get(prop_id)
+    return stored is not None and stored.casefold() == value.casefold()
+
+
 def _find(call: MailboxCall, event_id: str) -> Event:
     event = call.mailbox.find(event_id)
     if event is None:
@@ -155,7 +74,7 @@ async def create_event(request: Request, user_ref: str) -> JSONResponse:
     await request.body()  # read before admission: a hang fault waits for the client to leave
     async with mailbox_request(request, user_ref) as call:
         body = await _json_body(request)
-        options, headers = _options(request, allow_query=False)
+        options, headers = render_options(request, allow_query=False)
         changes = parse_changes(body)
         state = request.app.state.runtime.state
         with state.lock:
@@ -200,7 +119,7 @@ async def get_calendar(request: Request, user_ref: str) -> JSONResponse:
 @router.get("/v1.0/users/{user_ref}/calendar/events")
 async def list_events(request: Request, user_ref: str) -> JSONResponse:
     async with mailbox_request(request, user_ref) as call:
-        options, headers = _options(request)
+        options, headers = render_options(request)
         query = request.query_params
         top = _int_param(query.get("$top"), DEFAULT_PAGE_SIZE, "$top")
         skip = _int_param(query.get("$skip"), 0, "$skip")
@@ -216,8 +135,8 @@ async def list_events(request: Request, user_ref: str) -> JSONResponse:
                         "ErrorInvalidUrlQueryFilter",
                         "The query filter contains one or more invalid nodes.",
                     )
-                prop_id, value = _unquote(match.group(2)), _unquote(match.group(3))
-                events = [e for e in events if extended_matches(e, prop_id, value)]
+                prop_id, value = unquote_odata(match.group(2)), unquote_odata(match.group(3))
+                events = [e for e in events if _extended_matches(e, prop_id, value)]
             page = [render_event(e, call.user, options) for e in events[skip : skip + top]]
         body: dict[str, Any] = {
             "@odata.context": f"{graph_base(request)}/$metadata#users('{call.user.id}')/events",
@@ -244,7 +163,7 @@ def _int_param(raw: str | None, default: int, name: str) -> int:
 @router.get("/v1.0/users/{user_ref}/calendar/events/{event_id}")
 async def get_event(request: Request, user_ref: str, event_id: str) -> JSONResponse:
     async with mailbox_request(request, user_ref) as call:
-        options, headers = _options(request)
+        options, headers = render_options(request)
         with request.app.state.runtime.state.lock:
             entity = _entity(call, request, _find(call, event_id), options)
         return graph_response(entity, headers=headers)
@@ -274,7 +193,7 @@ async def update_event(request: Request, user_ref: str, event_id: str) -> JSONRe
         with state.lock:
             event = _find(call, event_id)
         body = await _json_body(request)
-        options, headers = _options(request, allow_query=False)
+        options, headers = render_options(request, allow_query=False)
         changes = parse_changes(body)
         changes.transaction_id = None  # can't be changed once set (graph-protocol.md §2)
         with state.lock:

@@ -61,7 +61,7 @@ class Delivery:
 
 @dataclass
 class DeliveryConfig:
-    """Graph's timings, compressed where Graph's are hours so tests stay fast (see report)."""
+    """Graph's timings, compressed where Graph's are hours so tests stay fast."""
 
     batch_window: float = 0.05  # changes this close together share one POST
     max_batch: int = 100

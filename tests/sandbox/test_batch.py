@@ -13,9 +13,10 @@ from pydantic import SecretStr
 
 from app.config import Settings
 from app.graph.auth import AuthRegistry, GraphCredentials, build_msal_http_client
-from app.graph.client import GraphClient, GraphHttp
+from app.graph.client import GraphClient
 from app.graph.limits import MailboxLimiter
 from app.graph.schemas import BatchRequest
+from app.graph.sender import build_http_client
 from app.sandbox import SandboxServer
 from tests.sandbox.conftest import Setup, get_token
 from tests.sandbox.schema import assert_event, assert_graph_error
@@ -327,7 +328,7 @@ async def client(sandbox: SandboxServer, setup: Setup) -> AsyncIterator[GraphCli
         graph_url=sandbox.graph_url,
         http_client=build_msal_http_client(sandbox.ca_path),
     )
-    http = GraphHttp.build(settings, shards=1)
+    http = build_http_client(settings)
     credentials = GraphCredentials(
         tenant=setup.tenant_id, client_id=setup.client_id, client_secret=SecretStr(setup.secret)
     )
