@@ -33,11 +33,13 @@ calbridge cannot keep up with the offered rate, e.g. `--rate 0`, since a run tha
 serves what it is offered); `e2e_p50_ms`/`e2e_p99_ms` (202 → visible, all phases);
 `throttled_429` (429s the sandbox's throttle sent); `duplicates` (creates that gave a mailbox a
 second live event with the same calbridge tag, replayed from the write log, so at any moment);
-`final_state_ok`; the parameters; per-phase figures; `cpu_s` (CPU seconds each process used
-during the phases, the PostgreSQL server processes of the run's database included when the
-server is local: where the machine's time went); `load_avg` (1-minute load at start and end:
-the figures are noisy on a shared machine). `--profile DIR` runs the calbridge processes under
-cProfile; `--code DIR` runs another calbridge tree (e.g. `git archive` of a commit).
+`final_state_ok`; the parameters; per-phase figures; `cpu_ms_per_write` (CPU milliseconds the
+calbridge processes, serve and workers, used per Graph write during the phases: steadier than
+the rates on a shared machine, and what a deployment is sized by); `cpu_s` (CPU seconds each
+process used during the phases, the PostgreSQL server processes of the run's database included
+when the server is local: where the machine's time went); `load_avg` (1-minute load at start
+and end: the figures are noisy on a shared machine). `--profile DIR` runs the calbridge processes
+under cProfile; `--code DIR` runs another calbridge tree (e.g. `git archive` of a commit).
 """
 
 from __future__ import annotations
@@ -659,6 +661,7 @@ async def bench(
     while not pool.empty():
         await pool.get_nowait().close()
 
+    cpu_used = _cpu_used(cpu_start, cpu_end)
     seconds = sum(f.seconds for f in figures.values())
     writes = sum(f.writes for f in figures.values())
     e2e = [value for f in figures.values() for value in f.e2e]
@@ -697,7 +700,8 @@ async def bench(
         "problems": problems[:5],
         "errors": [e for f in figures.values() for e in f.webhook_errors][:5],
         "duplicate_examples": observer.duplicate_examples,
-        "cpu_s": _cpu_used(cpu_start, cpu_end),
+        "cpu_ms_per_write": _calbridge_cpu_ms_per(cpu_used, writes),
+        "cpu_s": {name: None if t is None else round(t, 2) for name, t in cpu_used.items()},
         "load_avg": [round(load_start, 2), round(load_end, 2)],
     }
 
@@ -709,8 +713,18 @@ def _cpu_used(
     used: dict[str, float | None] = {}
     for name, before in start.items():
         after = end.get(name)
-        used[name] = None if before is None or after is None else round(after - before, 2)
+        used[name] = None if before is None or after is None else after - before
     return used
+
+
+def _calbridge_cpu_ms_per(used: dict[str, float | None], writes: int) -> float | None:
+    """CPU milliseconds of `calbridge serve` and its workers per write (None without /proc)."""
+    calbridge = [
+        seconds for name, seconds in used.items() if name == "serve" or name.startswith("worker-")
+    ]
+    if not writes or not calbridge or any(seconds is None for seconds in calbridge):
+        return None
+    return round(sum(seconds or 0.0 for seconds in calbridge) / writes * 1000, 3)
 
 
 def _wait_ready(url: str, serve: Process, timeout: float = 60.0) -> None:

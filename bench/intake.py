@@ -1,22 +1,22 @@
 """Benchmark of the bookingtime webhook intake against `GET /healthz` on the real server.
 
-Starts uvicorn (one process, SQLite file) as a subprocess, sends pre-signed webhooks over N
-keep-alive connections for T seconds (distinct appointments plus ~10 % re-deliveries of ids
-already answered), then `GET /healthz` the same way, and prints one JSON line of figures. The
-two phases alternate in `--rounds` windows (default 5 of T/5 seconds each), so drift in the
-machine's speed does not land on one of them.
+Starts `calbridge serve --no-worker` (one process, SQLite file) as a subprocess, creates one
+connection through the admin API, sends pre-signed webhooks over N keep-alive connections for T
+seconds (distinct appointments plus ~10 % re-deliveries of ids already answered), then
+`GET /healthz` the same way, and prints one JSON line of figures. The two phases alternate in
+`--rounds` windows (default 5 of T/5 seconds each), so drift in the machine's speed does not land
+on one of them.
 
     .venv/bin/python bench/intake.py --connections 32 --seconds 10 [--client raw|httpx]
 
-The default client is `raw`: pre-built HTTP/1.1 requests written on plain keep-alive sockets,
-about 30 µs of client CPU per request, so both phases measure what the server sustains. `httpx`
-(one AsyncClient per connection) costs about 0.7 ms of CPU per request: on two cores it caps
-`healthz_per_s` near 1,500/s, so its `ratio` compares mostly the client with itself and its
-latencies include the client's own queueing. `--profile FILE` runs the server under cProfile.
+The default client is `raw`: pre-built HTTP/1.1 requests written on plain keep-alive sockets, so
+both phases measure what the server sustains rather than the client. `httpx` (one AsyncClient per
+connection) costs several times the server's CPU per request, so with it `ratio` mostly compares
+the client with itself. `--profile DIR` runs the server under cProfile.
 
-Besides the rates, the line gives the server's CPU time per request of each phase (all
-threads, its main thread, and the system share): on a shared machine the rates swing with other
-load, the CPU cost per request much less.
+Besides the rates, the line gives the server's CPU per accepted webhook (`cpu_ms_per_webhook`,
+re-deliveries included in the cost) and per `/healthz`: on a shared machine the rates swing with
+other load, the CPU cost much less.
 """
 
 from __future__ import annotations
@@ -26,16 +26,14 @@ import asyncio
 import base64
 import gc
 import json
-import os
 import random
 import shutil
-import signal
 import sqlite3
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from collections.abc import Awaitable, Callable
 from contextlib import closing
 from dataclasses import dataclass, field
@@ -50,7 +48,14 @@ from standardwebhooks import Webhook
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from bench._stack import free_port, wait_until_healthy  # noqa: E402
+from bench._rawhttp import RawConnection  # noqa: E402
+from bench._stack import (  # noqa: E402
+    base_env,
+    cpu_seconds,
+    free_port,
+    start_process,
+    wait_until_healthy,
+)
 
 ORGANIZATION_ID = "f6BenchOrganisation0000000000000"
 WEBHOOK_SECRET = "whsec_" + base64.b64encode(b"calbridge-bench-webhook-secret-1").decode()
@@ -74,33 +79,6 @@ class Tally:
     accepted: int = 0  # 202 "accepted": a distinct event stored with its job
     duplicates: int = 0  # 200 "duplicate"
     other: list[str] = field(default_factory=list)
-
-
-class RawConnection:
-    """One keep-alive HTTP/1.1 connection sending pre-built requests (responses carry
-    Content-Length: uvicorn sets it on every JSON response)."""
-
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.reader = reader
-        self.writer = writer
-
-    @classmethod
-    async def open(cls, host: str, port: int) -> RawConnection:
-        reader, writer = await asyncio.open_connection(host, port)
-        return cls(reader, writer)
-
-    async def request(self, raw: bytes) -> tuple[int, bytes]:
-        self.writer.write(raw)
-        head = await self.reader.readuntil(b"\r\n\r\n")
-        status = int(head[9:12])
-        lowered = head.lower()
-        start = lowered.index(b"content-length:") + len(b"content-length:")
-        length = int(lowered[start : lowered.index(b"\r\n", start)])
-        return status, await self.reader.readexactly(length)
-
-    async def close(self) -> None:
-        self.writer.close()
-        await self.writer.wait_closed()
 
 
 class HttpxConnection:
@@ -127,41 +105,26 @@ class HttpxConnection:
         await self.client.aclose()
 
 
-def _prepare_database(url: str, secret_key: str) -> None:
-    """Schema at head and one connection row, written before the server starts."""
-    from sqlalchemy import create_engine
-    from sqlalchemy.orm import Session
-
-    from app.crypto import SecretBox
-    from app.db import sync_url
-    from app.migrate import upgrade
-    from app.models import Connection
-
-    upgrade(url)
-    box = SecretBox([secret_key.encode()])
-    engine = create_engine(sync_url(url))
-    with Session(engine) as session, session.begin():
-        session.add(
-            Connection(
-                organization_id=ORGANIZATION_ID,
-                tenant="contoso.onmicrosoft.com",
-                client_id="00000000-0000-0000-0000-0000000000b1",
-                client_secret_encrypted=box.encrypt("bench"),
-                webhook_secret_encrypted=box.encrypt(WEBHOOK_SECRET),
-            )
+async def _create_connection(base_url: str, admin_token: str) -> None:
+    """The one connection the webhooks are signed for, through the admin API."""
+    async with httpx.AsyncClient(
+        base_url=base_url, headers={"Authorization": f"Bearer {admin_token}"}
+    ) as admin:
+        response = await admin.put(
+            f"/api/v1/connections/{ORGANIZATION_ID}",
+            json={
+                "tenant": "contoso.onmicrosoft.com",
+                "client_id": "00000000-0000-0000-0000-0000000000b1",
+                "client_secret": "bench",
+                "webhook_secret": WEBHOOK_SECRET,
+                "locale": "en",
+            },
         )
-    engine.dispose()
+        if response.status_code >= 300:
+            raise SystemExit(f"creating the connection: {response.status_code} {response.text}")
 
 
-def _raw_request(method: str, path: str, port: int, headers: dict[str, str], body: bytes) -> bytes:
-    lines = [f"{method} {path} HTTP/1.1", f"host: 127.0.0.1:{port}"]
-    lines += [f"{name}: {value}" for name, value in headers.items()]
-    if body or method == "POST":
-        lines.append(f"content-length: {len(body)}")
-    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
-
-
-def _presign(count: int, port: int) -> list[Delivery]:
+def _presign(count: int, builder: RawConnection) -> list[Delivery]:
     """`count` distinct signed deliveries (one appointment each), made before timing starts."""
     template = json.loads(SAMPLE.read_text(encoding="utf-8"))
     template["data"]["organizationId"] = ORGANIZATION_ID
@@ -182,7 +145,7 @@ def _presign(count: int, port: int) -> list[Delivery]:
             "webhook-signature": webhook.sign(webhook_id, now, text),
         }
         body = text.encode()
-        raw = _raw_request("POST", WEBHOOK_PATH, port, headers, body)
+        raw = builder.build("POST", WEBHOOK_PATH, headers, body)
         deliveries.append(Delivery(body, headers, raw))
     return deliveries
 
@@ -190,14 +153,10 @@ def _presign(count: int, port: int) -> list[Delivery]:
 Connection = RawConnection | HttpxConnection
 
 
-async def _connect(kind: str, port: int, count: int) -> list[Connection]:
-    connections: list[Connection] = []
-    for _ in range(count):
-        if kind == "raw":
-            connections.append(await RawConnection.open("127.0.0.1", port))
-        else:
-            connections.append(HttpxConnection(f"http://127.0.0.1:{port}"))
-    return connections
+def _connections(kind: str, port: int, count: int) -> list[Connection]:
+    if kind == "raw":
+        return [RawConnection("127.0.0.1", port) for _ in range(count)]
+    return [HttpxConnection(f"http://127.0.0.1:{port}") for _ in range(count)]
 
 
 async def _run_for(
@@ -218,84 +177,22 @@ async def _run_for(
     return time.perf_counter() - started
 
 
-CpuSample = tuple[tuple[float, float], tuple[float, float]]
-
-
-class ServerCpu:
-    """The server process's CPU seconds (all threads, and its main thread alone) from /proc
-    (Linux), so each phase's cost per request can be told apart from what other load on the
-    machine does to its rate. Samples are None where /proc is not there."""
-
-    def __init__(self, pid: int) -> None:
-        self._process = Path(f"/proc/{pid}/stat")
-        self._main = Path(f"/proc/{pid}/task/{pid}/stat")
-        self._tick = os.sysconf("SC_CLK_TCK")
-
-    def _seconds(self, path: Path) -> tuple[float, float] | None:
-        """User and system CPU seconds."""
-        try:
-            # utime and stime: fields 14 and 15, counted after the parenthesised command name.
-            fields = path.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            return None
-        return int(fields[11]) / self._tick, int(fields[12]) / self._tick
-
-    def sample(self) -> CpuSample | None:
-        process, main = self._seconds(self._process), self._seconds(self._main)
-        return None if process is None or main is None else (process, main)
-
-
-_NO_CPU: CpuSample = ((0.0, 0.0), (0.0, 0.0))
-
-
-def _cpu_add(
-    total: CpuSample | None, before: CpuSample | None, after: CpuSample | None
-) -> CpuSample | None:
-    """`total` plus the CPU spent from `before` to `after` (None once a sample is missing)."""
-    if total is None or before is None or after is None:
-        return None
-    return (
-        (
-            total[0][0] + after[0][0] - before[0][0],
-            total[0][1] + after[0][1] - before[0][1],
-        ),
-        (
-            total[1][0] + after[1][0] - before[1][0],
-            total[1][1] + after[1][1] - before[1][1],
-        ),
-    )
-
-
-def _cpu_per_request(
-    before: CpuSample | None, after: CpuSample | None, requests: int
-) -> dict[str, float] | None:
-    if before is None or after is None or not requests:
-        return None
-
-    def per_request(seconds: float) -> float:
-        return round(seconds / requests * 1e6, 1)
-
-    (user0, system0), (main_user0, main_system0) = before
-    (user1, system1), (main_user1, main_system1) = after
-    return {
-        "process_us": per_request(user1 - user0 + system1 - system0),
-        "main_thread_us": per_request(main_user1 - main_user0 + main_system1 - main_system0),
-        "system_us": per_request(system1 - system0),
-    }
+def _cpu_ms_per(seconds: float, count: int) -> float | None:
+    return round(seconds / count * 1000, 4) if count else None
 
 
 async def _bench(
-    args: argparse.Namespace, port: int, deliveries: list[Delivery], cpu: ServerCpu
+    args: argparse.Namespace, port: int, deliveries: list[Delivery], server_pid: int
 ) -> dict[str, Any]:
     tally = Tally()
     answered: list[Delivery] = []  # distinct deliveries already accepted: duplicate candidates
     next_index = 0
     rng = random.Random(12)
-    healthz_raw = _raw_request("GET", "/healthz", port, {}, b"")
+    healthz_raw = RawConnection("127.0.0.1", port).build("GET", "/healthz", {}, b"")
 
     async def get_healthz(connection: Connection) -> tuple[int, bytes]:
         if isinstance(connection, RawConnection):
-            return await connection.request(healthz_raw)
+            return await connection.send(healthz_raw)
         return await connection.get("/healthz")
 
     async def send_webhook(connection: Connection) -> bool:
@@ -309,7 +206,7 @@ async def _bench(
             return False  # the pre-signed pool is used up; the loop ends early
         started = time.perf_counter()
         if isinstance(connection, RawConnection):
-            status, body = await connection.request(delivery.raw)
+            status, body = await connection.send(delivery.raw)
         else:
             status, body = await connection.send(delivery, WEBHOOK_PATH)
         tally.latencies.append(time.perf_counter() - started)
@@ -332,7 +229,7 @@ async def _bench(
         healthz += status == 200
         return True
 
-    connections = await _connect(args.client, port, args.connections)
+    connections = _connections(args.client, port, args.connections)
     try:
         # Every connection open and warm before the clock starts.
         await asyncio.gather(*(get_healthz(connection) for connection in connections))
@@ -340,16 +237,19 @@ async def _bench(
         # (other tenants, frequency scaling) weighs on both alike instead of on one phase.
         window = args.seconds / args.rounds
         webhook_seconds = healthz_seconds = 0.0
-        cpu_webhooks: CpuSample | None = _NO_CPU
-        cpu_healthz: CpuSample | None = _NO_CPU
+        cpu_webhooks = cpu_healthz = 0.0
+        cpu_known = True  # False without /proc
         for _ in range(args.rounds):
-            before = cpu.sample()
+            before = cpu_seconds(server_pid)
             webhook_seconds += await _run_for(window, connections, send_webhook)
-            middle = cpu.sample()
+            middle = cpu_seconds(server_pid)
             healthz_seconds += await _run_for(window, connections, count_healthz)
-            after = cpu.sample()
-            cpu_webhooks = _cpu_add(cpu_webhooks, before, middle)
-            cpu_healthz = _cpu_add(cpu_healthz, middle, after)
+            after = cpu_seconds(server_pid)
+            if before is None or middle is None or after is None:
+                cpu_known = False
+            else:
+                cpu_webhooks += middle - before
+                cpu_healthz += after - middle
     finally:
         await asyncio.gather(*(connection.close() for connection in connections))
 
@@ -369,9 +269,8 @@ async def _bench(
         "p99_ms": round(latencies[p99_index] * 1000, 2),
         "healthz_per_s": round(healthz_per_s, 1),
         "ratio": round(accepted_per_s / healthz_per_s, 3),
-        # Server CPU per request of each phase (webhooks counts duplicates too).
-        "server_cpu_per_webhook": _cpu_per_request(_NO_CPU, cpu_webhooks, len(latencies)),
-        "server_cpu_per_healthz": _cpu_per_request(_NO_CPU, cpu_healthz, healthz),
+        "cpu_ms_per_webhook": _cpu_ms_per(cpu_webhooks, tally.accepted) if cpu_known else None,
+        "cpu_ms_per_healthz": _cpu_ms_per(cpu_healthz, healthz) if cpu_known else None,
     }
 
 
@@ -383,24 +282,6 @@ def _stored(path: Path) -> dict[str, int]:
         }
 
 
-# The same server under cProfile; the profile is written when uvicorn exits on SIGINT (uvicorn
-# re-raises the signal it stopped on, so SIGTERM would kill the process before the dump).
-_PROFILED_SERVER = """
-import cProfile, sys
-from uvicorn.main import main
-path = sys.argv.pop(1)
-profile = cProfile.Profile()
-profile.enable()
-try:
-    main(["app.main:create_app", "--factory", *sys.argv[1:]])
-except (SystemExit, KeyboardInterrupt):
-    pass
-finally:
-    profile.disable()
-    profile.dump_stats(path)
-"""
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--connections", type=int, default=32, help="concurrent connections")
@@ -409,20 +290,17 @@ def main() -> None:
         "--rounds", type=int, default=5, help="the phases alternate this many times (T/R each)"
     )
     parser.add_argument("--client", choices=("raw", "httpx"), default="raw")
-    parser.add_argument("--profile", type=Path, help="run the server under cProfile, dump here")
+    parser.add_argument("--profile", type=Path, help="run the server under cProfile, dump in DIR")
     parser.add_argument(
         "--pool", type=int, default=0, help="pre-signed deliveries (default 6000 per second)"
     )
     args = parser.parse_args()
 
     port = free_port()
-    deliveries = _presign(args.pool or int(6000 * args.seconds), port)
+    deliveries = _presign(args.pool or int(6000 * args.seconds), RawConnection("127.0.0.1", port))
     workdir = Path(tempfile.mkdtemp(prefix="calbridge-bench-"))
     db_path = workdir / "bench.db"
-    url = f"sqlite:///{db_path}"
-    secret_key = Fernet.generate_key().decode()
-    _prepare_database(url, secret_key)
-
+    admin_token = uuid.uuid4().hex
     base_url = f"http://127.0.0.1:{port}"
     if args.client == "httpx":
         # Built before timing, like the raw requests: the client's own cost is not the figure.
@@ -431,19 +309,22 @@ def main() -> None:
                 delivery.request = builder.build_request(
                     "POST", WEBHOOK_PATH, content=delivery.body, headers=delivery.headers
                 )
-    env = os.environ | {
-        "CALBRIDGE_DATABASE_URL": url,
-        "CALBRIDGE_SECRET_KEY": secret_key,
-        "PYTHONPATH": str(REPO),
+    env = base_env() | {
+        "CALBRIDGE_DATABASE_URL": f"sqlite:///{db_path}",
+        "CALBRIDGE_SECRET_KEY": Fernet.generate_key().decode(),
+        "CALBRIDGE_ADMIN_TOKEN": admin_token,
     }
-    # The real server as operators run it: `calbridge serve` (API only: the worker has no
-    # handler for sync.appointment yet, and would only compete for the one SQLite connection).
-    command = [sys.executable, "-m", "app.cli", "serve", "--no-worker"]
-    if args.profile:
-        command = [sys.executable, "-c", _PROFILED_SERVER, str(args.profile.resolve())]
-        command += ["--log-level", "warning", "--no-access-log"]
-    command += ["--host", "127.0.0.1", "--port", str(port)]
-    server = subprocess.Popen(command, cwd=workdir, env=env)
+    profile_dir = args.profile.resolve() if args.profile else None
+    if profile_dir is not None:
+        profile_dir.mkdir(parents=True, exist_ok=True)
+    # The API alone: a worker would only compete with it for the one SQLite connection.
+    server = start_process(
+        "serve",
+        ["serve", "--no-worker", "--host", "127.0.0.1", "--port", str(port)],
+        workdir=workdir,
+        env=env,
+        profile_dir=profile_dir,
+    )
     try:
         runner: Callable[[Any], Any]
         try:
@@ -454,8 +335,9 @@ def main() -> None:
             runner = asyncio.run
 
         async def run() -> dict[str, Any]:
-            await wait_until_healthy(base_url, server)
-            return await _bench(args, port, deliveries, ServerCpu(server.pid))
+            await wait_until_healthy(base_url, server.popen)
+            await _create_connection(base_url, admin_token)
+            return await _bench(args, port, deliveries, server.popen.pid)
 
         # The pre-built requests are a large, long-lived heap: keep the client's own garbage
         # collector from rescanning it during the timed phases (its pauses would be counted
@@ -463,9 +345,11 @@ def main() -> None:
         gc.collect()
         gc.freeze()
         figures = runner(run())
+    except BaseException:
+        print(server.tail(), file=sys.stderr)
+        raise
     finally:
-        server.send_signal(signal.SIGINT if args.profile else signal.SIGTERM)
-        server.wait(timeout=60)
+        server.stop()
 
     stored = _stored(db_path)
     shutil.rmtree(workdir, ignore_errors=True)

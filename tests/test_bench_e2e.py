@@ -1,5 +1,6 @@
-"""bench/e2e.py end to end at a tiny size: real processes (sandbox, calbridge serve with its
-worker, SQLite), one JSON line, no duplicates, every mailbox as expected."""
+"""bench/e2e.py and bench/intake.py end to end at a tiny size: real processes (sandbox, calbridge
+serve with its worker, SQLite), one JSON line each with the calbridge processes' CPU per
+operation; e2e also with no duplicates and every mailbox as expected."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ FIELDS = {
     "appointments",
     "rate_per_s",
     "phases",
+    "cpu_ms_per_write",
 }
 
 
@@ -39,3 +41,13 @@ def test_tiny_run_prints_one_line_with_the_figures() -> None:
     assert set(result["phases"]) == {"create", "move", "cancel"}
     assert all(phase["missing"] == 0 for phase in result["phases"].values())
     assert 0 < result["e2e_p50_ms"] <= result["e2e_p99_ms"]
+    assert result["cpu_ms_per_write"] > 0
+
+
+def test_intake_run_prints_the_cpu_per_webhook() -> None:
+    result = one_line("intake.py", "--connections", "4", "--seconds", "1", "--rounds", "1")
+    assert result["accepted"] > 0
+    assert result["stored_ok"] is True, result
+    assert result["errors"] == []
+    assert result["cpu_ms_per_webhook"] > 0
+    assert result["cpu_ms_per_healthz"] > 0
