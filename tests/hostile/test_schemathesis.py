@@ -34,7 +34,7 @@ from app.crypto import SecretBox
 from app.db import sync_url
 from app.main import create_app
 from app.models import AdminToken, Connection, Employee, Job
-from app.outlook.subscriptions import LIFECYCLE_PATH, NOTIFICATION_PATH
+from app.notifications.service import LIFECYCLE_PATH, NOTIFICATION_PATH
 from app.sandbox import SandboxServer
 from tests.conftest import (
     ADMIN_TOKEN,
