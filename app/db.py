@@ -8,7 +8,8 @@ SQLite runs in WAL mode with foreign keys on, and every transaction begins with
 `BEGIN IMMEDIATE` (SQLAlchemy's documented event recipe), so two writers never race for a lock
 upgrade. A process holds one SQLite connection: its transactions queue for it in the pool, fairly
 and without the sleeps of SQLite's busy handler, which only waits for other processes. So never
-open a second session inside an open one in the same task: it would wait for itself.
+open a second session inside an open one in the same task: it would wait for itself. Its
+statements run on the event loop's thread (`app/sqlite_inline.py` says why).
 PostgreSQL uses a pool of at most `POSTGRES_POOL_SIZE` connections, each pinged before use.
 """
 
@@ -29,6 +30,8 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 from sqlalchemy.pool import AsyncAdaptedQueuePool, StaticPool
+
+from app.sqlite_inline import inline_creator
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 # Jobs queue for the one SQLite connection; a wait this long means something is stuck.
@@ -73,7 +76,8 @@ def configure_sqlite(sync_engine: Any) -> None:
     @event.listens_for(sync_engine, "connect")
     def _pragmas(dbapi_connection: Any, _record: Any) -> None:
         # The driver's own implicit BEGIN is turned off, so that `_begin` below decides.
-        dbapi_connection.isolation_level = None
+        if dbapi_connection.isolation_level is not None:
+            dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
         # First: switching to WAL waits for another process's lock like any write.
         cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
@@ -102,6 +106,8 @@ def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
             kwargs.setdefault("pool_size", 1)
             kwargs.setdefault("max_overflow", 0)
             kwargs.setdefault("pool_timeout", SQLITE_POOL_TIMEOUT_S)
+        connect_args = kwargs.setdefault("connect_args", {})
+        connect_args.setdefault("async_creator_fn", inline_creator(SQLITE_BUSY_TIMEOUT_MS))
         engine = create_async_engine(target, **kwargs)
         configure_sqlite(engine.sync_engine)
         return engine

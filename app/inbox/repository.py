@@ -2,16 +2,18 @@
 `appointment` snapshots.
 
 Writes are `INSERT … ON CONFLICT` statements, so concurrent deliveries are decided by the unique
-constraints, never by a read-then-write race.
+constraints, never by a read-then-write race. They are Core statements on the tables, built once
+per dialect: every webhook runs them, and building an ORM statement per call cost more than
+executing it.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
-from sqlalchemy import select, update
+from sqlalchemy import Table, bindparam, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -51,23 +53,57 @@ class NewSnapshot(NamedTuple):
     canceled: bool
 
 
-def _dialect(session: AsyncSession) -> Any:
-    """The dialect module whose `insert` has ON CONFLICT (PostgreSQL's and SQLite's agree)."""
-    return postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
+_inbox = cast(Table, InboxEvent.__table__)
+_appointment = cast(Table, Appointment.__table__)
+
+
+def _insert_inbox(dialect: Any) -> Any:
+    return (
+        dialect.insert(_inbox)
+        .on_conflict_do_nothing(index_elements=["source", "connection_id", "external_id"])
+        .returning(_inbox.c.id)
+    )
+
+
+def _upsert_snapshot(dialect: Any) -> Any:
+    insert = dialect.insert(_appointment)
+    return insert.on_conflict_do_update(
+        index_elements=["connection_id", "appointment_id"],
+        set_={
+            "payload": insert.excluded.payload,
+            "event_at": insert.excluded.event_at,
+            "event_type": insert.excluded.event_type,
+            "canceled": insert.excluded.canceled,
+            "updated_at": insert.excluded.updated_at,
+        },
+        # `<=`, not `<`: event timestamps may be whole seconds, so two changes within one
+        # second carry the same time; the last one received wins instead of being lost.
+        where=_appointment.c.event_at <= insert.excluded.event_at,
+    ).returning(_appointment.c.id)
+
+
+_INSERT_INBOX = {"sqlite": _insert_inbox(sqlite), "postgresql": _insert_inbox(postgresql)}
+_UPSERT_SNAPSHOT = {"sqlite": _upsert_snapshot(sqlite), "postgresql": _upsert_snapshot(postgresql)}
+_SET_OUTCOME = (
+    update(_inbox)
+    .where(_inbox.c.id == bindparam("inbox_event_id"))
+    .values(outcome=bindparam("new_outcome"))
+)
+_FIND_RECEIVER = select(
+    _connection := cast(Table, Connection.__table__).c.id,
+    Connection.__table__.c.webhook_secret_encrypted,
+    Connection.__table__.c.previous_webhook_secret_encrypted,
+    Connection.__table__.c.previous_webhook_secret_expires_at,
+).where(Connection.__table__.c.organization_id == bindparam("organization_id"))
+
+
+def _dialect(session: AsyncSession) -> str:
+    return session.get_bind().dialect.name
 
 
 async def find_receiver(session: AsyncSession, organization_id: str) -> Receiver | None:
     """The connection of a bookingtime organisation, or None."""
-    row = (
-        await session.execute(
-            select(
-                Connection.id,
-                Connection.webhook_secret_encrypted,
-                Connection.previous_webhook_secret_encrypted,
-                Connection.previous_webhook_secret_expires_at,
-            ).where(Connection.organization_id == organization_id)
-        )
-    ).first()
+    row = (await session.execute(_FIND_RECEIVER, {"organization_id": organization_id})).first()
     return None if row is None else Receiver(*row)
 
 
@@ -79,14 +115,9 @@ async def insert_inbox_event(
     On PostgreSQL a concurrent insert of the same key waits for the other transaction and then
     does nothing: the loser of a race sees None too.
     """
-    statement = (
-        _dialect(session)
-        .insert(InboxEvent)
-        .values(**event._asdict(), received_at=received_at)
-        .on_conflict_do_nothing(index_elements=["source", "connection_id", "external_id"])
-        .returning(InboxEvent.id)
-    )
-    inserted: int | None = (await session.execute(statement)).scalar()
+    statement = _INSERT_INBOX[_dialect(session)]
+    values = {**event._asdict(), "received_at": received_at}
+    inserted: int | None = (await session.execute(statement, values)).scalar()
     return inserted
 
 
@@ -94,32 +125,11 @@ async def store_snapshot_if_newer(
     session: AsyncSession, snapshot: NewSnapshot, *, now: datetime
 ) -> bool:
     """Store an appointment snapshot unless the stored one is newer; whether it was stored."""
-    insert = _dialect(session).insert(Appointment)
-    statement = (
-        insert.values(**snapshot._asdict(), created_at=now, updated_at=now)
-        .on_conflict_do_update(
-            index_elements=["connection_id", "appointment_id"],
-            set_={
-                "payload": insert.excluded.payload,
-                "event_at": insert.excluded.event_at,
-                "event_type": insert.excluded.event_type,
-                "canceled": insert.excluded.canceled,
-                "updated_at": insert.excluded.updated_at,
-            },
-            # `<=`, not `<`: event timestamps may be whole seconds, so two changes within one
-            # second carry the same time; the last one received wins instead of being lost.
-            where=Appointment.event_at <= insert.excluded.event_at,
-        )
-        .returning(Appointment.id)
-    )
-    return (await session.execute(statement)).first() is not None
+    values = {**snapshot._asdict(), "created_at": now, "updated_at": now}
+    result = await session.execute(_UPSERT_SNAPSHOT[_dialect(session)], values)
+    return result.first() is not None
 
 
 async def set_inbox_outcome(session: AsyncSession, inbox_event_id: int, outcome: str) -> None:
     """Record what became of an inbox event after it was inserted."""
-    await session.execute(
-        update(InboxEvent)
-        .where(InboxEvent.id == inbox_event_id)
-        .values(outcome=outcome)
-        .execution_options(synchronize_session=False)
-    )
+    await session.execute(_SET_OUTCOME, {"inbox_event_id": inbox_event_id, "new_outcome": outcome})

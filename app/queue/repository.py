@@ -105,13 +105,24 @@ def keyed_job(
     return NewJob(kind, args, dedupe_key, serial_key=serial_key, mailbox=mailbox)
 
 
-def _pending_job(session: AsyncSession) -> Any:
-    """INSERT INTO job that skips a job whose dedupe key a pending job has already."""
+def _pending_job_statement(insert: Any) -> Any:
     return (
-        _insert(session)(job_table)
+        insert(job_table)
         .on_conflict_do_nothing(index_elements=[job_table.c.dedupe_key], index_where=_PENDING_ONLY)
         .returning(job_table.c.id, job_table.c.dedupe_key)
     )
+
+
+# Every webhook and job enqueues: the statement is built once per dialect, not per call.
+_PENDING_JOB = {
+    "sqlite": _pending_job_statement(sqlite.insert),
+    "postgresql": _pending_job_statement(postgresql.insert),
+}
+
+
+def _pending_job(session: AsyncSession) -> Any:
+    """INSERT INTO job that skips a job whose dedupe key a pending job has already."""
+    return _PENDING_JOB[session.get_bind().dialect.name]
 
 
 def _row(

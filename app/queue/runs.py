@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, case, literal, select, update
+from sqlalchemy import ColumnElement, and_, bindparam, case, literal, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -45,16 +45,48 @@ def held(job: ClaimedJob) -> ColumnElement[bool]:
     )
 
 
+def _finish_statement(*, with_error: bool) -> Any:
+    """The UPDATE ending a run (`held`, with bind parameters): every job runs one, so it is
+    built once."""
+    values: dict[str, Any] = {
+        "state": bindparam("v_state"),
+        "finished_at": bindparam("v_finished_at", type_=jobs.finished_at.type),
+        "lease_expires_at": None,
+    }
+    if with_error:
+        values["last_error"] = bindparam("v_error")
+    return (
+        update(job_table)
+        .where(
+            jobs.id == bindparam("w_id"),
+            jobs.state == RUNNING,
+            jobs.worker_id == bindparam("w_worker_id"),
+            jobs.attempts == bindparam("w_attempts"),
+        )
+        .values(values)
+        .returning(jobs.id)
+    )
+
+
+_FINISH = _finish_statement(with_error=False)
+_FINISH_WITH_ERROR = _finish_statement(with_error=True)
+
+
 async def finish(
     session: AsyncSession, job: ClaimedJob, *, state: str, now: datetime, error: str | None = None
 ) -> bool:
     """End a run the worker still holds in `state` (done, failed, dead); False when it no
     longer held it."""
-    values: dict[str, Any] = {"state": state, "finished_at": now, "lease_expires_at": None}
-    if error is not None:
-        values["last_error"] = error
-    statement = update(job_table).where(held(job)).values(values).returning(jobs.id)
-    return (await session.execute(statement)).scalar_one_or_none() is not None
+    statement = _FINISH if error is None else _FINISH_WITH_ERROR
+    values = {
+        "w_id": job.id,
+        "w_worker_id": job.worker_id,
+        "w_attempts": job.attempts,
+        "v_state": state,
+        "v_finished_at": now,
+        "v_error": error,
+    }
+    return (await session.execute(statement, values)).scalar_one_or_none() is not None
 
 
 async def hold(session: AsyncSession, job: ClaimedJob) -> bool:

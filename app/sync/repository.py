@@ -4,12 +4,12 @@ row, sync record, employee status). Every function runs in the caller's session 
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import Select, and_, func, insert, select, update
+from sqlalchemy import Table, and_, bindparam, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.elements import ColumnElement
@@ -23,56 +23,49 @@ from app.sync.settings import TranslationSettings, translation_settings
 UNMAPPED_CODE = "unmapped_employee"
 
 
-# --- reads ------------------------------------------------------------------------------------
+# The statements every sync job runs are Core statements on the tables, built once with bind
+# parameters: building them per call (and going through the ORM's bulk paths) cost a job more
+# than running them.
+_appointment = cast(Table, Appointment.__table__)
+_employee = cast(Table, Employee.__table__)
+_mapping = cast(Table, EventMapping.__table__)
+_record = cast(Table, SyncRecord.__table__)
 
-
-def select_snapshot(
-    connection_id: int, appointment_id: str
-) -> Select[dict[str, Any], bool, datetime]:
-    return select(Appointment.payload, Appointment.canceled, Appointment.updated_at).where(
-        Appointment.connection_id == connection_id,
-        Appointment.appointment_id == appointment_id,
+SELECT_SNAPSHOT = select(
+    _appointment.c.payload, _appointment.c.canceled, _appointment.c.updated_at
+).where(
+    _appointment.c.connection_id == bindparam("connection_id"),
+    _appointment.c.appointment_id == bindparam("appointment_id"),
+)
+SELECT_EMPLOYEES = select(_employee.c.booking_resource_id, _employee.c.mailbox).where(
+    _employee.c.connection_id == bindparam("connection_id"),
+    _employee.c.booking_resource_id.in_(bindparam("booking_resource_ids", expanding=True)),
+)
+SELECT_MAPPINGS = (
+    select(
+        _mapping.c.booking_resource_id,
+        _mapping.c.mailbox,
+        _mapping.c.generation,
+        _mapping.c.graph_event_id,
+        _mapping.c.field_hashes,
+        _mapping.c.deleted,
+        _mapping.c.detached,
     )
-
-
-def select_employees(connection_id: int, booking_resource_ids: Sequence[str]) -> Select[str, str]:
-    return select(Employee.booking_resource_id, Employee.mailbox).where(
-        Employee.connection_id == connection_id,
-        Employee.booking_resource_id.in_(booking_resource_ids),
+    .where(
+        _mapping.c.connection_id == bindparam("connection_id"),
+        _mapping.c.appointment_id == bindparam("appointment_id"),
     )
-
-
-def select_mappings(
-    connection_id: int, appointment_id: str
-) -> Select[str, str, int, str | None, dict[str, str], bool, bool]:
-    return (
-        select(
-            EventMapping.booking_resource_id,
-            EventMapping.mailbox,
-            EventMapping.generation,
-            EventMapping.graph_event_id,
-            EventMapping.field_hashes,
-            EventMapping.deleted,
-            EventMapping.detached,
-        )
-        .where(
-            EventMapping.connection_id == connection_id,
-            EventMapping.appointment_id == appointment_id,
-        )
-        .order_by(EventMapping.id)
+    .order_by(_mapping.c.id)
+)
+SELECT_UNMAPPED_RECORDED = (
+    select(_record.c.booking_resource_id)
+    .where(
+        _record.c.connection_id == bindparam("connection_id"),
+        _record.c.appointment_id == bindparam("appointment_id"),
+        _record.c.code == UNMAPPED_CODE,
     )
-
-
-def select_unmapped_recorded(connection_id: int, appointment_id: str) -> Select[str | None]:
-    return (
-        select(SyncRecord.booking_resource_id)
-        .where(
-            SyncRecord.connection_id == connection_id,
-            SyncRecord.appointment_id == appointment_id,
-            SyncRecord.code == UNMAPPED_CODE,
-        )
-        .distinct()
-    )
+    .distinct()
+)
 
 
 async def single_mailboxes(
@@ -93,7 +86,10 @@ async def single_mailboxes(
     known: dict[tuple[int, str], str] = {}
     for connection_id, ids in wanted.items():
         if ids:
-            rows = await session.execute(select_employees(connection_id, sorted(ids)))
+            rows = await session.execute(
+                SELECT_EMPLOYEES,
+                {"connection_id": connection_id, "booking_resource_ids": sorted(ids)},
+            )
             known.update(((connection_id, r.booking_resource_id), r.mailbox) for r in rows)
     single: dict[tuple[int, str], str] = {}
     for (connection_id, appointment_id), resources in listed.items():
@@ -168,14 +164,17 @@ async def load_state(
     connection = await session.get(Connection, connection_id)
     if connection is None:
         return None
-    snapshot = (await session.execute(select_snapshot(connection_id, appointment_id))).first()
+    keys = {"connection_id": connection_id, "appointment_id": appointment_id}
+    snapshot = (await session.execute(SELECT_SNAPSHOT, keys)).first()
     if snapshot is None:
         return None
     payload = dict(snapshot.payload)
     listed = listed_employees(payload.get("bookingResourceList"))
     employees: dict[str, str] = {}
     if listed:
-        rows = await session.execute(select_employees(connection_id, listed))
+        rows = await session.execute(
+            SELECT_EMPLOYEES, {"connection_id": connection_id, "booking_resource_ids": listed}
+        )
         employees = {row.booking_resource_id: row.mailbox for row in rows}
     mappings = [
         MappingState(
@@ -187,11 +186,11 @@ async def load_state(
             deleted=row.deleted,
             detached=row.detached,
         )
-        for row in await session.execute(select_mappings(connection_id, appointment_id))
+        for row in await session.execute(SELECT_MAPPINGS, keys)
     ]
     recorded: frozenset[str] = frozenset()
     if any(resource not in employees for resource in listed):
-        records = await session.scalars(select_unmapped_recorded(connection_id, appointment_id))
+        records = await session.scalars(SELECT_UNMAPPED_RECORDED, keys)
         recorded = frozenset(r for r in records if r)
     return SyncState(
         connection=connection,
@@ -225,6 +224,13 @@ class Target:
         return self.booking_resource_id
 
 
+_OF_EMPLOYEE = (
+    _mapping.c.connection_id == bindparam("w_connection_id"),
+    _mapping.c.appointment_id == bindparam("w_appointment_id"),
+    _mapping.c.booking_resource_id == bindparam("w_booking_resource_id"),
+)
+
+
 def _of_employee(target: Target) -> ColumnElement[bool]:
     return and_(
         EventMapping.connection_id == target.connection_id,
@@ -233,26 +239,53 @@ def _of_employee(target: Target) -> ColumnElement[bool]:
     )
 
 
+def _employee_keys(target: Target) -> dict[str, Any]:
+    return {
+        "w_connection_id": target.connection_id,
+        "w_appointment_id": target.appointment_id,
+        "w_booking_resource_id": target.resource,
+    }
+
+
+def _intent_statement(dialect: Any) -> Any:
+    return dialect.insert(_mapping).on_conflict_do_nothing(
+        index_elements=["connection_id", "appointment_id", "booking_resource_id", "generation"]
+    )
+
+
+_INSERT_INTENT = {"sqlite": _intent_statement(sqlite), "postgresql": _intent_statement(postgresql)}
+_SAVE_CREATED = (
+    update(_mapping)
+    .where(*_OF_EMPLOYEE, _mapping.c.generation == bindparam("w_generation"))
+    .values(
+        mailbox=bindparam("v_mailbox"),
+        graph_event_id=bindparam("v_graph_event_id"),
+        ical_uid=bindparam("v_ical_uid"),
+        change_key=bindparam("v_change_key"),
+        field_hashes=bindparam("v_field_hashes", type_=_mapping.c.field_hashes.type),
+        deleted=False,
+        updated_at=bindparam("v_updated_at", type_=_mapping.c.updated_at.type),
+    )
+    .returning(_mapping.c.id)
+)
+
+
 async def ensure_intent(session: AsyncSession, target: Target, *, generation: int) -> None:
     """The row of a create about to be sent (no event id yet); a retried create keeps its row."""
-    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
-    statement = (
-        dialect.insert(EventMapping)
-        .values(
-            connection_id=target.connection_id,
-            appointment_id=target.appointment_id,
-            booking_resource_id=target.resource,
-            mailbox=target.mailbox or "",
-            generation=generation,
-            field_hashes={},
-            deleted=False,
-            detached=False,
-        )
-        .on_conflict_do_nothing(
-            index_elements=["connection_id", "appointment_id", "booking_resource_id", "generation"]
-        )
+    statement = _INSERT_INTENT[session.get_bind().dialect.name]
+    await session.execute(
+        statement,
+        {
+            "connection_id": target.connection_id,
+            "appointment_id": target.appointment_id,
+            "booking_resource_id": target.resource,
+            "mailbox": target.mailbox or "",
+            "generation": generation,
+            "field_hashes": {},
+            "deleted": False,
+            "detached": False,
+        },
     )
-    await session.execute(statement)
 
 
 async def save_created(
@@ -264,24 +297,19 @@ async def save_created(
     field_hashes: dict[str, str],
 ) -> None:
     """Store a created (or adopted) event on its generation's row (added if it is missing)."""
-    statement = (
-        update(EventMapping)
-        .where(_of_employee(target), EventMapping.generation == generation)
-        .values(
-            mailbox=target.mailbox or "",
-            graph_event_id=event.id,
-            ical_uid=event.ical_uid,
-            change_key=event.change_key,
-            field_hashes=dict(field_hashes),
-            deleted=False,
-            updated_at=utcnow(),
-        )
-        .returning(EventMapping.id)
-        .execution_options(synchronize_session=False)
-    )
-    if (await session.execute(statement)).first() is None:  # no intent row (it is written first)
+    values = {
+        **_employee_keys(target),
+        "w_generation": generation,
+        "v_mailbox": target.mailbox or "",
+        "v_graph_event_id": event.id,
+        "v_ical_uid": event.ical_uid,
+        "v_change_key": event.change_key,
+        "v_field_hashes": dict(field_hashes),
+        "v_updated_at": utcnow(),
+    }
+    if (await session.execute(_SAVE_CREATED, values)).first() is None:  # no intent row yet
         await ensure_intent(session, target, generation=generation)
-        await session.execute(statement)
+        await session.execute(_SAVE_CREATED, values)
 
 
 async def save_updated(
@@ -330,6 +358,36 @@ async def mark_deleted(
         )
 
 
+_INSERT_RECORD = insert(_record)
+_SET_SUCCESS = (
+    update(_employee)
+    .where(
+        _employee.c.connection_id == bindparam("w_connection_id"),
+        _employee.c.booking_resource_id == bindparam("w_booking_resource_id"),
+    )
+    .values(
+        last_success_at=bindparam("v_now", type_=_employee.c.updated_at.type),
+        last_error_at=None,
+        last_error_code=None,
+        last_error_message=None,
+        updated_at=bindparam("v_now", type_=_employee.c.updated_at.type),
+    )
+)
+_SET_ERROR = (
+    update(_employee)
+    .where(
+        _employee.c.connection_id == bindparam("w_connection_id"),
+        _employee.c.booking_resource_id == bindparam("w_booking_resource_id"),
+    )
+    .values(
+        last_error_at=bindparam("v_now", type_=_employee.c.updated_at.type),
+        last_error_code=bindparam("v_code"),
+        last_error_message=bindparam("v_message"),
+        updated_at=bindparam("v_now", type_=_employee.c.updated_at.type),
+    )
+)
+
+
 async def add_record(
     session: AsyncSession,
     target: Target,
@@ -345,21 +403,22 @@ async def add_record(
 ) -> None:
     """Add one line to the sync history."""
     await session.execute(
-        insert(SyncRecord).values(
-            connection_id=target.connection_id,
-            appointment_id=target.appointment_id,
-            booking_resource_id=target.booking_resource_id,
-            mailbox=target.mailbox,
-            job_id=job_id,
-            action=action,
-            status=status,
-            code=code,
-            message=message,
-            details=details,
-            duration_ms=duration_ms,
-            graph_request_id=graph_request_id,
-            created_at=utcnow(),
-        )
+        _INSERT_RECORD,
+        {
+            "connection_id": target.connection_id,
+            "appointment_id": target.appointment_id,
+            "booking_resource_id": target.booking_resource_id,
+            "mailbox": target.mailbox,
+            "job_id": job_id,
+            "action": action,
+            "status": status,
+            "code": code,
+            "message": message,
+            "details": details,
+            "duration_ms": duration_ms,
+            "graph_request_id": graph_request_id,
+            "created_at": utcnow(),
+        },
     )
 
 
@@ -373,26 +432,9 @@ async def set_employee_status(
     error_message: str | None = None,
 ) -> None:
     """Success (no error code): `last_success_at` set, error cleared; else the error set."""
-    values: dict[str, Any]
+    keys = {"w_connection_id": connection_id, "w_booking_resource_id": booking_resource_id}
     if error_code is None:
-        values = {
-            "last_success_at": now,
-            "last_error_at": None,
-            "last_error_code": None,
-            "last_error_message": None,
-        }
+        await session.execute(_SET_SUCCESS, {**keys, "v_now": now})
     else:
-        values = {
-            "last_error_at": now,
-            "last_error_code": error_code,
-            "last_error_message": error_message,
-        }
-    await session.execute(
-        update(Employee)
-        .where(
-            Employee.connection_id == connection_id,
-            Employee.booking_resource_id == booking_resource_id,
-        )
-        .values(**values, updated_at=now)
-        .execution_options(synchronize_session=False)
-    )
+        values = {"v_now": now, "v_code": error_code, "v_message": error_message}
+        await session.execute(_SET_ERROR, {**keys, **values})

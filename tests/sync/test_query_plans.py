@@ -11,11 +11,13 @@ from sqlalchemy.dialects import sqlite
 
 from app.db import Database
 from app.sync.repository import (
-    select_employees,
-    select_mappings,
-    select_snapshot,
-    select_unmapped_recorded,
+    SELECT_EMPLOYEES,
+    SELECT_MAPPINGS,
+    SELECT_SNAPSHOT,
+    SELECT_UNMAPPED_RECORDED,
 )
+
+KEYS = {"connection_id": 1, "appointment_id": "ed1"}
 
 
 async def _plan(database: Database, statement: Any) -> str:
@@ -32,9 +34,9 @@ async def _plan(database: Database, statement: Any) -> str:
 @pytest.mark.parametrize(
     ("statement", "seek"),
     [
-        (select_mappings(1, "ed1"), "(connection_id=? AND appointment_id=?)"),
-        (select_snapshot(1, "ed1"), "(connection_id=? AND appointment_id=?)"),
-        (select_unmapped_recorded(1, "ed1"), "(connection_id=? AND appointment_id=?)"),
+        (SELECT_MAPPINGS.params(KEYS), "(connection_id=? AND appointment_id=?)"),
+        (SELECT_SNAPSHOT.params(KEYS), "(connection_id=? AND appointment_id=?)"),
+        (SELECT_UNMAPPED_RECORDED.params(KEYS), "(connection_id=? AND appointment_id=?)"),
     ],
     ids=["mappings", "snapshot", "unmapped_recorded"],
 )
@@ -50,5 +52,7 @@ async def test_reads_of_one_appointment_seek_it(
 async def test_employees_are_read_by_key(database: Database) -> None:
     if not database.is_sqlite:
         pytest.skip("SQLite's plan only: PostgreSQL plans by its table statistics")
-    plan = await _plan(database, select_employees(1, ["a", "b"]))
+    plan = await _plan(
+        database, SELECT_EMPLOYEES.params(connection_id=1, booking_resource_ids=["a", "b"])
+    )
     assert "(connection_id=? AND booking_resource_id=?)" in plan, plan
