@@ -8,6 +8,7 @@ answer, the PostgreSQL variants skip with the reason.
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import socket
@@ -33,6 +34,7 @@ from app.models import Base, Connection
 
 if TYPE_CHECKING:
     from app.sandbox import SandboxServer
+    from tests.world import MakeWorld
 
 DEFAULT_POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 ADMIN_TOKEN = "test-bootstrap-admin-token"
@@ -165,6 +167,15 @@ async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://calbridge.test") as c:
         yield c
+
+
+@pytest.fixture
+def make_world(db_url: str, database: Database, secret_box: SecretBox) -> MakeWorld:
+    """`make_world(cls, **options)`: an async context manager yielding a `tests.world.World` (or
+    the subclass `cls`) on this test's database; see `tests.world.build_world` for the options."""
+    from tests.world import build_world
+
+    return functools.partial(build_world, db_url, database, secret_box)
 
 
 @pytest.fixture

@@ -5,13 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any, TypeVar
+from typing import Any
 
 import uvicorn
-
-T = TypeVar("T")
 
 
 class _Server(uvicorn.Server):
@@ -47,18 +45,3 @@ async def serve_app(app: Any, *, port: int = 0, **config: Any) -> AsyncIterator[
         server.should_exit = True
         await task
         sock.close()
-
-
-async def eventually(
-    check: Callable[[], Awaitable[T | None]], *, within: float = 30.0, every: float = 0.02
-) -> T:
-    """Poll the coroutine function `check` until it returns something truthy (or fail after
-    `within` seconds, showing the last result)."""
-    deadline = asyncio.get_running_loop().time() + within
-    while True:
-        result = await check()
-        if result:
-            return result
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"condition not met within {within} s (last: {result!r})")
-        await asyncio.sleep(every)

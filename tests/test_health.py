@@ -7,6 +7,7 @@ import pytest
 from sqlalchemy import text
 
 from app.db import Database
+from tests.helpers import assert_problem
 
 
 async def test_healthz(client: httpx.AsyncClient) -> None:
@@ -25,9 +26,7 @@ async def test_readyz_schema_behind_is_503(client: httpx.AsyncClient, database: 
     async with database.session_scope() as session:
         await session.execute(text("UPDATE alembic_version SET version_num = 'old'"))
     response = await client.get("/readyz")
-    assert response.status_code == 503
-    assert response.headers["content-type"] == "application/problem+json"
-    assert response.json()["code"] == "schema_outdated"
+    assert_problem(response, 503, "schema_outdated")
     assert "calbridge migrate" in response.json()["detail"]
 
 

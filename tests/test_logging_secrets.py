@@ -11,28 +11,25 @@ import json
 import re
 import time
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any
 
 import httpx
 import pytest
-from fastapi import FastAPI
 from sqlalchemy import select
 from standardwebhooks import Webhook
 
 from app import logs
 from app.config import WorkerSettings
-from app.crypto import SecretBox
-from app.db import Database
-from app.main import create_app
 from app.models import Job, Subscription
-from app.sandbox import SandboxServer, ThrottleLimits
-from tests.conftest import ADMIN_TOKEN, SECRET_KEY, sandbox_settings
-from tests.servers import eventually, free_port, serve_app
+from app.sandbox import ThrottleLimits
+from tests.conftest import ADMIN_TOKEN, SECRET_KEY
+from tests.helpers import eventually
 from tests.sync.samples import appointment
 from tests.test_logs import saved_logging
+from tests.world import MakeWorld
+from tests.world import World as BaseWorld
 
 ORG = "f6LogSecrets00000000000000000000"
 ORG_REJECTED = "f6LogRejected0000000000000000000"
@@ -65,20 +62,17 @@ CUSTOMER = {
     "phone": "+494012345678",
 }
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
-T = TypeVar("T")
 
 
 @dataclass
-class World:
-    sandbox: SandboxServer
-    client: httpx.AsyncClient
-    database: Database
-    secret_box: SecretBox
-    tenant_id: str
-    client_id: str
-    secret: str
-    user_id: str
-    output: io.StringIO
+class World(BaseWorld):
+    """The shared world served on a real port, its worker running, logging JSON to `output`."""
+
+    output: io.StringIO = field(default_factory=io.StringIO)
+
+    @property
+    def user_id(self) -> str:
+        return self.users[MAILBOX]
 
     def connection_body(self, **overrides: Any) -> dict[str, Any]:
         return {
@@ -126,7 +120,7 @@ class World:
         }
         if request_id:
             headers["X-Request-ID"] = request_id
-        return await self.client.post(
+        return await self.http.post(
             f"/webhooks/bookingtime/{organization_id}", content=body, headers=headers
         )
 
@@ -158,48 +152,24 @@ def _aware(value: datetime) -> datetime:
 
 
 @pytest.fixture
-async def world(db_url: str, database: Database, secret_box: SecretBox) -> AsyncIterator[World]:
-    limits = ThrottleLimits(concurrency=4, requests_per_window=10_000)
-    async with SandboxServer.start(seed=13, limits=limits) as sandbox:
-        control = sandbox.control
-        tenant = control.add_tenant("contoso.example")
-        graph_app, secret = control.add_app(tenant.id)
-        user = control.add_user(tenant.id, MAILBOX)
-        output = io.StringIO()
-        with saved_logging():
-            # The port first: the public URL names it (Graph's subscription handshake calls it).
-            port = free_port()
-            settings = sandbox_settings(
-                db_url,
-                sandbox,
-                public_url=f"http://127.0.0.1:{port}",
-                log_format="json",
-                log_level="DEBUG",
-                worker=WorkerSettings(poll_seconds=0.05, backoff_base_seconds=0.05),
-            )
-            logs.configure_logging(settings, stream=output)
-            app = create_app(settings, database=database, secret_box=secret_box, run_worker=True)
-            async with _serve_on_port(app, port) as base_url:
-                async with httpx.AsyncClient(base_url=base_url, timeout=30) as client:
-                    yield World(
-                        sandbox,
-                        client,
-                        database,
-                        secret_box,
-                        tenant.id,
-                        graph_app.client_id,
-                        secret,
-                        user.id,
-                        output,
-                    )
-
-
-@asynccontextmanager
-async def _serve_on_port(app: FastAPI, port: int) -> AsyncIterator[str]:
-    async with serve_app(
-        app, port=port, log_config=None, log_level="debug", access_log=True, lifespan="on"
-    ):
-        yield f"http://127.0.0.1:{port}"
+async def world(make_world: MakeWorld) -> AsyncIterator[World]:
+    output = io.StringIO()
+    with saved_logging():
+        async with make_world(
+            World,
+            seed=13,
+            limits=ThrottleLimits(concurrency=4, requests_per_window=10_000),
+            mailboxes=[MAILBOX],
+            serve={"log_config": None, "log_level": "debug", "access_log": True},
+            client={"headers": {}, "timeout": 30},
+            run_worker=True,
+            before_app=lambda settings: logs.configure_logging(settings, stream=output),
+            log_format="json",
+            log_level="DEBUG",
+            worker=WorkerSettings(poll_seconds=0.05, backoff_base_seconds=0.05),
+        ) as built:
+            built.output = output
+            yield built
 
 
 async def _client_state(world: World) -> str:
@@ -233,7 +203,7 @@ def _notification(sub_id: str, client_state: str, tenant_id: str, user: str) -> 
 
 
 async def test_no_secret_token_client_state_or_contact_detail_is_ever_logged(world: World) -> None:
-    client = world.client
+    client = world.http
     url = f"/api/v1/connections/{ORG}"
 
     # Connections: created with known secrets; admin calls with the right and a wrong token.

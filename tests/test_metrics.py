@@ -6,9 +6,7 @@ The process-local series are process-wide, so each test compares a scrape before
 
 from __future__ import annotations
 
-import asyncio
 import socket
-import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -29,11 +27,13 @@ from app.db import Database
 from app.main import create_app
 from app.models import Connection, Job, Subscription
 from app.queue.errors import PermanentError, RetryAfter
-from app.sandbox import SandboxServer
 from tests.bookingtime.helpers import ORGANIZATION_ID as ORG
 from tests.bookingtime.helpers import WEBHOOK_SECRET, Sender, encode, sign
-from tests.conftest import ADMIN_TOKEN, sandbox_settings
+from tests.conftest import ADMIN_TOKEN
+from tests.helpers import assert_problem, eventually
 from tests.sync.samples import appointment
+from tests.world import MakeWorld
+from tests.world import World as BaseWorld
 
 HEADERS = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 MAX = "max@contoso.example"
@@ -71,9 +71,7 @@ async def test_scrape_needs_an_admin_token_of_either_role(
     client: httpx.AsyncClient, database: Database
 ) -> None:
     anonymous = await client.get("/metrics")
-    assert anonymous.status_code == 401
-    assert anonymous.headers["content-type"] == "application/problem+json"
-    assert anonymous.json()["code"] == "unauthorized"
+    assert_problem(anonymous, 401, "unauthorized")
     wrong = await client.get("/metrics", headers={"Authorization": "Bearer nope"})
     assert wrong.status_code == 401
 
@@ -221,53 +219,34 @@ async def test_no_next_expiry_sample_without_an_active_subscription(
 
 
 @dataclass
-class World:
-    sandbox: SandboxServer
-    client: httpx.AsyncClient
-    database: Database
-    tenant_id: str
-    client_id: str
-    secret: str
+class World(BaseWorld):
+    """The shared world with the job worker running, driven in-process."""
 
     async def settle(self) -> None:
-        deadline = time.monotonic() + SETTLE_TIMEOUT
-        while True:
+        async def idle() -> bool:
             async with self.database.session() as session:
-                busy = list(
-                    await session.scalars(
-                        select(Job.id).where(
-                            Job.kind.like("sync.%"),
-                            Job.kind != MAILBOX_SWEEP,
-                            Job.state.in_(("pending", "running")),
-                        )
+                busy = await session.scalars(
+                    select(Job.id).where(
+                        Job.kind.like("sync.%"),
+                        Job.kind != MAILBOX_SWEEP,
+                        Job.state.in_(("pending", "running")),
                     )
                 )
-            if not busy:
-                return
-            assert time.monotonic() < deadline, f"sync jobs unfinished: {busy}"
-            await asyncio.sleep(0.05)
+                return not busy.first()
+
+        await eventually(idle, within=SETTLE_TIMEOUT)
 
 
 @pytest.fixture
-async def world(db_url: str, database: Database, secret_box: SecretBox) -> AsyncIterator[World]:
-    async with SandboxServer.start(seed=17) as sandbox:
-        control = sandbox.control
-        tenant = control.add_tenant("contoso.example")
-        app_reg, secret = control.add_app(tenant.id)
-        control.add_user(tenant.id, MAX)
-        settings = sandbox_settings(
-            db_url, sandbox, worker=WorkerSettings(poll_seconds=0.05, backoff_base_seconds=0.05)
-        )
-        application = create_app(
-            settings, database=database, secret_box=secret_box, run_worker=True
-        )
-        async with (
-            application.router.lifespan_context(application),
-            httpx.AsyncClient(
-                transport=httpx.ASGITransport(app=application), base_url="http://calbridge.test"
-            ) as client,
-        ):
-            yield World(sandbox, client, database, tenant.id, app_reg.client_id, secret)
+async def world(make_world: MakeWorld) -> AsyncIterator[World]:
+    async with make_world(
+        World,
+        seed=17,
+        mailboxes=[MAX],
+        run_worker=True,
+        worker=WorkerSettings(poll_seconds=0.05, backoff_base_seconds=0.05),
+    ) as built:
+        yield built
 
 
 def _delivery() -> dict[str, Any]:
@@ -288,7 +267,7 @@ def _delivery() -> dict[str, Any]:
 
 
 async def test_a_webhook_and_its_sync_move_the_series(world: World) -> None:
-    client = world.client
+    client = world.http
     response = await client.put(
         f"/api/v1/connections/{ORG}",
         json={

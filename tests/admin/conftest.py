@@ -33,15 +33,6 @@ async def raw_rows(database: Database, sql: str, **params: Any) -> list[dict[str
         return [dict(row) for row in result.mappings()]
 
 
-def assert_problem(response: httpx.Response, status: int, code: str) -> dict[str, Any]:
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"] == "application/problem+json"
-    body: dict[str, Any] = response.json()
-    assert body["status"] == status
-    assert body["code"] == code
-    return body
-
-
 @pytest.fixture
 async def connection(client: httpx.AsyncClient, admin_headers: dict[str, str]) -> dict[str, Any]:
     """A connection created through the API (the PUT response, generated secret included)."""

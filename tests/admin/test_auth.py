@@ -13,8 +13,9 @@ from app.admin.auth import AuthFailureLimiter, create_token
 from app.db import Database
 from app.models import AdminToken
 from app.models.base import utcnow
-from tests.admin.conftest import assert_problem, raw_rows
+from tests.admin.conftest import raw_rows
 from tests.conftest import ADMIN_TOKEN
+from tests.helpers import assert_problem
 
 URL = "/api/v1/connections"
 

@@ -20,10 +20,10 @@ from tests.admin.conftest import (
     CLIENT_SECRET,
     ORG,
     TENANT_ID,
-    assert_problem,
     connection_body,
     raw_rows,
 )
+from tests.helpers import assert_problem
 
 URL = f"/api/v1/connections/{ORG}"
 WEBHOOK_SECRET = "whsec_" + base64.b64encode(b"k" * 32).decode()

@@ -11,7 +11,8 @@ from sqlalchemy import update
 
 from app.db import Database
 from app.models import Employee
-from tests.admin.conftest import ORG, assert_problem, connection_body, raw_rows
+from tests.admin.conftest import ORG, connection_body, raw_rows
+from tests.helpers import assert_problem
 
 BASE = f"/api/v1/connections/{ORG}/employees"
 EMPLOYEE = "brAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"

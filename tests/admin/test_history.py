@@ -12,7 +12,8 @@ from sqlalchemy import select
 from app.admin.pagination import encode_cursor
 from app.db import Database
 from app.models import Connection, SyncRecord
-from tests.admin.conftest import ORG, assert_problem, connection_body
+from tests.admin.conftest import ORG, connection_body
+from tests.helpers import assert_problem
 
 URL = "/api/v1/sync-history"
 OTHER = "f6other"

@@ -9,7 +9,7 @@ import pytest
 from fastapi import FastAPI
 
 from app.admin.auth import FAILURE_WINDOW_SECONDS, MAX_FAILURES, AuthFailureLimiter
-from tests.admin.conftest import assert_problem
+from tests.helpers import assert_problem
 
 URL = "/api/v1/connections"
 WRONG = {"Authorization": "Bearer cbt_wrong-guess"}

@@ -15,7 +15,8 @@ from fastapi import FastAPI
 from app.admin.auth import AuthFailureLimiter, create_token
 from app.db import Database
 from app.models import Job
-from tests.admin.conftest import ORG, assert_problem, connection_body, raw_rows
+from tests.admin.conftest import ORG, connection_body, raw_rows
+from tests.helpers import assert_problem
 
 SAFE = {"GET", "HEAD", "OPTIONS"}
 

@@ -8,19 +8,15 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-import httpx
 import pytest
-from fastapi import FastAPI
 
-from app.config import Settings
 from app.connections.tasks import CHECK_MAILBOX_JOB, check_mailbox_job
-from app.crypto import SecretBox
-from app.db import Database
-from app.main import create_app
 from app.queue.registry import JobContext
-from app.sandbox import SandboxServer
-from tests.admin.conftest import ORG, assert_problem, raw_rows
-from tests.conftest import ADMIN_TOKEN, sandbox_settings
+from tests.admin.conftest import ORG, raw_rows
+from tests.conftest import ADMIN_TOKEN
+from tests.helpers import assert_problem
+from tests.world import MakeWorld
+from tests.world import World as BaseWorld
 
 MAX = "max@contoso.example"
 TYPO = "mxa@contoso.example"
@@ -40,15 +36,8 @@ ENGLISH_SECRET_INVALID = (
 
 
 @dataclass
-class World:
-    sandbox: SandboxServer
-    app: FastAPI
-    client: httpx.AsyncClient
-    database: Database
-    settings: Settings
-    tenant_id: str
-    client_id: str
-    secret: str
+class World(BaseWorld):
+    """The shared world, driven through the admin API in-process."""
 
     async def connect(self, **overrides: Any) -> None:
         body = {
@@ -58,40 +47,20 @@ class World:
             "locale": "de",
             **overrides,
         }
-        response = await self.client.put(f"/api/v1/connections/{ORG}", json=body, headers=HEADERS)
+        response = await self.http.put(f"/api/v1/connections/{ORG}", json=body, headers=HEADERS)
         assert response.status_code in (200, 201), response.text
 
     async def verify(self, body: Any = None, **headers: str) -> dict[str, Any]:
-        response = await self.client.post(VERIFY, json=body, headers={**HEADERS, **headers})
+        response = await self.http.post(VERIFY, json=body, headers={**HEADERS, **headers})
         assert response.status_code == 200, response.text
         result: dict[str, Any] = response.json()
         return result
 
 
 @pytest.fixture
-async def world(db_url: str, database: Database, secret_box: SecretBox) -> AsyncIterator[World]:
-    async with SandboxServer.start(seed=7) as sandbox:
-        control = sandbox.control
-        tenant = control.add_tenant("contoso.example")
-        app_reg, secret = control.add_app(tenant.id)
-        control.add_user(tenant.id, MAX)
-        settings = sandbox_settings(db_url, sandbox)
-        application = create_app(settings, database=database, secret_box=secret_box)
-        async with application.router.lifespan_context(application):
-            transport = httpx.ASGITransport(app=application)
-            async with httpx.AsyncClient(
-                transport=transport, base_url="http://calbridge.test"
-            ) as client:
-                yield World(
-                    sandbox,
-                    application,
-                    client,
-                    database,
-                    settings,
-                    tenant.id,
-                    app_reg.client_id,
-                    secret,
-                )
+async def world(make_world: MakeWorld) -> AsyncIterator[World]:
+    async with make_world(World, seed=7, mailboxes=[MAX]) as built:
+        yield built
 
 
 def _codes(result: dict[str, Any]) -> list[tuple[str, bool | None, str]]:
@@ -169,13 +138,13 @@ async def test_verify_graph_unavailable(world: World) -> None:
 
 
 async def test_verify_unknown_connection_is_404(world: World) -> None:
-    response = await world.client.post(VERIFY, json={"mailbox": MAX}, headers=HEADERS)
+    response = await world.http.post(VERIFY, json={"mailbox": MAX}, headers=HEADERS)
     assert_problem(response, 404, "connection_not_found")
 
 
 async def test_employee_put_with_a_good_mailbox(world: World) -> None:
     await world.connect()
-    response = await world.client.put(EMPLOYEE_URL, json={"mailbox": MAX}, headers=HEADERS)
+    response = await world.http.put(EMPLOYEE_URL, json={"mailbox": MAX}, headers=HEADERS)
     assert response.status_code == 201, response.text
     body = response.json()
     assert body["mailbox_check"]["ok"] is True
@@ -185,7 +154,7 @@ async def test_employee_put_with_a_good_mailbox(world: World) -> None:
 
 async def test_employee_put_with_a_mistyped_mailbox(world: World) -> None:
     await world.connect()
-    response = await world.client.put(EMPLOYEE_URL, json={"mailbox": TYPO}, headers=HEADERS)
+    response = await world.http.put(EMPLOYEE_URL, json={"mailbox": TYPO}, headers=HEADERS)
     assert response.status_code == 201, response.text
     body = response.json()
     assert body["mailbox_check"] == {
@@ -200,7 +169,7 @@ async def test_employee_put_with_a_mistyped_mailbox(world: World) -> None:
     assert row["last_error_code"] == "mailbox_invalid"
 
     # Corrected: the status is clean again.
-    fixed = await world.client.put(EMPLOYEE_URL, json={"mailbox": MAX}, headers=HEADERS)
+    fixed = await world.http.put(EMPLOYEE_URL, json={"mailbox": MAX}, headers=HEADERS)
     assert fixed.status_code == 200
     assert fixed.json()["mailbox_check"]["ok"] is True
     assert fixed.json()["last_error_code"] is None
@@ -211,7 +180,7 @@ async def test_employee_put_while_graph_faults_is_checked_in_the_background(
 ) -> None:
     await world.connect()
     world.sandbox.control.faults.add("503", path=r"/calendar$")
-    response = await world.client.put(EMPLOYEE_URL, json={"mailbox": TYPO}, headers=HEADERS)
+    response = await world.http.put(EMPLOYEE_URL, json={"mailbox": TYPO}, headers=HEADERS)
     assert response.status_code == 201, response.text
     body = response.json()
     assert body["mailbox_check"]["ok"] is None

@@ -26,17 +26,9 @@ from tests.bookingtime.helpers import (
     sign_bytes,
     stored,
 )
+from tests.helpers import assert_problem
 
 NOTHING = (0, 0, 0)
-
-
-def assert_problem(response: httpx.Response, status: int, code: str) -> dict[str, Any]:
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"] == "application/problem+json"
-    body: dict[str, Any] = response.json()
-    assert body["code"] == code
-    assert body["status"] == status
-    return body
 
 
 # --- accepted ---------------------------------------------------------------------------------

@@ -13,15 +13,11 @@ from typing import Any
 from sqlalchemy import select
 
 from app.busy.service import DeltaOutcome, PageHook, sync_mailbox_impl
-from app.config import Settings
-from app.credentials.clients import GraphClients
-from app.crypto import SecretBox
-from app.db import Database
-from app.models import Appointment, BusyBlock, Connection, Employee, EventMapping, Job, SyncRecord
-from app.sandbox import SandboxServer, ThrottleLimits
+from app.models import Appointment, BusyBlock, Connection, EventMapping, Job, SyncRecord
+from app.sandbox import ThrottleLimits
 from app.sync.service import sync_appointment_impl
-from tests.conftest import SECRET_KEY, sandbox_settings
 from tests.sync.samples import MAX, ORG, appointment
+from tests.world import GraphWorld, MakeWorld
 
 MAX_MAILBOX = "max@contoso.example"
 APPOINTMENT = "edR2mX7kP9qL4vN8sT3wY6zB1cF5hJ0a"
@@ -42,18 +38,12 @@ def outlook_event(
 
 
 @dataclass
-class World:
-    sandbox: SandboxServer
-    database: Database
-    settings: Settings
-    secret_box: SecretBox
-    graph: GraphClients
-    connection_id: int
-    user_id: str
+class World(GraphWorld):
+    """The shared world without the app: a connection with Max mapped."""
 
     @property
-    def control(self) -> Any:
-        return self.sandbox.control
+    def user_id(self) -> str:
+        return self.users[MAX_MAILBOX]
 
     async def delta(
         self,
@@ -155,35 +145,10 @@ class World:
 
 
 @asynccontextmanager
-async def make_world(
-    db_url: str, database: Database, event_settings: dict[str, Any] | None = None
+async def delta_world(
+    make_world: MakeWorld, event_settings: dict[str, Any] | None = None
 ) -> AsyncIterator[World]:
     limits = ThrottleLimits(concurrency=4, requests_per_window=10_000)
-    async with SandboxServer.start(seed=7, limits=limits) as sandbox:
-        control = sandbox.control
-        tenant = control.add_tenant("contoso.example")
-        app, secret = control.add_app(tenant.id)
-        user = control.add_user(tenant.id, MAX_MAILBOX)
-        settings = sandbox_settings(db_url, sandbox)
-        box = SecretBox([SECRET_KEY.encode()])
-        async with database.session_scope() as session:
-            connection = Connection(
-                organization_id=ORG,
-                tenant=tenant.id,
-                client_id=app.client_id,
-                client_secret_encrypted=box.encrypt(secret),
-                webhook_secret_encrypted=box.encrypt("whsec"),
-                locale="en",
-                event_settings=event_settings,
-            )
-            session.add(connection)
-            await session.flush()
-            session.add(
-                Employee(connection_id=connection.id, booking_resource_id=MAX, mailbox=MAX_MAILBOX)
-            )
-            connection_id = connection.id
-        graph = GraphClients(settings)
-        try:
-            yield World(sandbox, database, settings, box, graph, connection_id, user.id)
-        finally:
-            await graph.aclose()
+    async with make_world(World, seed=7, limits=limits, mailboxes=[MAX_MAILBOX]) as world:
+        await world.add_connection(ORG, employees={MAX: MAX_MAILBOX}, event_settings=event_settings)
+        yield world

@@ -12,6 +12,7 @@ import pytest
 from app.db import Database
 from app.models import BusyBlock, CalendarSync, Employee
 from tests.conftest import bare_connection
+from tests.helpers import assert_problem
 
 ORG = "orgBusy"
 EMPLOYEE = "brBusy"
@@ -149,10 +150,7 @@ async def test_invalid_ranges_are_422_naming_the_field(
     client: httpx.AsyncClient, admin_headers: dict[str, str], params: dict[str, str], field: str
 ) -> None:
     response = await get(client, admin_headers, **params)
-    assert response.status_code == 422, response.text
-    assert response.headers["content-type"].startswith("application/problem+json")
-    problem = response.json()
-    assert problem["code"] == "validation_failed"
+    problem = assert_problem(response, 422, "validation_failed")
     assert field in [error["field"] for error in problem["errors"]]
 
 
@@ -185,13 +183,11 @@ async def test_unknown_connection_and_employee_are_404(
         params=params,
         headers=admin_headers,
     )
-    assert response.status_code == 404
-    assert response.json()["code"] == "connection_not_found"
+    assert_problem(response, 404, "connection_not_found")
     response = await client.get(
         f"/api/v1/connections/{ORG}/employees/brNobody/busy", params=params, headers=admin_headers
     )
-    assert response.status_code == 404
-    assert response.json()["code"] == "employee_not_found"
+    assert_problem(response, 404, "employee_not_found")
 
 
 @pytest.mark.usefixtures("seeded")

@@ -20,7 +20,6 @@ from app.busy.tasks import MAILBOX_SWEEP, SYNC_MAILBOX, queue_sweep
 from app.config import Settings
 from app.credentials.clients import GraphClients
 from app.crypto import SecretBox
-from app.db import Database
 from app.graph.errors import GraphError, Throttled
 from app.graph.schemas import DeltaPage, Event, GraphResult
 from app.models import BusyBlock, CalendarSync, Connection, Employee, EventMapping, SyncRecord
@@ -34,18 +33,19 @@ from tests.busy.delta_helpers import (
     MAX_MAILBOX,
     NOW,
     World,
-    make_world,
+    delta_world,
     outlook_event,
 )
 from tests.conftest import SECRET_KEY
 from tests.sync.samples import MAX, ORG, appointment
+from tests.world import MakeWorld
 
 BUSY_URL = f"/api/v1/connections/{ORG}/employees/{{employee}}/busy"
 
 
 @pytest.fixture
-async def world(db_url: str, database: Database) -> AsyncIterator[World]:
-    async with make_world(db_url, database) as w:
+async def world(make_world: MakeWorld) -> AsyncIterator[World]:
+    async with delta_world(make_world) as w:
         yield w
 
 

@@ -10,22 +10,19 @@ from typing import Any
 
 import httpx
 import pytest
-from fastapi import FastAPI
 from sqlalchemy import select
 
 from app.connections.tasks import SECRET_EXPIRY_JOB, check_secret_expiry_impl
 from app.credentials.secrets import secret_status
-from app.crypto import SecretBox
-from app.db import Database
-from app.main import create_app
 from app.models import Appointment, Connection, Employee, SyncRecord
 from app.queue.errors import PermanentError
-from app.sandbox import SandboxServer
 from app.sync.service import sync_appointment_impl
 from app.tasks import build_registry
-from tests.admin.conftest import assert_problem
-from tests.conftest import ADMIN_TOKEN, sandbox_settings
+from tests.conftest import ADMIN_TOKEN
+from tests.helpers import assert_problem
 from tests.sync.samples import MAX, appointment
+from tests.world import MakeWorld
+from tests.world import World as BaseWorld
 
 ORG = "f6SecretLifecycle000000000000000"
 URL = f"/api/v1/connections/{ORG}"
@@ -35,15 +32,8 @@ APPOINTMENT = "edSecretLifecycle000000000000000"
 
 
 @dataclass
-class World:
-    sandbox: SandboxServer
-    app: FastAPI
-    client: httpx.AsyncClient
-    database: Database
-    secret_box: SecretBox
-    tenant_id: str
-    client_id: str
-    secret: str
+class World(BaseWorld):
+    """The shared world, driven through the admin API in-process."""
 
     def body(self, **overrides: Any) -> dict[str, Any]:
         return {
@@ -55,10 +45,10 @@ class World:
         }
 
     async def put(self, **overrides: Any) -> httpx.Response:
-        return await self.client.put(URL, json=self.body(**overrides), headers=HEADERS)
+        return await self.http.put(URL, json=self.body(**overrides), headers=HEADERS)
 
     async def get(self) -> dict[str, Any]:
-        response = await self.client.get(URL, headers=HEADERS)
+        response = await self.http.get(URL, headers=HEADERS)
         assert response.status_code == 200, response.text
         body: dict[str, Any] = response.json()
         return body
@@ -71,7 +61,7 @@ class World:
             return row
 
     async def verify_token(self) -> str:
-        response = await self.client.post(f"{URL}/verify", headers=HEADERS)
+        response = await self.http.post(f"{URL}/verify", headers=HEADERS)
         assert response.status_code == 200, response.text
         code: str = response.json()["checks"][0]["code"]
         return code
@@ -83,29 +73,9 @@ class World:
 
 
 @pytest.fixture
-async def world(db_url: str, database: Database, secret_box: SecretBox) -> AsyncIterator[World]:
-    async with SandboxServer.start(seed=11) as sandbox:
-        control = sandbox.control
-        tenant = control.add_tenant("contoso.example")
-        app_reg, secret = control.add_app(tenant.id)
-        control.add_user(tenant.id, MAILBOX)
-        settings = sandbox_settings(db_url, sandbox)
-        application = create_app(settings, database=database, secret_box=secret_box)
-        async with application.router.lifespan_context(application):
-            transport = httpx.ASGITransport(app=application)
-            async with httpx.AsyncClient(
-                transport=transport, base_url="http://calbridge.test"
-            ) as client:
-                yield World(
-                    sandbox,
-                    application,
-                    client,
-                    database,
-                    secret_box,
-                    tenant.id,
-                    app_reg.client_id,
-                    secret,
-                )
+async def world(make_world: MakeWorld) -> AsyncIterator[World]:
+    async with make_world(World, seed=11, mailboxes=[MAILBOX]) as built:
+        yield built
 
 
 # Rotation ----------------------------------------------------------------------------------
@@ -240,7 +210,7 @@ async def test_secret_refused_in_a_sync_shows_rejected_until_a_success(world: Wo
     got = await world.get()
     assert got["secret_state"] == "rejected"
     assert got["secret_days_left"] in (364, 365)
-    listed = await world.client.get("/api/v1/connections", headers=HEADERS)
+    listed = await world.http.get("/api/v1/connections", headers=HEADERS)
     assert listed.json()[0]["secret_state"] == "rejected"
 
     # A new, working secret clears it (after Entra accepted it).
@@ -337,7 +307,7 @@ async def test_each_threshold_is_recorded_once_and_logged(
     assert all(ORG in line for line in warnings)
 
     # The history endpoint shows them too.
-    listed = await world.client.get("/api/v1/sync-history", headers=HEADERS)
+    listed = await world.http.get("/api/v1/sync-history", headers=HEADERS)
     assert listed.status_code == 200
     assert "secret_expiring_soon" in listed.text
 
@@ -369,7 +339,7 @@ async def test_expiry_check_is_a_periodic_job_and_readyz_stays_200(world: World)
     past = (datetime.now(UTC) - timedelta(days=2)).isoformat()
     assert (await world.put(client_secret_expires_at=past)).status_code == 201
     assert (await world.get())["secret_state"] == "expired"
-    assert (await world.client.get("/readyz")).status_code == 200
+    assert (await world.http.get("/readyz")).status_code == 200
 
 
 def test_status_without_a_connection_row_in_the_database() -> None:

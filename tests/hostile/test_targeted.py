@@ -12,7 +12,6 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncIterator
 from types import SimpleNamespace
-from typing import Any
 from urllib.parse import quote
 
 import httpx
@@ -22,6 +21,7 @@ from app.admin.router import MAX_BODY_BYTES as ADMIN_MAX_BODY_BYTES
 from app.bookingtime import signature
 from app.db import Database
 from tests.bookingtime.helpers import URL, encode, sample, sign
+from tests.helpers import assert_problem
 from tests.hostile.conftest import Served, row_counts
 
 GRAPH_PATHS = ["/webhooks/graph/notifications", "/webhooks/graph/lifecycle"]
@@ -29,15 +29,6 @@ ORG = "f6AAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"
 ONE_MIB = 1024 * 1024
 DEEP_ARRAY = b"[" * 100_000 + b"]" * 100_000
 DEEP_OBJECT = b'{"a": ' * 100_000 + b"1" + b"}" * 100_000
-
-
-def assert_problem(response: httpx.Response, status: int, code: str) -> dict[str, Any]:
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"] == "application/problem+json"
-    body: dict[str, Any] = response.json()
-    assert body["status"] == status
-    assert body["code"] == code
-    return body
 
 
 async def _chunks(body: bytes, size: int = 64 * 1024) -> AsyncIterator[bytes]:

@@ -7,21 +7,16 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from functools import cached_property
+from typing import Any
 
-import httpx
 from sqlalchemy import select
 
-from app.config import Settings
-from app.credentials.clients import GraphClients
-from app.crypto import SecretBox
-from app.db import Database
-from app.main import create_app
-from app.models import Connection, Employee, Job, Subscription, SyncRecord
+from app.models import Job, Subscription, SyncRecord
 from app.notifications.subscriptions import Subscriber
-from app.sandbox import Control, SandboxServer, ThrottleLimits
-from tests.conftest import ADMIN_TOKEN, SECRET_KEY, sandbox_settings
-from tests.servers import free_port, serve_app
+from app.sandbox import ThrottleLimits
+from tests.world import MakeWorld
+from tests.world import World as BaseWorld
 
 ORG = "f6SubsOrganisation00000000000000"
 MAX = "brMax000000000000000000000000000"
@@ -35,27 +30,22 @@ EVENT = {
     "end": {"dateTime": "2030-01-07T09:15:00", "timeZone": "UTC"},
 }
 
-T = TypeVar("T")
-
 
 @dataclass
-class World:
-    sandbox: SandboxServer
-    database: Database
-    settings: Settings
-    secret_box: SecretBox
-    graph: GraphClients
-    service: Subscriber
-    connection_id: int
-    tenant_id: str
-    max_id: str
-    erika_id: str
-    http: httpx.AsyncClient  # to the calbridge server, admin token set
-    app: Any
+class World(BaseWorld):
+    """The shared world, served on a real port, with Max's connection and the subscriber."""
+
+    @cached_property
+    def service(self) -> Subscriber:
+        return Subscriber(self.database, self.settings, self.graph, self.secret_box)
 
     @property
-    def control(self) -> Control:
-        return self.sandbox.control
+    def max_id(self) -> str:
+        return self.users[MAX_MAILBOX]
+
+    @property
+    def erika_id(self) -> str:
+        return self.users[ERIKA_MAILBOX]
 
     async def ensure(
         self, mailbox: str = MAX_MAILBOX, *, recreate: bool = False, **kw: Any
@@ -97,84 +87,18 @@ class World:
         async with self.database.session() as session:
             return list(await session.scalars(select(SyncRecord).order_by(SyncRecord.id)))
 
-    async def employ(self, resource: str, mailbox: str) -> None:
-        async with self.database.session_scope() as session:
-            session.add(
-                Employee(
-                    connection_id=self.connection_id, booking_resource_id=resource, mailbox=mailbox
-                )
-            )
-
     def intake(self) -> Any:
         return self.app.state.graph_notifications
 
 
 @asynccontextmanager
-async def make_world(
-    db_url: str,
-    database: Database,
-    *,
-    public: bool = True,
-    app_roles: set[str] | None = None,
-    **overrides: Any,
-) -> AsyncIterator[World]:
+async def subs_world(make_world: MakeWorld, **options: Any) -> AsyncIterator[World]:
     limits = ThrottleLimits(concurrency=4, requests_per_window=10_000)
-    async with SandboxServer.start(seed=11, limits=limits) as sandbox:
-        control = sandbox.control
-        tenant = control.add_tenant("contoso.example")
-        graph_app, secret = control.add_app(tenant.id, roles=app_roles)
-        max_user = control.add_user(tenant.id, MAX_MAILBOX)
-        erika = control.add_user(tenant.id, ERIKA_MAILBOX)
-        port = free_port()
-        settings = sandbox_settings(
-            db_url, sandbox, public_url=f"http://127.0.0.1:{port}" if public else None, **overrides
-        )
-        box = SecretBox([SECRET_KEY.encode()])
-        async with database.session_scope() as session:
-            connection = Connection(
-                organization_id=ORG,
-                tenant=tenant.id,
-                client_id=graph_app.client_id,
-                client_secret_encrypted=box.encrypt(secret),
-                webhook_secret_encrypted=box.encrypt("whsec"),
-                locale="en",
-            )
-            session.add(connection)
-            await session.flush()
-            session.add(
-                Employee(connection_id=connection.id, booking_resource_id=MAX, mailbox=MAX_MAILBOX)
-            )
-            connection_id = connection.id
-        app = create_app(settings, database=database, secret_box=box)
-        graph = GraphClients(settings)
-        try:
-            async with _serve_on(app, port) as base_url:
-                headers = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
-                async with httpx.AsyncClient(
-                    base_url=base_url, headers=headers, timeout=10
-                ) as http:
-                    yield World(
-                        sandbox=sandbox,
-                        database=database,
-                        settings=settings,
-                        secret_box=box,
-                        graph=graph,
-                        service=Subscriber(database, settings, graph, box),
-                        connection_id=connection_id,
-                        tenant_id=tenant.id,
-                        max_id=max_user.id,
-                        erika_id=erika.id,
-                        http=http,
-                        app=app,
-                    )
-        finally:
-            await graph.aclose()
-
-
-@asynccontextmanager
-async def _serve_on(app: Any, port: int) -> AsyncIterator[str]:
-    async with serve_app(app, port=port, lifespan="on"):
-        yield f"http://127.0.0.1:{port}"
+    async with make_world(
+        World, limits=limits, mailboxes=[MAX_MAILBOX, ERIKA_MAILBOX], serve=True, **options
+    ) as world:
+        await world.add_connection(ORG, employees={MAX: MAX_MAILBOX})
+        yield world
 
 
 def notification(

@@ -10,16 +10,15 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from urllib.parse import quote
 
-import httpx
 import pytest
 
 from app.busy.tasks import SYNC_MAILBOX, mailbox_sync_job
 from app.crypto import SecretBox
-from app.db import Database
 from app.notifications.intake import SYNC_MAX_INTERVAL, NotificationIntake
 from app.notifications.router import MAX_VALIDATION_TOKEN
 from app.notifications.tasks import SUBSCRIPTION_ENSURE, SUBSCRIPTION_RENEW
 from tests.conftest import SECRET_KEY
+from tests.helpers import assert_problem, eventually
 from tests.notifications.subs_helpers import (
     ERIKA,
     ERIKA_MAILBOX,
@@ -27,17 +26,17 @@ from tests.notifications.subs_helpers import (
     MAX_MAILBOX,
     World,
     lifecycle,
-    make_world,
     notification,
+    subs_world,
 )
-from tests.servers import eventually
+from tests.world import MakeWorld
 
 PATHS = ["/webhooks/graph/notifications", "/webhooks/graph/lifecycle"]
 
 
 @pytest.fixture
-async def world(db_url: str, database: Database) -> AsyncIterator[World]:
-    async with make_world(db_url, database, max_webhook_bytes=4096) as built:
+async def world(make_world: MakeWorld) -> AsyncIterator[World]:
+    async with subs_world(make_world, max_webhook_bytes=4096) as built:
         yield built
 
 
@@ -48,12 +47,6 @@ async def _subscribed(world: World) -> tuple[str, str]:
     row = await world.subscription()
     assert row is not None and row.graph_subscription_id and row.client_state_encrypted
     return row.graph_subscription_id, world.secret_box.decrypt(row.client_state_encrypted)
-
-
-def _problem(response: httpx.Response, status: int, code: str) -> None:
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"] == "application/problem+json"
-    assert response.json()["code"] == code
 
 
 @pytest.mark.parametrize("path", PATHS)
@@ -72,7 +65,7 @@ async def test_handshake_echoes_the_decoded_token_as_plain_text(world: World, pa
     assert response.content == markup.encode()
 
     too_long = "x" * (MAX_VALIDATION_TOKEN + 1)
-    _problem(
+    assert_problem(
         await world.http.post(f"{path}?validationToken={too_long}"), 400, "invalid_validation_token"
     )
     capped = "x" * MAX_VALIDATION_TOKEN
@@ -126,17 +119,17 @@ async def test_a_burst_for_one_mailbox_is_one_pending_delta_run(world: World) ->
 
 
 async def test_bad_bodies_are_problems(world: World) -> None:
-    _problem(await world.http.post(PATHS[0], content=b"{not json"), 400, "invalid_json")
-    _problem(await world.http.post(PATHS[1], json={"value": 3}), 400, "invalid_notification")
-    _problem(await world.http.post(PATHS[0], json=[1, 2]), 400, "invalid_notification")
+    assert_problem(await world.http.post(PATHS[0], content=b"{not json"), 400, "invalid_json")
+    assert_problem(await world.http.post(PATHS[1], json={"value": 3}), 400, "invalid_notification")
+    assert_problem(await world.http.post(PATHS[0], json=[1, 2]), 400, "invalid_notification")
     big = json.dumps({"value": [{"pad": "x" * 5000}]}).encode()
-    _problem(await world.http.post(PATHS[0], content=big), 413, "payload_too_large")
+    assert_problem(await world.http.post(PATHS[0], content=big), 413, "payload_too_large")
 
     async def chunks() -> AsyncIterator[bytes]:
         for _ in range(10):
             yield b" " * 1000
 
-    _problem(await world.http.post(PATHS[1], content=chunks()), 413, "payload_too_large")
+    assert_problem(await world.http.post(PATHS[1], content=chunks()), 413, "payload_too_large")
 
 
 async def test_a_change_in_outlook_reaches_the_queue(world: World) -> None:
@@ -256,11 +249,11 @@ def test_a_persons_quick_changes_are_not_paced_like_a_storm() -> None:
 
 
 async def test_subscribed_by_address_learns_the_owner_id_from_graph(
-    db_url: str, database: Database
+    make_world: MakeWorld,
 ) -> None:
     """Without User.Read.All the subscription names the mailbox by address, while Graph's
     notifications name it by object id: the first checked item tells it, later ones must match."""
-    async with make_world(db_url, database, app_roles={"Calendars.ReadWrite"}) as world:
+    async with subs_world(make_world, app_roles={"Calendars.ReadWrite"}) as world:
         await world.ensure()
         row = await world.subscription()
         assert row is not None and row.graph_user_id is None

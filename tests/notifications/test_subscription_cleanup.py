@@ -14,7 +14,6 @@ from sqlalchemy import select, update
 
 from app.config import WorkerSettings
 from app.connections.tasks import CHECK_MAILBOX_JOB, check_mailbox_job
-from app.db import Database
 from app.graph.errors import GraphError
 from app.models import Connection, Employee, Job, Subscription
 from app.models.base import utcnow
@@ -24,6 +23,7 @@ from app.queue.registry import JobContext
 from app.queue.repository import enqueue_many
 from app.queue.worker import Worker
 from app.tasks import build_registry
+from tests.helpers import eventually
 from tests.notifications.subs_helpers import (
     ERIKA,
     ERIKA_MAILBOX,
@@ -31,9 +31,9 @@ from tests.notifications.subs_helpers import (
     MAX_MAILBOX,
     ORG,
     World,
-    make_world,
+    subs_world,
 )
-from tests.servers import eventually
+from tests.world import MakeWorld
 
 FAST = WorkerSettings(
     poll_seconds=0.02, backoff_base_seconds=0.05, backoff_max_seconds=0.2, max_attempts=4
@@ -41,8 +41,8 @@ FAST = WorkerSettings(
 
 
 @pytest.fixture
-async def world(db_url: str, database: Database) -> AsyncIterator[World]:
-    async with make_world(db_url, database, worker=FAST) as built:
+async def world(make_world: MakeWorld) -> AsyncIterator[World]:
+    async with subs_world(make_world, worker=FAST) as built:
         yield built
 
 

@@ -12,7 +12,6 @@ from pydantic import ValidationError
 
 from app.busy.tasks import SYNC_MAILBOX
 from app.config import Settings
-from app.db import Database
 from app.graph.errors import GraphError, Transient
 from app.notifications.tasks import SUBSCRIPTION_DELETE, SUBSCRIPTION_ENSURE, SUBSCRIPTION_RENEW
 from app.queue.errors import RetryAfter
@@ -23,20 +22,15 @@ from tests.notifications.subs_helpers import (
     MAX_MAILBOX,
     ORG,
     World,
-    make_world,
+    subs_world,
 )
+from tests.world import MakeWorld
 
 
 @pytest.fixture
-async def world(db_url: str, database: Database) -> AsyncIterator[World]:
-    async with make_world(db_url, database) as built:
-        yield built
-
-
-@pytest.fixture
-async def offline(db_url: str, database: Database) -> AsyncIterator[World]:
+async def offline(make_world: MakeWorld) -> AsyncIterator[World]:
     """No CALBRIDGE_PUBLIC_URL."""
-    async with make_world(db_url, database, public=False) as built:
+    async with subs_world(make_world, public_url=None) as built:
         yield built
 
 

@@ -3,14 +3,11 @@ problem documents for every refusal."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
-import httpx
 import pytest
 
-from app.db import Database
 from app.graph.errors import Transient
 from app.notifications.tasks import SUBSCRIPTION_DELETE, SUBSCRIPTION_ENSURE, SUBSCRIPTION_RENEW
+from tests.helpers import assert_problem
 from tests.notifications.subs_helpers import (
     ERIKA,
     ERIKA_MAILBOX,
@@ -18,22 +15,9 @@ from tests.notifications.subs_helpers import (
     MAX_MAILBOX,
     ORG,
     World,
-    make_world,
+    subs_world,
 )
-
-
-@pytest.fixture
-async def world(db_url: str, database: Database) -> AsyncIterator[World]:
-    async with make_world(db_url, database) as built:
-        yield built
-
-
-def _problem(response: httpx.Response, status: int, code: str) -> dict[str, object]:
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"] == "application/problem+json"
-    body: dict[str, object] = response.json()
-    assert body["code"] == code
-    return body
+from tests.world import MakeWorld
 
 
 async def test_list_filter_and_pages(world: World) -> None:
@@ -59,8 +43,8 @@ async def test_list_filter_and_pages(world: World) -> None:
     mine = await world.http.get("/api/v1/subscriptions", params={"organization_id": ORG})
     assert len(mine.json()["items"]) == 2
     unknown = await world.http.get("/api/v1/subscriptions", params={"organization_id": "f6Nobody"})
-    _problem(unknown, 404, "connection_not_found")
-    _problem(
+    assert_problem(unknown, 404, "connection_not_found")
+    assert_problem(
         await world.http.get("/api/v1/subscriptions", params={"cursor": "garbage!"}),
         400,
         "invalid_cursor",
@@ -85,7 +69,7 @@ async def test_create_then_recreate(world: World) -> None:
     assert job.args["recreate"] is True
     assert (await world.http.post(url)).json()["queued"] is False  # already waiting
 
-    _problem(
+    assert_problem(
         await world.http.post(f"/api/v1/connections/{ORG}/employees/brNobody/subscription"),
         404,
         "employee_not_found",
@@ -102,7 +86,7 @@ async def test_renew_and_delete(world: World) -> None:
     assert renewed.status_code == 202, renewed.text
     (job,) = await world.jobs(SUBSCRIPTION_RENEW)
     assert job.args == {"connection_id": world.connection_id, "mailbox": MAX_MAILBOX}
-    _problem(
+    assert_problem(
         await world.http.post("/api/v1/subscriptions/999999/renew"), 404, "subscription_not_found"
     )
 
@@ -111,7 +95,7 @@ async def test_renew_and_delete(world: World) -> None:
     assert await world.subscription() is None
     (job,) = await world.jobs(SUBSCRIPTION_DELETE)
     assert job.args["graph_subscription_id"] == row.graph_subscription_id
-    _problem(
+    assert_problem(
         await world.http.delete(f"/api/v1/subscriptions/{row.id}"), 404, "subscription_not_found"
     )
 
@@ -122,19 +106,19 @@ async def test_renew_of_a_pending_subscription_is_refused(world: World) -> None:
         await world.ensure()
     row = await world.subscription()
     assert row is not None and row.state == "pending"
-    _problem(
+    assert_problem(
         await world.http.post(f"/api/v1/subscriptions/{row.id}/renew"),
         409,
         "subscription_not_active",
     )
 
 
-async def test_without_public_url_creation_is_refused(db_url: str, database: Database) -> None:
-    async with make_world(db_url, database, public=False) as offline:
+async def test_without_public_url_creation_is_refused(make_world: MakeWorld) -> None:
+    async with subs_world(make_world, public_url=None) as offline:
         response = await offline.http.post(
             f"/api/v1/connections/{ORG}/employees/{MAX}/subscription"
         )
-        body = _problem(response, 409, "subscriptions_disabled")
+        body = assert_problem(response, 409, "subscriptions_disabled")
         assert "CALBRIDGE_PUBLIC_URL" in str(body["detail"])
 
 

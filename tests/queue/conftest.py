@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
 from typing import Any
@@ -106,23 +106,6 @@ async def running(
         for task in done:
             if not task.cancelled() and task.exception() is not None:
                 raise task.exception()  # type: ignore[misc]
-
-
-async def eventually(
-    condition: Callable[[], Awaitable[bool]] | Callable[[], bool], within: float = 15.0
-) -> None:
-    """Wait until `condition` holds; fail after `within` seconds (a hang guard, not a timing
-    assertion)."""
-    deadline = time.monotonic() + within
-    while True:
-        result = condition()
-        if not isinstance(result, bool):
-            result = await result
-        if result:
-            return
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {within}s")
-        await asyncio.sleep(0.02)
 
 
 async def jobs(database: Database, **where: Any) -> list[Job]:

@@ -16,6 +16,7 @@ from app.http.problems import install_problem_handlers
 from app.models.base import utcnow
 from app.queue.manager import JobManager
 from app.queue.repository import enqueue
+from tests.helpers import assert_problem
 from tests.queue.conftest import Clock, job
 
 
@@ -59,9 +60,7 @@ async def test_requires_admin_token(api: httpx.AsyncClient) -> None:
         await api.post("/api/v1/jobs/1/retry"),
         await api.get("/api/v1/jobs", headers={"Authorization": "Bearer wrong"}),
     ):
-        assert response.status_code == 401
-        assert response.headers["content-type"] == "application/problem+json"
-        assert response.json()["code"] == "unauthorized"
+        assert_problem(response, 401, "unauthorized")
 
 
 async def test_list_newest_first_with_filters_and_pages(
@@ -122,9 +121,7 @@ async def test_list_rejects_bad_parameters(
     code: str,
 ) -> None:
     response = await api.get("/api/v1/jobs", params=params, headers=admin_headers)
-    assert response.status_code == status
-    assert response.headers["content-type"] == "application/problem+json"
-    assert response.json()["code"] == code
+    assert_problem(response, status, code)
 
 
 @pytest.mark.parametrize("state", ["dead", "failed"])
@@ -155,9 +152,7 @@ async def test_retry_unknown_job_is_404(
     api: httpx.AsyncClient, admin_headers: dict[str, str]
 ) -> None:
     response = await api.post("/api/v1/jobs/999/retry", headers=admin_headers)
-    assert response.status_code == 404
-    assert response.headers["content-type"] == "application/problem+json"
-    assert response.json()["code"] == "job_not_found"
+    assert_problem(response, 404, "job_not_found")
 
 
 @pytest.mark.parametrize("state", ["pending", "running", "done"])
@@ -172,8 +167,7 @@ async def test_retry_other_states_is_409(
     if state != "pending":
         await run_to(manager, state)
     response = await api.post(f"/api/v1/jobs/{job_id}/retry", headers=admin_headers)
-    assert response.status_code == 409
-    assert response.json()["code"] == "job_not_retriable"
+    assert_problem(response, 409, "job_not_retriable")
     assert (await job(database, job_id)).state == state
 
 

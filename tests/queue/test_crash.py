@@ -12,7 +12,8 @@ from app.db import Database
 from app.queue.registry import JobContext, JobRegistry
 from app.queue.repository import enqueue
 from app.queue.worker import Worker
-from tests.queue.conftest import Clock, eventually, job, running
+from tests.helpers import eventually
+from tests.queue.conftest import Clock, job, running
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -1,4 +1,4 @@
-"""`app/jobs.py`: the registry the app runs, and the periodic prune."""
+"""`app/tasks.py`: the registry the app runs, and the periodic prune."""
 
 from __future__ import annotations
 
@@ -18,7 +18,8 @@ from app.queue.repository import enqueue
 from app.queue.worker import Worker
 from app.tasks import build_registry
 from tests.conftest import SECRET_KEY, bare_connection
-from tests.queue.conftest import Clock, eventually, jobs, running
+from tests.helpers import eventually
+from tests.queue.conftest import Clock, jobs, running
 
 SECRET_BOX = SecretBox([SECRET_KEY.encode()])
 

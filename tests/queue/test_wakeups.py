@@ -18,7 +18,8 @@ from app.queue.registry import JobContext, JobRegistry
 from app.queue.repository import NewJob, enqueue, enqueue_many
 from app.queue.wakeups import JobListener
 from app.queue.worker import Worker
-from tests.queue.conftest import eventually, running, with_worker
+from tests.helpers import eventually
+from tests.queue.conftest import running, with_worker
 
 # Far longer than any wait below: what is picked up in time was not found by the poll.
 SLOW_POLL_S = 120.0

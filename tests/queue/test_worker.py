@@ -25,10 +25,10 @@ from app.queue.repository import enqueue, next_tick
 from app.queue.retry import RetryStrategy
 from app.queue.runs import ClaimedJob
 from app.queue.worker import Worker, install_signal_handlers
+from tests.helpers import eventually
 from tests.queue.conftest import (
     Clock,
     all_settled,
-    eventually,
     job,
     jobs,
     running,

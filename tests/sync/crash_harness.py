@@ -15,25 +15,19 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-import httpx
 from sqlalchemy import and_, func, or_, select
 from standardwebhooks.webhooks import Webhook
 
-from app.config import Settings, WorkerSettings
-from app.credentials.clients import GraphClients
-from app.crypto import SecretBox
-from app.db import Database
+from app.config import WorkerSettings
 from app.graph.odata import TAG_PROPERTY_ID
-from app.graph.sender import build_http_client
-from app.main import create_app
 from app.models import EventMapping, Job, SyncRecord
-from app.sandbox import SandboxServer
 from app.sync.keys import appointment_tag
 from app.sync.settings import TranslationSettings
 from app.sync.translate import translate
-from app.tasks import build_registry
-from tests.conftest import ADMIN_TOKEN, SECRET_KEY, sandbox_settings
+from tests.conftest import ADMIN_TOKEN
 from tests.sync.samples import appointment
+from tests.world import MakeWorld
+from tests.world import World as BaseWorld
 
 ORG = "f6CrashFault0000000000000000000a"
 DOMAIN = "contoso.example"
@@ -50,12 +44,6 @@ async def until_true(condition: Callable[[], bool], within: float) -> bool:
             return False
         await asyncio.sleep(0.001)
     return True
-
-
-async def until(condition: Callable[[], bool], failure: str, within: float = 20.0) -> None:
-    """Wait until `condition` holds, or fail with `failure` after `within` seconds."""
-    if not await until_true(condition, within):
-        raise AssertionError(f"{failure} within {within:.0f} s")
 
 
 @dataclass(frozen=True)
@@ -191,15 +179,10 @@ def expected_calendars(script: Script, employees: list[Employee]) -> dict[str, d
 
 
 @dataclass
-class World:
+class World(BaseWorld):
     """The sandbox, calbridge's API in-process (signed webhooks in, admin API) and its database."""
 
-    sandbox: SandboxServer
-    settings: Settings
-    database: Database
-    client: httpx.AsyncClient
-    employees: list[Employee]
-    user_ids: dict[str, str]  # mailbox → the sandbox's user id
+    employees: list[Employee] = field(default_factory=list)
     webhook_secret: str = ""
     sent: int = 0
 
@@ -221,7 +204,7 @@ class World:
             "webhook-timestamp": str(int(now.timestamp())),
             "webhook-signature": Webhook(self.webhook_secret).sign(msg_id, now, body),
         }
-        response = await self.client.post(
+        response = await self.http.post(
             f"/webhooks/bookingtime/{ORG}", content=body, headers=headers
         )
         assert response.status_code == 202, (
@@ -237,7 +220,7 @@ class World:
     def graph_requests_in_flight(self) -> int:
         """Requests calbridge has in the sandbox's mailboxes right now."""
         throttle = self.sandbox.control.throttle
-        return sum(throttle.in_flight(user_id) for user_id in self.user_ids.values())
+        return sum(throttle.in_flight(user_id) for user_id in self.users.values())
 
     async def job_states(self) -> dict[str, int]:
         """Jobs per state, the ticks of periodic kinds (one always waits) left out."""
@@ -290,7 +273,7 @@ class World:
         """What happened to one appointment, for a failure message: the sandbox's writes of its
         events (oldest first) and its sync history."""
         lines: list[str] = []
-        mailbox_of = {user_id: mailbox for mailbox, user_id in self.user_ids.items()}
+        mailbox_of = {user_id: mailbox for mailbox, user_id in self.users.items()}
         for write in self.sandbox.control.writes().writes:
             if any(appointment_id in value for value in write.extended.values()):
                 lines.append(
@@ -432,19 +415,9 @@ async def calendar_problems(world: World, script: Script) -> list[str]:
     return problems
 
 
-async def _graph_clients(settings: Settings, seconds: float) -> GraphClients:
-    """The process's Graph clients, timing out after `seconds` instead of 30 (Graph's
-    timeout has no setting) so a hung request costs the test one second."""
-    graph = GraphClients(settings)
-    default_http = graph.http
-    graph.http = build_http_client(settings, timeout=httpx.Timeout(seconds))
-    await default_http.aclose()
-    return graph
-
-
 @asynccontextmanager
 async def running_world(
-    db_url: str,
+    make_world: MakeWorld,
     *,
     mailboxes: int,
     seed: int | None = None,
@@ -458,57 +431,32 @@ async def running_world(
     it), its Graph calls timing out after `graph_timeout` seconds; without, none runs here.
     """
     employees = staff(mailboxes)
-    async with SandboxServer.start(seed=seed) as sandbox:
-        control = sandbox.control
-        tenant = control.add_tenant(DOMAIN)
-        registration, client_secret = control.add_app(tenant.id)
-        user_ids = {e.mailbox: control.add_user(tenant.id, e.mailbox).id for e in employees}
-        settings = sandbox_settings(db_url, sandbox, worker=worker or WorkerSettings())
-        secret_box = SecretBox([SECRET_KEY.encode()])
-        database = Database(db_url)
-        graph = await _graph_clients(settings, graph_timeout) if worker is not None else None
-        registry = (
-            build_registry(settings, graph=graph, secret_box=secret_box)
-            if graph is not None
-            else None
+    async with make_world(
+        World,
+        seed=seed,
+        mailboxes=[e.mailbox for e in employees],
+        client={"headers": {"Authorization": f"Bearer {ADMIN_TOKEN}"}},
+        run_worker=worker is not None,
+        graph_timeout=graph_timeout if worker is not None else None,
+        worker=worker or WorkerSettings(),
+    ) as world:
+        world.employees = employees
+        response = await world.http.put(
+            f"/api/v1/connections/{ORG}",
+            json={
+                "tenant": world.tenant_id,
+                "client_id": world.client_id,
+                "client_secret": world.secret,
+                "locale": "en",
+            },
         )
-        app = create_app(
-            settings,
-            database=database,
-            secret_box=secret_box,
-            run_worker=registry is not None,
-            registry=registry,
-        )
-        try:
-            async with (
-                app.router.lifespan_context(app),
-                httpx.AsyncClient(
-                    transport=httpx.ASGITransport(app=app),
-                    base_url="http://calbridge.test",
-                    headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
-                ) as client,
-            ):
-                world = World(sandbox, settings, database, client, employees, user_ids)
-                response = await client.put(
-                    f"/api/v1/connections/{ORG}",
-                    json={
-                        "tenant": tenant.id,
-                        "client_id": registration.client_id,
-                        "client_secret": client_secret,
-                        "locale": "en",
-                    },
-                )
-                assert response.status_code in (200, 201), response.text
-                world.webhook_secret = response.json()["webhook_secret"]
-                for employee in employees:
-                    response = await client.put(
-                        f"/api/v1/connections/{ORG}/employees/{employee.resource_id}",
-                        json={"mailbox": employee.mailbox},
-                    )
-                    assert response.status_code in (200, 201), response.text
-                    assert response.json()["mailbox_check"]["ok"], response.text
-                yield world
-        finally:
-            if graph is not None:
-                await graph.aclose()
-            await database.dispose()
+        assert response.status_code in (200, 201), response.text
+        world.webhook_secret = response.json()["webhook_secret"]
+        for employee in employees:
+            response = await world.http.put(
+                f"/api/v1/connections/{ORG}/employees/{employee.resource_id}",
+                json={"mailbox": employee.mailbox},
+            )
+            assert response.status_code in (200, 201), response.text
+            assert response.json()["mailbox_check"]["ok"], response.text
+        yield world

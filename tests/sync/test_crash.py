@@ -26,15 +26,16 @@ from sqlalchemy import select
 from app.config import WorkerSettings
 from app.models import Job
 from tests.conftest import SECRET_KEY
+from tests.helpers import eventually
 from tests.sync.crash_harness import (
     Script,
     World,
     calendar_problems,
     make_script,
     running_world,
-    until,
     until_true,
 )
+from tests.world import MakeWorld
 
 SEED_ENV = "CALBRIDGE_TEST_CRASH_SEED"
 MAILBOXES = 4
@@ -171,14 +172,16 @@ class Run:
 
 
 async def test_worker_killed_repeatedly_loses_and_duplicates_nothing(
-    db_url: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    make_world: MakeWorld,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     # The sandbox logs a traceback for every request whose client was killed mid-way.
     caplog.set_level(logging.CRITICAL, logger="uvicorn.error")
     seed = int(os.environ.get(SEED_ENV) or random.SystemRandom().randrange(2**32))
     print(f"crash test seed {seed} (rerun with {SEED_ENV}={seed})")
     rng = random.Random(seed)
-    async with running_world(db_url, mailboxes=MAILBOXES, seed=seed) as world:
+    async with running_world(make_world, mailboxes=MAILBOXES, seed=seed) as world:
         script = make_script(rng, world.employees, APPOINTMENTS)
         faults = world.sandbox.control.faults
         for employee in world.employees:
@@ -193,7 +196,12 @@ async def test_worker_killed_repeatedly_loses_and_duplicates_nothing(
             mailbox = rng.choice(world.employees).mailbox
             hold = faults.add("hold", count=1, mailbox=mailbox, path=r"/events$")
             sender = asyncio.create_task(run.send(script))
-            await until(lambda: hold.fired > 0, f"no request to {mailbox}/events")
+            await eventually(
+                lambda: hold.fired > 0,
+                within=20,
+                every=0.001,
+                failure=f"no request to {mailbox}/events",
+            )
             held = await run.kill(1, f"while a request to {mailbox}/events was held")
             assert hold.gate is not None
             hold.gate.release()
@@ -242,11 +250,13 @@ def worker_log_excerpt(path: Path, lines: int = 40) -> str:
     return "\n".join(noteworthy[-lines:])
 
 
-async def test_the_check_names_a_lost_and_a_duplicated_event(db_url: str) -> None:
+async def test_the_check_names_a_lost_and_a_duplicated_event(
+    make_world: MakeWorld,
+) -> None:
     """The crash and fault tests can fail: their check catches what a broken calbridge would
     leave behind, naming the mailbox and the appointment."""
     worker = WorkerSettings(poll_seconds=0.02, backoff_base_seconds=0.05)
-    async with running_world(db_url, mailboxes=2, worker=worker) as world:
+    async with running_world(make_world, mailboxes=2, worker=worker) as world:
         script = make_script(random.Random(7), world.employees, 8)
         for phase in script.phases:
             await world.send_all(phase)

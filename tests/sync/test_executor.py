@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -11,19 +12,15 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from app.config import Settings
-from app.credentials.clients import GraphClients
-from app.crypto import SecretBox
-from app.db import Database
 from app.graph.errors import GraphError, Throttled
 from app.graph.odata import TAG_PROPERTY_ID
 from app.models import Appointment, Connection, Employee, EventMapping, SyncRecord
 from app.queue.errors import PermanentError, RetryAfter
-from app.sandbox import SandboxServer, ThrottleLimits
+from app.sandbox import ThrottleLimits
 from app.sync.keys import appointment_tag, transaction_id
 from app.sync.service import sync_appointment_impl
-from tests.conftest import SECRET_KEY, sandbox_settings
 from tests.sync.samples import MAX, ORG, appointment
+from tests.world import GraphWorld, MakeWorld
 
 MAX_MAILBOX = "max@contoso.example"
 ERIKA_MAILBOX = "erika@contoso.example"
@@ -41,13 +38,8 @@ ENGLISH_INVALID = (
 
 
 @dataclass
-class World:
-    sandbox: SandboxServer
-    database: Database
-    settings: Settings
-    secret_box: SecretBox
-    graph: GraphClients
-    connection_id: int
+class World(GraphWorld):
+    """The shared world without the app: a connection with Max mapped."""
 
     async def sync(self) -> None:
         await sync_appointment_impl(
@@ -76,14 +68,6 @@ class World:
             row.payload = payload
             row.canceled = payload.get("canceled") is True
 
-    async def employ(self, resource: str, mailbox: str) -> None:
-        async with self.database.session_scope() as session:
-            session.add(
-                Employee(
-                    connection_id=self.connection_id, booking_resource_id=resource, mailbox=mailbox
-                )
-            )
-
     async def rows(self, model: Any) -> list[Any]:
         async with self.database.session_scope() as session:
             return list(await session.scalars(select(model).order_by(model.id)))
@@ -92,48 +76,26 @@ class World:
         return self.sandbox.control.events(mailbox)
 
 
-async def _world(db_url: str, database: Database, locale: str) -> AsyncIterator[World]:
+@asynccontextmanager
+async def _world(make_world: MakeWorld, locale: str) -> AsyncIterator[World]:
     limits = ThrottleLimits(concurrency=4, requests_per_window=10_000)
-    async with SandboxServer.start(seed=5, limits=limits) as sandbox:
-        control = sandbox.control
-        tenant = control.add_tenant("contoso.example")
-        app, secret = control.add_app(tenant.id)
-        control.add_user(tenant.id, MAX_MAILBOX)
-        control.add_user(tenant.id, ERIKA_MAILBOX)
-        settings = sandbox_settings(db_url, sandbox)
-        box = SecretBox([SECRET_KEY.encode()])
-        async with database.session_scope() as session:
-            connection = Connection(
-                organization_id=ORG,
-                tenant=tenant.id,
-                client_id=app.client_id,
-                client_secret_encrypted=box.encrypt(secret),
-                webhook_secret_encrypted=box.encrypt("whsec"),
-                locale=locale,
-            )
-            session.add(connection)
-            await session.flush()
-            session.add(
-                Employee(connection_id=connection.id, booking_resource_id=MAX, mailbox=MAX_MAILBOX)
-            )
-            connection_id = connection.id
-        graph = GraphClients(settings)
-        try:
-            yield World(sandbox, database, settings, box, graph, connection_id)
-        finally:
-            await graph.aclose()
+    async with make_world(
+        World, seed=5, limits=limits, mailboxes=[MAX_MAILBOX, ERIKA_MAILBOX]
+    ) as world:
+        await world.add_connection(ORG, locale=locale, employees={MAX: MAX_MAILBOX})
+        yield world
 
 
 @pytest.fixture
-async def world(db_url: str, database: Database) -> AsyncIterator[World]:
-    async for w in _world(db_url, database, "de"):
-        yield w
+async def world(make_world: MakeWorld) -> AsyncIterator[World]:
+    async with _world(make_world, "de") as built:
+        yield built
 
 
 @pytest.fixture
-async def world_en(db_url: str, database: Database) -> AsyncIterator[World]:
-    async for w in _world(db_url, database, "en"):
-        yield w
+async def world_en(make_world: MakeWorld) -> AsyncIterator[World]:
+    async with _world(make_world, "en") as built:
+        yield built
 
 
 def _with_employee(payload: dict[str, Any], resource: str, name: str) -> dict[str, Any]:

@@ -24,6 +24,7 @@ from app.crypto import SecretBox
 from app.models import Connection
 from app.sandbox import FaultKind, FaultRule, Faults
 from tests.conftest import SECRET_KEY
+from tests.helpers import eventually
 from tests.sync.crash_harness import (
     Delivery,
     Employee,
@@ -31,8 +32,8 @@ from tests.sync.crash_harness import (
     calendar_problems,
     make_script,
     running_world,
-    until,
 )
+from tests.world import MakeWorld
 
 SEED_ENV = "CALBRIDGE_TEST_FAULT_SEED"
 MAILBOXES = 4
@@ -100,12 +101,14 @@ def _inject(faults: Faults, employees: list[Employee]) -> dict[str, list[FaultRu
     return rules
 
 
-async def test_faults_from_graph_end_in_the_expected_calendars(db_url: str) -> None:
+async def test_faults_from_graph_end_in_the_expected_calendars(
+    make_world: MakeWorld,
+) -> None:
     seed = int(os.environ.get(SEED_ENV) or random.SystemRandom().randrange(2**32))
     print(f"fault test seed {seed} (rerun with {SEED_ENV}={seed})")
     rng = random.Random(seed)
     async with running_world(
-        db_url, mailboxes=MAILBOXES, seed=seed, worker=WORKER, graph_timeout=GRAPH_TIMEOUT
+        make_world, mailboxes=MAILBOXES, seed=seed, worker=WORKER, graph_timeout=GRAPH_TIMEOUT
     ) as world:
         script = make_script(rng, world.employees, APPOINTMENTS)
         faults = world.sandbox.control.faults
@@ -127,14 +130,16 @@ async def test_faults_from_graph_end_in_the_expected_calendars(db_url: str) -> N
         assert not problems, f"seed {seed}: {len(problems)} problems:\n" + "\n".join(problems)
 
 
-async def test_a_create_carried_out_after_its_retry_leaves_no_event(db_url: str) -> None:
+async def test_a_create_carried_out_after_its_retry_leaves_no_event(
+    make_world: MakeWorld,
+) -> None:
     """The create times out at calbridge but Graph carries it out two seconds later; meanwhile
     the appointment is cancelled, and the cancellation's lookup by tag finds nothing yet, so the
     row becomes a tombstone. The mailbox's next delta run (what Graph's notification of the late
     create queues) knows the event by its transactionId and removes it."""
     worker = WorkerSettings(poll_seconds=0.02, backoff_base_seconds=0.05, max_attempts=5)
     async with running_world(
-        db_url, mailboxes=1, worker=worker, graph_timeout=GRAPH_TIMEOUT
+        make_world, mailboxes=1, worker=worker, graph_timeout=GRAPH_TIMEOUT
     ) as world:
         script = make_script(random.Random(1), world.employees, 1)
         [created] = script.phases[0]
@@ -143,11 +148,18 @@ async def test_a_create_carried_out_after_its_retry_leaves_no_event(db_url: str)
             "latency", count=1, seconds=GRAPH_TIMEOUT + 2.0, mailbox=mailbox, path="/events"
         )
         await world.send(created)
-        await until(lambda: slow.fired > 0, "the create did not reach Graph")
+        await eventually(
+            lambda: slow.fired > 0, within=20, every=0.001, failure="the create did not reach Graph"
+        )
         canceled = Delivery("appointment.canceled", {**created.payload, "canceled": True})
         await world.send(canceled)
         await world.drain(within=DRAIN_TIMEOUT)
-        await until(lambda: world.graph_requests_in_flight() == 0, "the create was not done")
+        await eventually(
+            lambda: world.graph_requests_in_flight() == 0,
+            within=20,
+            every=0.001,
+            failure="the create was not done",
+        )
         assert len(world.sandbox.control.events(mailbox)) == 1  # the late create landed
 
         async with world.database.session() as session:

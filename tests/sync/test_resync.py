@@ -3,8 +3,6 @@ in-process worker and the sandbox over HTTPS, on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
-import asyncio
-import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -17,14 +15,14 @@ from sqlalchemy import select, update
 from app.busy.tasks import MAILBOX_SWEEP
 from app.config import WorkerSettings
 from app.crypto import SecretBox
-from app.db import Database
-from app.main import create_app
 from app.models import Connection, Job, SyncRecord
-from app.sandbox import SandboxServer
 from tests.bookingtime.helpers import ORGANIZATION_ID as ORG
 from tests.bookingtime.helpers import WEBHOOK_SECRET, Sender
-from tests.conftest import ADMIN_TOKEN, SECRET_KEY, sandbox_settings
+from tests.conftest import ADMIN_TOKEN, SECRET_KEY
+from tests.helpers import eventually
 from tests.sync.samples import appointment
+from tests.world import MakeWorld
+from tests.world import World as BaseWorld
 
 HEADERS = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 MAX = "max@contoso.example"
@@ -40,13 +38,8 @@ def employee_url(resource: str) -> str:
 
 
 @dataclass
-class World:
-    sandbox: SandboxServer
-    client: httpx.AsyncClient
-    database: Database
-    tenant_id: str
-    client_id: str
-    secret: str
+class World(BaseWorld):
+    """The shared world with the job worker running, driven in-process."""
 
     async def connect(self, **overrides: Any) -> httpx.Response:
         body = {
@@ -57,12 +50,12 @@ class World:
             "locale": "en",
             **overrides,
         }
-        response = await self.client.put(CONNECTION_URL, json=body, headers=HEADERS)
+        response = await self.http.put(CONNECTION_URL, json=body, headers=HEADERS)
         assert response.status_code in (200, 201), response.text
         return response
 
     async def employ(self, resource: str, mailbox: str) -> dict[str, Any]:
-        response = await self.client.put(
+        response = await self.http.put(
             employee_url(resource), json={"mailbox": mailbox}, headers=HEADERS
         )
         assert response.status_code in (200, 201), response.text
@@ -77,24 +70,22 @@ class World:
             "timestamp": datetime.now(UTC).isoformat(),
             "data": {"organizationId": ORG, "appointment": payload},
         }
-        response = await Sender(self.client).send(document)
+        response = await Sender(self.http).send(document)
         assert response.status_code == 202, response.text
 
     async def settle(self) -> list[Job]:
         """Wait until no sync job is pending or running; returns every sync job."""
-        deadline = time.monotonic() + SETTLE_TIMEOUT
-        while True:
+
+        async def idle() -> tuple[list[Job]] | None:
             async with self.database.session() as session:
                 # The periodic safety delta is always waiting for its next tick.
                 kinds = Job.kind.like("sync.%") & (Job.kind != MAILBOX_SWEEP)
                 jobs = list(await session.scalars(select(Job).where(kinds)))
-            busy = [
-                (j.id, j.kind, j.state, j.args) for j in jobs if j.state in ("pending", "running")
-            ]
-            if not busy:
-                return jobs
-            assert time.monotonic() < deadline, f"sync jobs unfinished: {busy}"
-            await asyncio.sleep(0.05)
+            busy = any(j.state in ("pending", "running") for j in jobs)
+            return None if busy else (jobs,)
+
+        [jobs] = await eventually(idle, within=SETTLE_TIMEOUT)
+        return jobs
 
     def subjects(self, mailbox: str) -> list[str]:
         return sorted(str(e.get("subject")) for e in self.sandbox.control.events(mailbox))
@@ -116,25 +107,15 @@ class World:
 
 
 @pytest.fixture
-async def world(db_url: str, database: Database, secret_box: SecretBox) -> AsyncIterator[World]:
-    async with SandboxServer.start(seed=11) as sandbox:
-        control = sandbox.control
-        tenant = control.add_tenant("contoso.example")
-        app_reg, secret = control.add_app(tenant.id)
-        control.add_user(tenant.id, MAX)
-        control.add_user(tenant.id, ERIKA)
-        settings = sandbox_settings(
-            db_url, sandbox, worker=WorkerSettings(poll_seconds=0.05, backoff_base_seconds=0.05)
-        )
-        application = create_app(
-            settings, database=database, secret_box=secret_box, run_worker=True
-        )
-        async with application.router.lifespan_context(application):
-            transport = httpx.ASGITransport(app=application)
-            async with httpx.AsyncClient(
-                transport=transport, base_url="http://calbridge.test"
-            ) as client:
-                yield World(sandbox, client, database, tenant.id, app_reg.client_id, secret)
+async def world(make_world: MakeWorld) -> AsyncIterator[World]:
+    async with make_world(
+        World,
+        seed=11,
+        mailboxes=[MAX, ERIKA],
+        run_worker=True,
+        worker=WorkerSettings(poll_seconds=0.05, backoff_base_seconds=0.05),
+    ) as built:
+        yield built
 
 
 def booked(
@@ -233,7 +214,7 @@ async def test_resync_repairs_events_changed_or_deleted_in_outlook(world: World)
     await world.settle()
     assert world.subjects(MAX) == ["Edited in Outlook"]
 
-    response = await world.client.post(employee_url(MAX_ID) + "/resync", headers=HEADERS)
+    response = await world.http.post(employee_url(MAX_ID) + "/resync", headers=HEADERS)
     assert response.status_code == 202, response.text
     assert response.json()["queued"] is True
     assert response.json()["message"] == (
@@ -244,7 +225,7 @@ async def test_resync_repairs_events_changed_or_deleted_in_outlook(world: World)
     [queued] = await world.records("resync_queued")
     assert queued.details is not None and queued.details["count"] == 2
 
-    missing = await world.client.post(employee_url(ERIKA_ID) + "/resync", headers=HEADERS)
+    missing = await world.http.post(employee_url(ERIKA_ID) + "/resync", headers=HEADERS)
     assert missing.status_code == 404
     assert missing.json()["type"].endswith("employee_not_found")
 
@@ -258,7 +239,7 @@ async def test_delete_with_remove_events_empties_the_mailbox(world: World) -> No
     await world.settle()
     assert world.subjects(MAX) == ["One", "Two"]
 
-    response = await world.client.delete(
+    response = await world.http.delete(
         employee_url(MAX_ID), params={"remove_events": "true"}, headers=HEADERS
     )
     assert response.status_code == 202, response.text
@@ -280,13 +261,13 @@ async def test_delete_with_remove_events_empties_the_mailbox(world: World) -> No
     shared = await world.job_mailboxes("edOne000000000000000000000000001")
     assert shared[0] is None and shared[-1] == MAX
     assert set(await world.job_mailboxes("edTwo000000000000000000000000001")) == {MAX}
-    gone = await world.client.get(employee_url(MAX_ID), headers=HEADERS)
+    gone = await world.http.get(employee_url(MAX_ID), headers=HEADERS)
     assert gone.status_code == 404
 
     # Nothing to remove: 200, no mailbox check, a plain statement.
     nobody = "brNobody000000000000000000000001"
     await world.employ(nobody, ERIKA)
-    empty = await world.client.delete(
+    empty = await world.http.delete(
         employee_url(nobody), params={"remove_events": "true"}, headers=HEADERS
     )
     assert empty.status_code == 200, empty.text
@@ -302,7 +283,7 @@ async def test_delete_without_remove_events_keeps_the_events(world: World) -> No
     await world.employ(MAX_ID, MAX)
     await world.deliver(booked("edOne000000000000000000000000001", "One", MAX_ID))
     await world.settle()
-    response = await world.client.delete(employee_url(MAX_ID), headers=HEADERS)
+    response = await world.http.delete(employee_url(MAX_ID), headers=HEADERS)
     assert response.status_code == 204
     await world.settle()
     assert world.subjects(MAX) == ["One"]
@@ -323,7 +304,7 @@ async def test_removal_with_broken_credentials_reports_and_catches_up(world: Wor
             )
         )
     await world.settle()
-    response = await world.client.delete(
+    response = await world.http.delete(
         employee_url(MAX_ID), params={"remove_events": "true"}, headers=HEADERS
     )
     assert response.status_code == 202, response.text
@@ -398,7 +379,7 @@ async def test_invalid_event_settings_are_refused_and_nothing_changes(world: Wor
         ({"on_cancel": "ignore"}, "on_cancel"),
         ({"colour": "red"}, "colour"),
     ):
-        response = await world.client.put(
+        response = await world.http.put(
             CONNECTION_URL,
             json={
                 "tenant": world.tenant_id,
@@ -409,7 +390,7 @@ async def test_invalid_event_settings_are_refused_and_nothing_changes(world: Wor
         )
         assert response.status_code == 422, settings
         assert any(field in e["field"] for e in response.json()["errors"]), response.json()
-    current = await world.client.get(CONNECTION_URL, headers=HEADERS)
+    current = await world.http.get(CONNECTION_URL, headers=HEADERS)
     assert current.json()["event_settings"]["subject_template"] == "{name} – {customer}"
 
 
@@ -418,22 +399,22 @@ async def test_history_speaks_the_language_the_client_asks_for(world: World) -> 
     await world.deliver(booked("edOne000000000000000000000000001", "One", MAX_ID))
     await world.settle()
     url = "/api/v1/sync-history"
-    stored = await world.client.get(url, headers=HEADERS)
+    stored = await world.http.get(url, headers=HEADERS)
     [record] = stored.json()["items"]
     assert record["code"] == "unmapped_employee"
     assert record["message"].startswith(f"Der Mitarbeiter {MAX_ID} ist keinem Postfach")
     assert "content-language" not in stored.headers
     assert stored.headers["vary"] == "Accept-Language"
 
-    english = await world.client.get(
+    english = await world.http.get(
         url, headers={**HEADERS, "Accept-Language": "fr-CH, en;q=0.8, de;q=0.5"}
     )
     assert english.headers["content-language"] == "en"
     assert english.json()["items"][0]["message"] == (
         f"Employee {MAX_ID} is not mapped to a mailbox; the appointment is not synced for them."
     )
-    german = await world.client.get(url, headers={**HEADERS, "Accept-Language": "de-AT"})
+    german = await world.http.get(url, headers={**HEADERS, "Accept-Language": "de-AT"})
     assert german.json()["items"][0]["message"] == record["message"]
-    unknown = await world.client.get(url, headers={**HEADERS, "Accept-Language": "fr"})
+    unknown = await world.http.get(url, headers={**HEADERS, "Accept-Language": "fr"})
     assert "content-language" not in unknown.headers
     assert unknown.json()["items"][0]["message"] == record["message"]

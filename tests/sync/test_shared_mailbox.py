@@ -16,15 +16,19 @@ from app.models import Job
 from app.queue.worker import Worker
 from app.tasks import build_registry
 from tests.conftest import SECRET_KEY
-from tests.queue.conftest import eventually, running
+from tests.helpers import eventually
+from tests.queue.conftest import running
 from tests.sync.crash_harness import make_script, running_world
+from tests.world import MakeWorld
 
 APPOINTMENTS = 40
 LATENCY = 0.05  # seconds inside the mailbox's concurrency slot, as a Graph round trip
 
 
-async def test_two_workers_never_send_one_mailbox_more_than_four_requests(db_url: str) -> None:
-    async with running_world(db_url, mailboxes=1) as world:
+async def test_two_workers_never_send_one_mailbox_more_than_four_requests(
+    db_url: str, make_world: MakeWorld
+) -> None:
+    async with running_world(make_world, mailboxes=1) as world:
         [employee] = world.employees
         world.sandbox.control.faults.add(
             "latency", seconds=LATENCY, mailbox=employee.mailbox, path="/events"
