@@ -44,7 +44,7 @@ class Job(Base):
             postgresql_where=text("state = 'pending'"),
         ),
         # The claim's order (run_at, id) among pending jobs: without `id`, PostgreSQL checks
-        # every pending job's serial and mailbox limits before it sorts (11 ms at 2,000 pending).
+        # every pending job's serial and mailbox limits before it sorts.
         Index("ix_job_state_run_at_id", "state", "run_at", "id"),
         Index("ix_job_serial_key_state", "serial_key", "state"),
         # Partial: most jobs (every intake's `sync.appointment`) have no mailbox, and only
