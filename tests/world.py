@@ -16,7 +16,7 @@ from app.config import Settings
 from app.credentials.clients import GraphClients
 from app.crypto import SecretBox
 from app.db import Database
-from app.graph.sender import build_http_client
+from app.graph.sender import GraphHttp
 from app.main import create_app
 from app.models import Connection, Employee
 from app.sandbox import Control, SandboxServer, ThrottleLimits
@@ -126,7 +126,7 @@ async def build_world(
         graph = GraphClients(settings)
         if graph_timeout is not None:
             default_http = graph.http
-            graph.http = build_http_client(settings, timeout=httpx.Timeout(graph_timeout))
+            graph.http = GraphHttp.build(settings, timeout=httpx.Timeout(graph_timeout))
             await default_http.aclose()
         parts: dict[str, Any] = {
             "sandbox": sandbox,

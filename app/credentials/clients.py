@@ -1,4 +1,4 @@
-"""The process's Graph plumbing for sync jobs: its HTTP client, one AuthRegistry (MSAL
+"""The process's Graph plumbing for sync jobs: its HTTP clients, one AuthRegistry (MSAL
 token caches) and one MailboxLimiter, and a GraphClient per connection built on them."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from app.crypto import SecretBox
 from app.graph.auth import AuthRegistry, GraphCredentials, build_msal_http_client
 from app.graph.client import GraphClient
 from app.graph.limits import MailboxLimiter
-from app.graph.sender import build_http_client
+from app.graph.sender import GraphHttp
 from app.models import Connection
 
 
@@ -21,7 +21,7 @@ class GraphClients:
 
     def __init__(self, settings: Settings, *, limiter: MailboxLimiter | None = None) -> None:
         self.settings = settings
-        self.http = build_http_client(settings)
+        self.http = GraphHttp.build(settings)
         self.auth = AuthRegistry(
             authority_host=settings.authority_host,
             graph_url=settings.graph_url,

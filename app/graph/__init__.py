@@ -17,7 +17,7 @@ from app.graph.errors import (
 )
 from app.graph.limits import MailboxLimiter
 from app.graph.odata import TAG_PROPERTY_ID
-from app.graph.sender import build_http_client
+from app.graph.sender import GraphHttp, build_http_client
 
 __all__ = [
     "TAG_PROPERTY_ID",
@@ -28,6 +28,7 @@ __all__ = [
     "GraphClient",
     "GraphCredentials",
     "GraphError",
+    "GraphHttp",
     "ItemNotFound",
     "MailboxLimiter",
     "MailboxNotFound",

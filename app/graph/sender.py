@@ -5,6 +5,7 @@ request slot, the request counters, and the classification of every failure (app
 from __future__ import annotations
 
 import uuid
+import zlib
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
@@ -36,14 +37,51 @@ GRAPH_LIMITS = httpx.Limits(
 )
 
 
+GRAPH_HTTP_SHARDS = 8
+
+
 def build_http_client(
     settings: Settings, *, timeout: httpx.Timeout = GRAPH_TIMEOUT
 ) -> httpx.AsyncClient:
-    """The process's one client for Graph, trusting the system's, certifi's and
-    CALBRIDGE_CA_BUNDLE's CAs; proxies come from the environment (HTTPS_PROXY, NO_PROXY)."""
+    """A client for Graph, trusting the system's, certifi's and CALBRIDGE_CA_BUNDLE's CAs;
+    proxies come from the environment (HTTPS_PROXY, NO_PROXY)."""
     return httpx.AsyncClient(
         verify=build_ssl_context(settings.ca_bundle), timeout=timeout, limits=GRAPH_LIMITS
     )
+
+
+class GraphHttp:
+    """The process's httpx clients for Graph: a few of them, each mailbox always on the same one.
+
+    Why several: to place a request, httpcore's pool looks at every connection it holds (and does
+    so again for each request waiting for one), so with the hundreds of connections that many
+    mailboxes' 4 requests each keep open, choosing a connection cost more CPU than the request
+    itself. Smaller pools keep that choice cheap (`bench/e2e.py`, figures in docs/operations.md).
+    """
+
+    def __init__(self, clients: Sequence[httpx.AsyncClient]) -> None:
+        if not clients:
+            raise ValueError("GraphHttp needs at least one client")
+        self.clients = tuple(clients)
+
+    @classmethod
+    def build(
+        cls,
+        settings: Settings,
+        *,
+        shards: int = GRAPH_HTTP_SHARDS,
+        timeout: httpx.Timeout = GRAPH_TIMEOUT,
+    ) -> GraphHttp:
+        return cls([build_http_client(settings, timeout=timeout) for _ in range(shards)])
+
+    def for_mailbox(self, mailbox: str | None) -> httpx.AsyncClient:
+        if mailbox is None or len(self.clients) == 1:
+            return self.clients[0]
+        return self.clients[zlib.crc32(mailbox.lower().encode()) % len(self.clients)]
+
+    async def aclose(self) -> None:
+        for client in self.clients:
+            await client.aclose()
 
 
 class GraphSender:
@@ -55,14 +93,14 @@ class GraphSender:
 
     def __init__(
         self,
-        http: httpx.AsyncClient,
+        http: GraphHttp | httpx.AsyncClient,
         auth: GraphAuth,
         *,
         graph_url: str,
         limiter: MailboxLimiter,
         timezone: str = "UTC",
     ) -> None:
-        self._http = http
+        self._http = http if isinstance(http, GraphHttp) else GraphHttp([http])
         self._auth = auth
         self.graph_url = graph_url.rstrip("/")
         base = urlsplit(self.graph_url)
@@ -121,15 +159,14 @@ class GraphSender:
         header_list = [("client-request-id", client_request_id), ("Prefer", PREFER_IMMUTABLE_ID)]
         header_list += [("Prefer", value) for value in prefer]
         header_list += list((headers or {}).items())
-        request = self._http.build_request(
-            method, url, params=params, json=json, headers=header_list
-        )
+        http = self._http.for_mailbox(mailbox)
+        request = http.build_request(method, url, params=params, json=json, headers=header_list)
         if mailbox is None:
-            response = await self._transmit(request, client_request_id, target)
+            response = await self._transmit(http, request, client_request_id, target)
         else:
             key = self.mailbox_key(mailbox)
             async with self.limiter.slot(key):
-                response = await self._transmit(request, client_request_id, target)
+                response = await self._transmit(http, request, client_request_id, target)
                 self._note_throttle(key, response.status_code, response.headers)
         if response.is_success:
             return response, client_request_id
@@ -142,11 +179,15 @@ class GraphSender:
         )
 
     async def _transmit(
-        self, request: httpx.Request, client_request_id: str, target: Target
+        self,
+        http: httpx.AsyncClient,
+        request: httpx.Request,
+        client_request_id: str,
+        target: Target,
     ) -> httpx.Response:
         """Send `request`; every outcome is counted here, once (app.counters)."""
         try:
-            response = await self._http.send(request, auth=self._auth)
+            response = await http.send(request, auth=self._auth)
         except GraphError as exc:  # from the token provider inside the auth flow
             counters.graph_response(request.method, target, "token_error")
             exc.client_request_id = exc.client_request_id or client_request_id
