@@ -21,6 +21,7 @@ from app.graph.errors import GraphError, ItemNotFound
 from app.graph.schemas import Event
 from app.history.messages import error_code, message
 from app.models.base import utcnow
+from app.sync import outcome_repository as outcome_repo
 from app.sync import repository as repo
 from app.sync.planner import Action, Create, Delete, Skip, Update
 
@@ -52,8 +53,8 @@ class Run:
     retry: list[GraphError] = field(default_factory=list)
     permanent: list[str] = field(default_factory=list)
 
-    def target(self, action: Action) -> repo.Target:
-        return repo.Target(
+    def target(self, action: Action) -> outcome_repo.Target:
+        return outcome_repo.Target(
             self.connection_id, self.appointment_id, action.booking_resource_id, action.mailbox
         )
 
@@ -95,7 +96,7 @@ async def _create(
     target = run.target(action)
     if not intent_written:
         async with run.database.session_scope() as session:
-            await repo.ensure_intent(session, target, generation=action.generation)
+            await outcome_repo.ensure_intent(session, target, generation=action.generation)
     event: Event | None = None
     request_id: str | None = None
     if action.lookup_first:
@@ -114,7 +115,7 @@ async def _create(
     saved_event = event
 
     async def save(session: AsyncSession) -> None:
-        await repo.save_created(
+        await outcome_repo.save_created(
             session,
             target,
             generation=action.generation,
@@ -135,12 +136,12 @@ async def _update(run: Run, action: Update, started: float) -> None:
     except ItemNotFound:
         # Deleted in Outlook: the row becomes a tombstone and the event is created anew.
         async with run.database.session_scope() as session:
-            await repo.mark_deleted(session, target, graph_event_id=action.graph_event_id)
+            await outcome_repo.mark_deleted(session, target, graph_event_id=action.graph_event_id)
         await _create(run, action.recreate, started)
         return
 
     async def save(session: AsyncSession) -> None:
-        await repo.save_updated(
+        await outcome_repo.save_updated(
             session, target, event=result.value, field_hashes=action.field_hashes
         )
 
@@ -164,7 +165,9 @@ async def _delete(run: Run, action: Delete, started: float) -> None:
                 await _delete_quietly(run.client, action.mailbox, event.id)
 
     async def save(session: AsyncSession) -> None:
-        await repo.mark_deleted(session, run.target(action), graph_event_id=action.graph_event_id)
+        await outcome_repo.mark_deleted(
+            session, run.target(action), graph_event_id=action.graph_event_id
+        )
 
     details = {"event_id": action.graph_event_id, "reason": action.reason}
     await _success(run, action, "deleted", started, request_id, details, save)
@@ -190,7 +193,7 @@ async def _record(
 ) -> str:
     """Add the history record of one action's outcome; returns its readable message."""
     text = message(code, run.locale, params)
-    await repo.add_record(
+    await outcome_repo.add_record(
         session,
         run.target(action),
         job_id=run.job_id,
@@ -252,7 +255,7 @@ async def _success(
             duration_ms=_ms(started),
             request_id=request_id,
         )
-        await repo.set_employee_status(
+        await outcome_repo.set_employee_status(
             session,
             connection_id=run.connection_id,
             booking_resource_id=action.booking_resource_id,
@@ -283,7 +286,7 @@ async def _failed(run: Run, action: Action, error: GraphError, started: float) -
             request_id=error.request_id,
         )
         if not error.retryable:
-            await repo.set_employee_status(
+            await outcome_repo.set_employee_status(
                 session,
                 connection_id=run.connection_id,
                 booking_resource_id=action.booking_resource_id,

@@ -25,6 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.history.messages import message
 from app.queue.repository import enqueue_many
+from app.sync import outcome_repository as outcome_repo
 from app.sync import repository as repo
 from app.sync import tasks
 from app.sync.planner import listed_employees
@@ -94,9 +95,9 @@ async def resync_impl(
         "mailbox": mailbox or "?",
         "reason": reason,
     }
-    await repo.add_record(
+    await outcome_repo.add_record(
         session,
-        repo.Target(connection_id, None, booking_resource_id, mailbox),
+        outcome_repo.Target(connection_id, None, booking_resource_id, mailbox),
         job_id=job_id,
         action=reason,
         status="queued",

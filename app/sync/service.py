@@ -19,6 +19,7 @@ from app.db import Database
 from app.graph.errors import Throttled
 from app.history.messages import message
 from app.queue.errors import PermanentError
+from app.sync import outcome_repository as outcome_repo
 from app.sync import repository as repo
 from app.sync.actions import Run, run_employee
 from app.sync.planner import Action, Create, plan
@@ -67,9 +68,9 @@ async def sync_appointment_impl(
         except InvalidAppointment as invalid:
             params = {"error": str(invalid)}
             text = message("invalid_appointment", connection.locale, params)
-            await repo.add_record(
+            await outcome_repo.add_record(
                 session,
-                repo.Target(connection_id, appointment_id, None, None),
+                outcome_repo.Target(connection_id, appointment_id, None, None),
                 job_id=job_id,
                 action="plan",
                 status="error",
@@ -86,10 +87,10 @@ async def sync_appointment_impl(
             # transaction as the read rather than one transaction per create.
             for action in actions:
                 if isinstance(action, Create):
-                    target = repo.Target(
+                    target = outcome_repo.Target(
                         connection_id, appointment_id, action.booking_resource_id, action.mailbox
                     )
-                    await repo.ensure_intent(session, target, generation=action.generation)
+                    await outcome_repo.ensure_intent(session, target, generation=action.generation)
     if invalid_text is not None:
         raise PermanentError(invalid_text)
 
