@@ -4,7 +4,9 @@ Tokens are random strings shown once at creation and stored as SHA-256 hashes (t
 entropy that a slow hash adds nothing). `CALBRIDGE_ADMIN_TOKEN` is accepted as a bootstrap token
 with the `admin` role. A `read` token may only use safe methods (GET, HEAD, OPTIONS): the rule is
 keyed on the method in `require_admin`, the one dependency every admin router carries, so a new
-write route cannot forget it. Failed authentications are rate-limited per client address.
+write route cannot forget it. Failed authentications are counted per client address, and a
+further bad token after too many is refused with 429; a valid token is always accepted, so the
+limit can never lock out the admin.
 """
 
 from __future__ import annotations
@@ -62,9 +64,9 @@ class RevokedTokenNotFoundError(LookupError):
 class AuthFailureLimiter:
     """Failed authentications per client address in a sliding window, in this process's memory.
 
-    Per process on purpose: it slows guessing down without a database write per failure, and
-    with N API replicas an attacker gets at most N times the budget, still hopeless against a
-    256-bit token. Successful authentications neither count nor reset the window.
+    Per process on purpose: it costs no database write per failure, and with N API replicas a
+    client gets N times the budget. Successful authentications neither count nor reset the
+    window, and are never refused: only a further bad token from a blocked address gets the 429.
     """
 
     def __init__(
@@ -164,9 +166,9 @@ def _limiter(request: Request) -> AuthFailureLimiter:
 
 
 def _client_address(request: Request) -> str:
-    # The peer address, not X-Forwarded-For: a header anyone can set would let an attacker pick
-    # a fresh address per guess. Behind a proxy, have it pass the peer through (uvicorn
-    # --proxy-headers with --forwarded-allow-ips).
+    # The peer address as the server saw it. uvicorn replaces it with X-Forwarded-For only for
+    # peers listed in CALBRIDGE_TRUSTED_PROXIES (default none): a header anyone could set would
+    # let an attacker pick a fresh address per guess.
     return request.client.host if request.client is not None else "unknown"
 
 
@@ -193,25 +195,32 @@ async def require_admin(
     session: Annotated[AsyncSession, Depends(get_session)],
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)],
 ) -> Principal:
-    """FastAPI dependency: the caller's principal; a 401 problem without a valid token, 429 after
-    too many failures from the address, 403 when a `read` token uses anything but a safe method."""
+    """FastAPI dependency: the caller's principal; a 401 problem without a valid token, 429 for a
+    bad token after too many failures from the address, 403 when a `read` token uses anything but
+    a safe method. A valid token is accepted whatever the address's failures."""
     limiter = _limiter(request)
     address = _client_address(request)
-    wait = limiter.retry_after(address)
-    if wait is not None:
-        raise ProblemError(
-            429,
-            "too_many_requests",
-            "Too many failed authentications",
-            f"too many failed authentications from this address; retry in {wait} s",
-            headers={"Retry-After": str(wait)},
-        )
     try:
+        # The token is checked before the limit: a blocked address (a whole office behind one
+        # NAT, or one an attacker floods) must not lock the admin out. So the limit no longer
+        # hides which guess was right; what makes guessing hopeless is the tokens' entropy
+        # (256 bits; a short bootstrap token gets a warning at start).
         principal = await _authenticate(request, session, credentials)
     except ProblemError:
-        if credentials is not None and credentials.credentials:
+        if credentials is None or not credentials.credentials:
             # Only a presented token is a guess; a request without one reveals nothing.
-            limiter.failed(address)
+            raise
+        wait = limiter.retry_after(address)
+        if wait is not None:
+            # Not counted: the window ends as announced in Retry-After.
+            raise ProblemError(
+                429,
+                "too_many_requests",
+                "Too many failed authentications",
+                f"too many failed authentications from this address; retry in {wait} s",
+                headers={"Retry-After": str(wait)},
+            ) from None
+        limiter.failed(address)
         raise
     if request.method not in SAFE_METHODS and not principal.is_admin:
         raise ProblemError(

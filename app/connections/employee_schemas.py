@@ -24,7 +24,10 @@ class EmployeeIn(BaseModel):
         json_schema_extra={"format": "email"},  # documents the check of normalize_mailbox
         description=(
             "The employee's mailbox address (primary SMTP address or UPN). Its syntax is checked "
-            "here and stored lowercase; whether it exists shows in the sync history."
+            "here; it is stored NFKC-normalised and lowercase, with an internationalised domain "
+            "in its ASCII (punycode) form. A part mixing scripts that look alike (a Cyrillic "
+            "`а` among Latin letters) is refused, naming the characters. Whether the mailbox "
+            "exists shows in the sync history."
         ),
         examples=["max.mustermann@contoso.com"],
     )
@@ -67,7 +70,9 @@ class EmployeeOut(BaseModel):
 
     organization_id: str = Field(description="bookingtime organisation id.")
     employee_id: str = Field(description="bookingtime booking-resource id.")
-    mailbox: str = Field(description="Outlook mailbox address, lowercase.")
+    mailbox: str = Field(
+        description="Outlook mailbox address, lowercase, an internationalised domain in punycode."
+    )
     last_success_at: datetime | None = Field(description="Last successful sync (Letzter Erfolg).")
     last_error_at: datetime | None = Field(description="Last failed sync.")
     last_error_code: str | None = Field(description="Stable code of the last error.")

@@ -6,6 +6,8 @@ from __future__ import annotations
 import base64
 import binascii
 import re
+import unicodedata
+from collections import Counter
 from datetime import UTC, date, datetime, time
 from typing import Annotated, Any, Literal, Self
 from uuid import UUID
@@ -42,6 +44,21 @@ Locale = Literal["de", "en"]
 
 _DATE_ONLY = re.compile(r"\d{4}-\d{2}-\d{2}")
 _EXPIRY_FORMS = "give a date (2027-05-31) or a datetime with an offset (2027-05-31T12:00:00Z)"
+
+
+# Far wider than any secret's life, far inside what datetime arithmetic can reach: a year-9999
+# date would overflow when calbridge counts the days left or schedules the warnings.
+EXPIRY_EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
+EXPIRY_LATEST = datetime(2100, 1, 1, tzinfo=UTC)
+
+
+def _in_expiry_range(value: date) -> bool:
+    """Whether an expiry date or aware datetime lies in [EXPIRY_EARLIEST, EXPIRY_LATEST)."""
+    if not isinstance(value, datetime):
+        return EXPIRY_EARLIEST.date() <= value < EXPIRY_LATEST.date()
+    # Compared without converting: an aware comparison cannot overflow, while converting
+    # 9999-12-31T23:00-05:00 to UTC would.
+    return EXPIRY_EARLIEST <= value < EXPIRY_LATEST
 
 
 def webhook_path(organization_id: str) -> str:
@@ -116,7 +133,7 @@ class ConnectionIn(BaseModel):
             "When the client secret expires, so calbridge can warn before sync stops: a date "
             "(that day 00:00 UTC) or a datetime with an offset. Omitted on update it is kept, "
             "unless a new `client_secret` is given (the stored date belonged to the old one); "
-            "`null` clears it."
+            "`null` clears it. From 2000-01-01 and before 2100-01-01 (UTC)."
         ),
         examples=["2027-05-31", "2027-05-31T12:00:00+02:00"],
     )
@@ -171,6 +188,10 @@ class ConnectionIn(BaseModel):
             raise ValueError(_EXPIRY_FORMS)
         if isinstance(parsed, datetime) and parsed.tzinfo is None:
             raise ValueError(f"the datetime has no offset; {_EXPIRY_FORMS}")
+        if parsed is not None and not _in_expiry_range(parsed):
+            raise ValueError(
+                f"must be from {EXPIRY_EARLIEST.date()} and before {EXPIRY_LATEST.date()} (UTC)"
+            )
         return parsed
 
     @field_validator("webhook_secret")
@@ -330,13 +351,76 @@ class ConnectionPutOut(ConnectionOut):
     )
 
 
+# Scripts that may share one name, after UTS #39's "highly restrictive" level: Japanese, Chinese
+# and Korean names mix Han with their own scripts, and all of them mix with Latin.
+_SCRIPT_MIXES = (
+    frozenset({"LATIN", "HAN", "HIRAGANA", "KATAKANA"}),
+    frozenset({"LATIN", "HAN", "BOPOMOFO"}),
+    frozenset({"LATIN", "HAN", "HANGUL"}),
+)
+# First words of Unicode character names that are not the script's own name.
+_SCRIPT_OF_NAME = {
+    "CJK": "HAN",
+    "IDEOGRAPHIC": "HAN",
+    "ARABIC-INDIC": "ARABIC",
+    "EXTENDED": "ARABIC",  # EXTENDED ARABIC-INDIC DIGIT …
+    "KATAKANA-HIRAGANA": "KATAKANA",
+}
+
+
+def _script(char: str) -> str | None:
+    """The script of a letter or digit, from its Unicode name (the standard library has no script
+    property; after NFKC the first word of the name is the script for every letter an address
+    can hold); None for what every script shares: ASCII digits, marks, punctuation, symbols."""
+    if unicodedata.category(char)[0] not in "LN" or (char.isascii() and not char.isalpha()):
+        return None
+    first = unicodedata.name(char, "").split(" ", 1)[0]
+    if not first or first == "MODIFIER":
+        return None
+    return _SCRIPT_OF_NAME.get(first, first)
+
+
+def _refuse_mixed_scripts(text: str, where: str) -> None:
+    """ValueError naming the characters of `text` outside its main script, when its scripts are
+    not a mix that names are written in: such a text can look exactly like another one."""
+    scripts = [(char, script) for char in text if (script := _script(char)) is not None]
+    used = {script for _, script in scripts}
+    if len(used) < 2 or any(used <= mix for mix in _SCRIPT_MIXES):
+        return
+    counts = Counter(script for _, script in scripts)
+    main = "LATIN" if "LATIN" in used else counts.most_common(1)[0][0]
+    # Code points and names, never the characters themselves: printed, they would look like the
+    # address the sender meant.
+    odd = dict.fromkeys(
+        f"U+{ord(char):04X} {unicodedata.name(char, '?')}"
+        for char, script in scripts
+        if script != main
+    )
+    names = " and ".join(sorted(script.title() for script in used))
+    raise ValueError(
+        f"{where} mixes {names} letters, which can look alike: {', '.join(odd)}; "
+        "type the address with the letters of one script"
+    )
+
+
 def normalize_mailbox(value: str) -> str:
-    """The mailbox address in its stored form (lowercase); ValueError with the reason if invalid."""
+    """The mailbox address in its stored form; ValueError with the reason if invalid or if it
+    mixes scripts.
+
+    The form: NFKC (fullwidth and other compatibility letters become the plain ones), the local
+    part lowercase, the domain in its ASCII form (IDNA 2008 with UTS #46 mapping, by
+    email-validator through the `idna` package), so `bücher.example` and `xn--bcher-kva.example`
+    are stored alike as the latter, and a look-alike domain shows as the punycode it is.
+    """
+    text = unicodedata.normalize("NFKC", value.strip())
     try:
-        result = validate_email(value.strip(), check_deliverability=False)
+        result = validate_email(text, check_deliverability=False)
     except EmailNotValidError as exc:
         raise ValueError(str(exc)) from exc
-    return result.normalized.lower()
+    _refuse_mixed_scripts(result.local_part, "the part before the @")
+    for label in result.domain.split("."):
+        _refuse_mixed_scripts(label, "a part of the domain")
+    return f"{result.local_part.lower()}@{result.ascii_domain.lower()}"
 
 
 class VerifyIn(BaseModel):

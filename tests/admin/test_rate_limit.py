@@ -8,7 +8,8 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from app.admin.auth import FAILURE_WINDOW_SECONDS, MAX_FAILURES, AuthFailureLimiter
+from app.admin.auth import FAILURE_WINDOW_SECONDS, MAX_FAILURES, AuthFailureLimiter, create_token
+from app.db import Database
 from tests.helpers import assert_problem
 
 URL = "/api/v1/connections"
@@ -40,7 +41,6 @@ async def other_client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
 async def test_too_many_failures_block_the_address_with_retry_after(
     client: httpx.AsyncClient,
     other_client: httpx.AsyncClient,
-    admin_headers: dict[str, str],
     clock: Clock,
 ) -> None:
     for _ in range(MAX_FAILURES):
@@ -52,15 +52,46 @@ async def test_too_many_failures_block_the_address_with_retry_after(
     assert "failed authentications" in body["detail"]
     retry_after = int(blocked.headers["retry-after"])
     assert 0 < retry_after <= FAILURE_WINDOW_SECONDS
-    # The right token from that address waits too: otherwise the limit would tell a guesser
-    # which guess was right.
-    assert_problem(await client.get(URL, headers=admin_headers), 429, "too_many_requests")
     # Another address is not affected.
-    assert (await other_client.get(URL, headers=admin_headers)).status_code == 200
+    assert_problem(await other_client.get(URL, headers=WRONG), 401, "unauthorized")
 
     # Once the oldest failures leave the window, the address may try again.
     clock.now += retry_after
+    assert_problem(await client.get(URL, headers=WRONG), 401, "unauthorized")
+
+
+async def test_a_valid_token_is_never_locked_out(
+    client: httpx.AsyncClient, database: Database, admin_headers: dict[str, str], clock: Clock
+) -> None:
+    # Issue 18: ten bad tokens from an address used to make the admin's good token 429 for 60 s.
+    stored = {"Authorization": f"Bearer {await stored_token(database)}"}
+    for _ in range(MAX_FAILURES):
+        assert_problem(await client.get(URL, headers=WRONG), 401, "unauthorized")
+    for headers in (admin_headers, stored):
+        assert (await client.get(URL, headers=headers)).status_code == 200
+    # The good tokens neither lifted the block nor counted: an eleventh bad token is refused.
+    blocked = assert_problem(await client.get(URL, headers=WRONG), 429, "too_many_requests")
+    assert "retry in" in blocked["detail"]
     assert (await client.get(URL, headers=admin_headers)).status_code == 200
+    # A request without a token is told to send one, not to wait.
+    assert_problem(await client.get(URL), 401, "unauthorized")
+
+
+async def test_x_forwarded_for_does_not_pick_the_address(
+    client: httpx.AsyncClient, clock: Clock
+) -> None:
+    # Only uvicorn may replace the peer address, and only for CALBRIDGE_TRUSTED_PROXIES; the
+    # limiter itself never reads the header, so a fresh address per guess buys nothing.
+    for n in range(MAX_FAILURES):
+        headers = {**WRONG, "X-Forwarded-For": f"198.51.100.{n}"}
+        assert_problem(await client.get(URL, headers=headers), 401, "unauthorized")
+    headers = {**WRONG, "X-Forwarded-For": "198.51.100.200"}
+    assert_problem(await client.get(URL, headers=headers), 429, "too_many_requests")
+
+
+async def stored_token(database: Database) -> str:
+    async with database.session_scope() as session:
+        return await create_token(session, name="ops")
 
 
 async def test_successes_and_missing_tokens_do_not_count(

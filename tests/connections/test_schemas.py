@@ -105,7 +105,22 @@ def test_secrets_are_not_in_repr() -> None:
     [
         ("Max.Mustermann@Contoso.COM", "max.mustermann@contoso.com"),
         ("  d.wellt@organization.com ", "d.wellt@organization.com"),
-        ("jörg@bücher.example", "jörg@bücher.example"),
+        # The domain is stored in its ASCII (punycode) form, whichever form it was given in.
+        ("jörg@bücher.example", "jörg@xn--bcher-kva.example"),
+        ("jörg@xn--bcher-kva.example", "jörg@xn--bcher-kva.example"),
+        ("JÖRG@BÜCHER.EXAMPLE", "jörg@xn--bcher-kva.example"),
+        # NFKC: fullwidth letters, the fullwidth at sign and ligatures become the plain ones.
+        (
+            "\uff4d\uff41\uff58\uff20\uff43\uff4f\uff4e\uff54\uff4f\uff53\uff4f.example",
+            "max@contoso.example",
+        ),
+        ("\ufb01ona@contoso.example", "fiona@contoso.example"),
+        # One script, or the mixes names are written in, are fine.
+        ("ελένη@contoso.example", "ελένη@contoso.example"),
+        ("иван2@contoso.example", "иван2@contoso.example"),
+        ("山田たろう@contoso.example", "山田たろう@contoso.example"),
+        ("yamada.たろう@contoso.example", "yamada.たろう@contoso.example"),
+        ("max.müller@contoso.example", "max.müller@contoso.example"),
     ],
 )
 def test_mailbox_normalised(given: str, stored: str) -> None:
@@ -120,3 +135,51 @@ def test_mailbox_refused(given: str) -> None:
     with pytest.raises(ValidationError) as caught:
         EmployeeIn.model_validate({"mailbox": given})
     assert caught.value.errors()[0]["loc"] == ("mailbox",)
+
+
+@pytest.mark.parametrize(
+    ("given", "named"),
+    [
+        ("m\u0430x@contoso.example", ["U+0430 CYRILLIC SMALL LETTER A"]),
+        (
+            "\u0440\u0430ypal@contoso.example",
+            ["U+0440 CYRILLIC SMALL LETTER ER", "U+0430 CYRILLIC SMALL LETTER A"],
+        ),
+        ("M\u0391X@contoso.example", ["U+0391 GREEK CAPITAL LETTER ALPHA"]),
+        ("max@c\u043entoso.example", ["U+043E CYRILLIC SMALL LETTER O"]),
+    ],
+)
+def test_mailbox_mixing_scripts_is_refused_naming_the_characters(
+    given: str, named: list[str]
+) -> None:
+    with pytest.raises(ValidationError) as caught:
+        EmployeeIn.model_validate({"mailbox": given})
+    [error] = caught.value.errors()
+    assert error["loc"] == ("mailbox",)
+    for name in named:
+        assert name in error["msg"]
+    assert given.split("@")[0] not in error["msg"]
+
+
+@pytest.mark.parametrize(
+    "given",
+    ["9999-12-31", "9999-12-31T23:00:00-05:00", "0001-01-01", "2100-01-01", "1999-12-31"],
+)
+def test_secret_expiry_out_of_range_is_refused(given: str) -> None:
+    with pytest.raises(ValidationError) as caught:
+        ConnectionIn.model_validate({**BASE, "client_secret_expires_at": given})
+    [error] = caught.value.errors()
+    assert error["loc"] == ("client_secret_expires_at",)
+    assert "2000-01-01" in error["msg"]
+
+
+@pytest.mark.parametrize(
+    ("given", "expected"),
+    [
+        ("2000-01-01", datetime(2000, 1, 1, tzinfo=UTC)),
+        ("2099-12-31T23:59:59Z", datetime(2099, 12, 31, 23, 59, 59, tzinfo=UTC)),
+    ],
+)
+def test_secret_expiry_range_edges_accepted(given: str, expected: datetime) -> None:
+    body = ConnectionIn.model_validate({**BASE, "client_secret_expires_at": given})
+    assert body.expires_at_utc == expected
