@@ -6,6 +6,7 @@ import asyncio
 import gc
 import logging
 import signal
+import socket
 import sys
 from collections.abc import Coroutine
 from datetime import datetime
@@ -15,8 +16,8 @@ from typing import Annotated, Any
 
 import typer
 
-from app.config import Settings, get_settings
-from app.crypto import SecretKeyError, load_secret_box
+from app.config import ConfigError, Settings, load_settings
+from app.crypto import SecretKeyError, check_secret_key
 
 cli = typer.Typer(
     name="calbridge",
@@ -30,10 +31,11 @@ cli.add_typer(token_cli, name="token")
 log = logging.getLogger("calbridge")
 
 
-def _configure_logging() -> None:
+def _configure_logging(settings: Settings) -> None:
+    # Only with settings already checked: a bad log level must be one line, not a traceback.
     from app.logs import configure_logging
 
-    configure_logging(get_settings())
+    configure_logging(settings)
 
 
 def _tune_gc() -> None:
@@ -45,17 +47,25 @@ def _tune_gc() -> None:
 
 
 def _fail(message: str) -> typer.Exit:
-    typer.secho(f"calbridge: {message}", err=True, fg=typer.colors.RED)
+    # One line, whatever the message: an operator greps for it, a supervisor logs it whole.
+    line = " ".join(part.strip() for part in message.splitlines() if part.strip())
+    typer.secho(f"calbridge: {line}", err=True, fg=typer.colors.RED)
     return typer.Exit(code=2)
 
 
-def _settings() -> Settings:
-    settings = get_settings()
+def _settings(*, needs_key: bool = True) -> Settings:
+    """Every setting checked before anything is touched (no migration, no logging, no file)."""
     try:
-        load_secret_box(settings)  # fails early and readably without a usable key
-    except SecretKeyError as exc:
-        raise _fail(str(exc)) from exc
+        settings = load_settings()
+        check_secret_key(settings, required=needs_key)
+    except (ConfigError, SecretKeyError) as exc:
+        raise _fail(str(exc)) from None
     return settings
+
+
+def _first_line(exc: BaseException) -> str:
+    # SQLAlchemy appends a "Background on this error" line: the first says what went wrong.
+    return (str(exc).strip().splitlines() or [""])[0]
 
 
 def _migrate(settings: Settings) -> str | None:
@@ -64,8 +74,40 @@ def _migrate(settings: Settings) -> str | None:
     try:
         upgrade(settings.database_url)
     except Exception as exc:
-        raise _fail(f"cannot migrate the database ({type(exc).__name__}: {exc})") from exc
+        raise _fail(
+            f"cannot migrate the database ({type(exc).__name__}: {_first_line(exc)}); "
+            "check CALBRIDGE_DATABASE_URL and that the database is reachable"
+        ) from None
     return head_revision()
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    """The listening socket, bound before the schema is touched: a busy port is one line."""
+    sock: socket.socket | None = None
+    try:
+        family, kind, _, _, address = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
+        sock = socket.socket(family, kind)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+    except OSError as exc:
+        if sock is not None:
+            sock.close()
+        raise _fail(
+            f"cannot listen on {host}:{port}: {exc.strerror or exc} "
+            "(is another process using it? pick another with --port or --host)"
+        ) from None
+    return sock
+
+
+def uvicorn_proxy_options(settings: Settings) -> dict[str, Any]:
+    """X-Forwarded-For is believed only from CALBRIDGE_TRUSTED_PROXIES; without any, not at all
+    (uvicorn would otherwise trust it from loopback, where a local proxy is not a given)."""
+    proxies = settings.trusted_proxy_list
+    if not proxies:
+        return {"proxy_headers": False}
+    return {"proxy_headers": True, "forwarded_allow_ips": proxies}
 
 
 @cli.command()
@@ -84,22 +126,27 @@ def serve(
 
     from app.main import create_app
 
-    _configure_logging()
     settings = _settings()
+    _configure_logging(settings)
+    sock = _listen(host, port)
     revision = _migrate(settings)
     log.info("schema at %s; serving on http://%s:%d", revision, host, port)
     app = create_app(settings, run_worker=not no_worker)
     _tune_gc()
     # log_config=None: uvicorn's lines go through calbridge's handler (JSON or text, redacted).
-    uvicorn.run(
+    config = uvicorn.Config(
         app,
         host=host,
         port=port,
         log_config=None,
         log_level=settings.log_level.lower(),
         access_log=access_log,
-        proxy_headers=True,
+        **uvicorn_proxy_options(settings),
     )
+    server = uvicorn.Server(config)
+    server.run(sockets=[sock])
+    if not server.started:
+        raise typer.Exit(code=3)  # uvicorn's own code for a failed start-up
 
 
 @cli.command()
@@ -118,8 +165,8 @@ def worker(
     early: list[int] = []
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda received, _frame: early.append(received))
-    _configure_logging()
     settings = _settings()
+    _configure_logging(settings)
     if metrics_port is not None:
         from app.counters import serve_worker_metrics
 
@@ -171,8 +218,14 @@ async def _run_worker(settings: Settings, *, stopped_before_start: list[int]) ->
     database = Database(settings.database_url)
     graph = GraphClients(settings)
     try:
-        async with database.engine.connect() as connection:
-            revision = await current_revision(connection)
+        try:
+            async with database.engine.connect() as connection:
+                revision = await current_revision(connection)
+        except Exception as exc:
+            raise _fail(
+                f"cannot reach the database ({type(exc).__name__}: {_first_line(exc)}); "
+                "check CALBRIDGE_DATABASE_URL and that the database is reachable"
+            ) from None
         if revision != head_revision():
             raise _fail(
                 f"database schema is at {revision or 'nothing'}, this code needs "
@@ -193,8 +246,8 @@ async def _run_worker(settings: Settings, *, stopped_before_start: list[int]) ->
 @cli.command()
 def migrate() -> None:
     """Bring the database schema to the newest version, then exit."""
-    _configure_logging()
-    settings = get_settings()
+    settings = _settings(needs_key=False)
+    _configure_logging(settings)
     revision = _migrate(settings)
     typer.echo(f"schema at {revision}")
 
@@ -210,7 +263,7 @@ def token_create(
     role: Annotated[Role, typer.Option(help="read: status only; admin: everything")] = Role.admin,
 ) -> None:
     """Create an admin API token and print it (it is shown this once)."""
-    settings = get_settings()
+    settings = _settings(needs_key=False)
     _migrate(settings)
     token = asyncio.run(_create_token(settings, name, role.value))
     typer.echo(token)
@@ -233,7 +286,7 @@ def token_list(
     all_: Annotated[bool, typer.Option("--all", help="include revoked tokens")] = False,
 ) -> None:
     """List admin API tokens: id, name, role, created, last used (never the token itself)."""
-    settings = get_settings()
+    settings = _settings(needs_key=False)
     _migrate(settings)
     rows = asyncio.run(_list_tokens(settings, include_revoked=all_))
     typer.echo(f"{'ID':>4}  {'NAME':<24} {'ROLE':<6} {'CREATED':<20} {'LAST USED':<20} REVOKED")
@@ -278,7 +331,7 @@ def token_revoke(
     name_or_id: Annotated[str, typer.Argument(metavar="NAME|ID", help="token name or id")],
 ) -> None:
     """Revoke admin API tokens by name (every live token of that name) or id; effective at once."""
-    settings = get_settings()
+    settings = _settings(needs_key=False)
     _migrate(settings)
     revoked = asyncio.run(_revoke_token(settings, name_or_id))
     if not revoked:
@@ -311,11 +364,33 @@ def sandbox(
         Path | None,
         typer.Option(help="where the CA is kept (reused across runs); default a temp dir"),
     ] = None,
+    allow_remote: Annotated[
+        bool,
+        typer.Option(
+            "--allow-remote",
+            help="listen on a non-loopback --host (its control API is unauthenticated)",
+        ),
+    ] = False,
 ) -> None:
     """Run the Graph + Entra sandbox over HTTPS with a ready tenant, app and two mailboxes."""
-    from app.sandbox import SandboxServer
+    from app.sandbox import SandboxServer, is_loopback
 
-    server = SandboxServer(host=host, port=port, state_dir=state_dir)
+    if not is_loopback(host):
+        if not allow_remote:
+            raise _fail(
+                f"--host {host} is not a loopback address: the sandbox's control API is "
+                "unauthenticated, so anyone who reaches it can read and change its mailboxes; "
+                "use 127.0.0.1, or add --allow-remote on a network you trust"
+            )
+        typer.secho(
+            f"calbridge: warning: the sandbox listens on {host}; its control API is "
+            "unauthenticated: anyone who reaches it can read and change its mailboxes",
+            err=True,
+            fg=typer.colors.YELLOW,
+        )
+    # Absolute, so the printed CALBRIDGE_CA_BUNDLE works from any directory.
+    state_dir = state_dir.absolute() if state_dir is not None else None
+    server = SandboxServer(host=host, port=port, state_dir=state_dir, allow_remote=allow_remote)
 
     def on_signal(signum: int, frame: object) -> None:
         # Only a flag: raising here could land anywhere (between printing and serving, or in
@@ -324,7 +399,11 @@ def sandbox(
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    server.start_blocking()
+    try:
+        server.start_blocking()
+    except (OSError, RuntimeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise _fail(f"cannot start the sandbox on {host}:{port}: {reason}") from None
     demo = server.control.seed_demo()
     lines = [
         f"calbridge sandbox running at {server.url}",

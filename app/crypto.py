@@ -84,6 +84,16 @@ def _read_or_create_key_file(path: Path) -> bytes:
     return key
 
 
+def check_secret_key(settings: Settings, *, required: bool) -> None:
+    """Raise `SecretKeyError` for a malformed CALBRIDGE_SECRET_KEY (or a missing one where it is
+    `required` with PostgreSQL), touching nothing: the CLI checks this before any work."""
+    if settings.secret_key is not None and settings.secret_key.get_secret_value().strip():
+        raw = settings.secret_key.get_secret_value()
+        SecretBox([part.strip().encode() for part in raw.split(",") if part.strip()])
+    elif required and not settings.is_sqlite:
+        load_secret_box(settings)
+
+
 def load_secret_box(settings: Settings) -> SecretBox:
     """The process's SecretBox, from CALBRIDGE_SECRET_KEY or the SQLite key file."""
     if settings.secret_key is not None and settings.secret_key.get_secret_value().strip():

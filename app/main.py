@@ -19,7 +19,7 @@ from app.admin.router import PREFIX as ADMIN_PREFIX
 from app.admin.router import router as admin_router
 from app.bookingtime.router import router as bookingtime_router
 from app.bookingtime.service import build_intake
-from app.config import Settings, get_settings
+from app.config import Settings, get_settings, settings_warnings
 from app.credentials.clients import GraphClients
 from app.crypto import SecretBox, load_secret_box
 from app.db import Database
@@ -67,6 +67,8 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         owned_database = database is None
+        for warning in settings_warnings(settings):
+            log.warning("%s", warning)
         app.state.settings = settings
         app.state.database = database or Database(settings.database_url)
         app.state.secret_box = secret_box or load_secret_box(settings)

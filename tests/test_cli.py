@@ -271,3 +271,159 @@ def test_the_worker_runs_on_uvloop_where_it_is_installed() -> None:
 
     _run_fast(note_the_loop())
     assert len(loops) == 1 and loops[0].startswith("uvloop"), loops
+
+
+# Class 1 of issue 18: every misconfiguration is one line on stderr naming the variable and its
+# fix, before anything is touched: no traceback, no database file, no key file, no log lines.
+def _not_pem(tmp_path: Path) -> str:
+    path = tmp_path / "not-a-ca.pem"
+    path.write_text("hello\n")
+    return str(path)
+
+
+MISCONFIGURATIONS = {
+    "ca-bundle-missing": ("CALBRIDGE_CA_BUNDLE", lambda p: str(p / "missing.pem"), "missing.pem"),
+    "ca-bundle-directory": ("CALBRIDGE_CA_BUNDLE", lambda p: str(p), "is a directory"),
+    "ca-bundle-not-pem": ("CALBRIDGE_CA_BUNDLE", _not_pem, "not-a-ca.pem"),
+    "database-url-unparseable": ("CALBRIDGE_DATABASE_URL", lambda p: "::nonsense", "sqlite:///"),
+    "database-url-mysql": ("CALBRIDGE_DATABASE_URL", lambda p: "mysql://u@db/x", "postgresql://"),
+    "public-url-http": ("CALBRIDGE_PUBLIC_URL", lambda p: "http://example.com", "https"),
+    "public-url-garbage": ("CALBRIDGE_PUBLIC_URL", lambda p: "calbridge", "URL"),
+    "graph-url": ("CALBRIDGE_GRAPH_URL", lambda p: "graph", "https URL"),
+    "authority-host": ("CALBRIDGE_AUTHORITY_HOST", lambda p: "https://x:99999", "https URL"),
+    "worker-concurrency": ("CALBRIDGE_WORKER__CONCURRENCY", lambda p: "0", "greater than"),
+    "worker-lease": ("CALBRIDGE_WORKER__LEASE_SECONDS", lambda p: "abc", "number"),
+    "worker-group": ("CALBRIDGE_WORKER", lambda p: "8", "CALBRIDGE_WORKER__"),
+    "outlook-horizon": ("CALBRIDGE_OUTLOOK__HORIZON_DAYS", lambda p: "99999", "less than"),
+    "retention": ("CALBRIDGE_RETENTION__INBOX_DAYS", lambda p: "-1", "greater than"),
+    "log-level": ("CALBRIDGE_LOG_LEVEL", lambda p: "verbose", "DEBUG, INFO"),
+    "log-format": ("CALBRIDGE_LOG_FORMAT", lambda p: "xml", "json"),
+    "webhook-tolerance": ("CALBRIDGE_WEBHOOK_TOLERANCE_SECONDS", lambda p: "0", "greater than"),
+    "max-webhook-bytes": ("CALBRIDGE_MAX_WEBHOOK_BYTES", lambda p: "many", "integer"),
+    "metrics-public": ("CALBRIDGE_METRICS_PUBLIC", lambda p: "perhaps", "boolean"),
+    "secret-key": ("CALBRIDGE_SECRET_KEY", lambda p: "not-a-fernet-key", "Fernet"),
+    "trusted-proxies": ("CALBRIDGE_TRUSTED_PROXIES", lambda p: "10.0.0.0/8,proxy", "CIDR"),
+}
+
+
+def _one_line(result: subprocess.CompletedProcess[str]) -> str:
+    assert result.returncode != 0, result
+    assert "Traceback" not in result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("calbridge: ")
+    return lines[0]
+
+
+@pytest.mark.parametrize("case", sorted(MISCONFIGURATIONS))
+def test_a_misconfiguration_is_one_line_before_anything_is_touched(
+    case: str, tmp_path: Path
+) -> None:
+    variable, make_value, fix = MISCONFIGURATIONS[case]
+    env = _env(tmp_path, **{variable: make_value(tmp_path)})
+    result = _run(["serve", "--port", str(_free_port())], env, tmp_path)
+    line = _one_line(result)
+    assert variable in line and fix in line, line
+    assert "not-a-fernet-key" not in line  # a secret is never echoed
+    assert not (tmp_path / "calbridge.db").exists(), "nothing migrated before the check"
+    assert not (tmp_path / "calbridge.db.key").exists()
+
+
+@pytest.mark.parametrize(
+    "command", [["worker"], ["migrate"], ["token", "create", "--name", "x"], ["token", "list"]]
+)
+def test_every_command_checks_the_settings_first(command: list[str], tmp_path: Path) -> None:
+    env = _env(tmp_path, CALBRIDGE_LOG_LEVEL="loud")
+    line = _one_line(_run(command, env, tmp_path))
+    assert "CALBRIDGE_LOG_LEVEL" in line
+    assert not (tmp_path / "calbridge.db").exists()
+
+
+def test_an_unreachable_database_is_one_line(tmp_path: Path) -> None:
+    env = _env(tmp_path, CALBRIDGE_DATABASE_URL=f"sqlite:///{tmp_path}/no/such/dir/x.db")
+    result = _run(["migrate"], env, tmp_path)
+    line = _one_line(
+        subprocess.CompletedProcess(
+            result.args,
+            result.returncode,
+            result.stdout,
+            # Alembic's start-up log lines may come first; the failure itself is one line.
+            "\n".join(x for x in result.stderr.splitlines() if x.startswith("calbridge:")),
+        )
+    )
+    assert "Traceback" not in result.stderr
+    assert "CALBRIDGE_DATABASE_URL" in line and "unable to open database file" in line
+
+
+def test_a_busy_port_is_one_line_before_the_schema_is_touched(tmp_path: Path) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = _run(["serve", "--port", str(port)], _env(tmp_path), tmp_path)
+    line = _one_line(result)
+    assert f"127.0.0.1:{port}" in line and "--port" in line
+    assert not (tmp_path / "calbridge.db").exists()
+
+
+def test_the_sandbox_on_a_busy_port_is_one_line_and_leaves_no_temp_dir(tmp_path: Path) -> None:
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    env = {**os.environ, "TMPDIR": str(temp)}
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = _run(["sandbox", "--port", str(port)], env, tmp_path)
+    assert f"127.0.0.1:{port}" in _one_line(result)
+    assert list(temp.iterdir()) == []
+
+
+def test_the_sandbox_refuses_a_non_loopback_host(tmp_path: Path) -> None:
+    result = _run(["sandbox", "--host", "0.0.0.0", "--port", "0"], dict(os.environ), tmp_path)
+    line = _one_line(result)
+    assert "0.0.0.0" in line and "--allow-remote" in line and "unauthenticated" in line
+
+
+def test_the_sandbox_listens_off_loopback_only_when_allowed_with_a_warning(
+    tmp_path: Path,
+) -> None:
+    port = _free_port()
+    command = [*CALBRIDGE, "sandbox", "--host", "0.0.0.0", "--allow-remote", "--port", str(port)]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    with subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=tmp_path
+    ) as process:
+        assert process.stdout is not None
+        first = process.stdout.readline()
+        process.send_signal(signal.SIGTERM)
+        _, errors = process.communicate(timeout=20)
+    assert f"running at https://0.0.0.0:{port}" in first
+    assert "warning" in errors and "unauthenticated" in errors
+    assert "Traceback" not in errors
+
+
+def test_the_sandbox_prints_absolute_paths(tmp_path: Path) -> None:
+    command = [*CALBRIDGE, "sandbox", "--port", str(_free_port()), "--state-dir", "state"]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    with subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=tmp_path
+    ) as process:
+        assert process.stdout is not None
+        lines = [process.stdout.readline() for _ in range(7)]
+        process.send_signal(signal.SIGTERM)
+        process.communicate(timeout=20)
+    ca = tmp_path / "state" / "sandbox-ca.pem"
+    assert f"CA certificate: {ca}\n" in lines
+    assert f"  export CALBRIDGE_CA_BUNDLE={ca}\n" in lines
+
+
+def test_an_unreachable_database_stops_the_worker_with_one_line(tmp_path: Path) -> None:
+    env = _env(
+        tmp_path,
+        CALBRIDGE_DATABASE_URL="postgresql://postgres@127.0.0.1:1/none",
+        CALBRIDGE_SECRET_KEY="pZ9xJ3vR1Zx7Jq4Kc2mWb8nYf0tHs6uLa5dGe3iOk1Q=",
+        CALBRIDGE_LOG_LEVEL="WARNING",
+    )
+    line = _one_line(_run(["worker"], env, tmp_path))
+    assert "cannot reach the database" in line and "CALBRIDGE_DATABASE_URL" in line

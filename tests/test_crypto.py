@@ -10,7 +10,13 @@ import pytest
 from cryptography.fernet import Fernet
 
 from app.config import Settings
-from app.crypto import SecretBox, SecretKeyError, key_file_for, load_secret_box
+from app.crypto import (
+    SecretBox,
+    SecretKeyError,
+    check_secret_key,
+    key_file_for,
+    load_secret_box,
+)
 
 
 def _settings(**values: object) -> Settings:
@@ -67,3 +73,18 @@ def test_postgres_without_key_is_a_clear_startup_error() -> None:
     settings = _settings(database_url="postgresql://postgres@127.0.0.1:5432/test")
     with pytest.raises(SecretKeyError, match="CALBRIDGE_SECRET_KEY is required with PostgreSQL"):
         load_secret_box(settings)
+
+
+def test_check_secret_key_touches_nothing(tmp_path: Path) -> None:
+    def settings(url: str, key: str | None = None) -> Settings:
+        return _settings(database_url=url, secret_key=key)
+
+    sqlite = f"sqlite:///{tmp_path / 'c.db'}"
+    check_secret_key(settings(sqlite), required=True)  # a key file would come later, not here
+    assert list(tmp_path.iterdir()) == []
+    with pytest.raises(SecretKeyError, match="Fernet keys"):
+        check_secret_key(settings(sqlite, "not-a-key"), required=False)
+    postgres = "postgresql://u@db/calbridge"
+    check_secret_key(settings(postgres), required=False)  # `calbridge migrate` needs none
+    with pytest.raises(SecretKeyError, match="required with PostgreSQL"):
+        check_secret_key(settings(postgres), required=True)

@@ -5,7 +5,7 @@ a `SandboxServer`, its `Control`, and the `Faults` that `Control` injects."""
 
 from app.sandbox.control import Control, DemoSetup
 from app.sandbox.faults import FaultKind, FaultRule, Faults
-from app.sandbox.server import SandboxServer
+from app.sandbox.server import SandboxServer, is_loopback
 from app.sandbox.throttle import ThrottleLimits
 
 __all__ = [
@@ -16,4 +16,5 @@ __all__ = [
     "Faults",
     "SandboxServer",
     "ThrottleLimits",
+    "is_loopback",
 ]

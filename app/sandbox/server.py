@@ -6,6 +6,7 @@ the caller blocks (MSAL in a worker thread, a synchronous bench) or awaits (asyn
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import shutil
 import socket
 import tempfile
@@ -28,6 +29,23 @@ from app.sandbox.throttle import Throttle, ThrottleLimits
 CA_FILE = "sandbox-ca.pem"
 CA_KEY_FILE = "sandbox-ca-key.pem"
 STARTUP_TIMEOUT = 15.0
+
+
+def is_loopback(host: str) -> bool:
+    """Whether `host` is reachable from this machine only."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def _is_wildcard(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_unspecified
+    except ValueError:
+        return False
 
 
 class _Server(uvicorn.Server):
@@ -64,7 +82,11 @@ class SandboxServer:
         state_dir: Path | None = None,
         seed: int | None = None,
         limits: ThrottleLimits | None = None,
+        allow_remote: bool = False,
     ) -> None:
+        # The control API has no authentication: off loopback, only when asked for explicitly.
+        if not allow_remote and not is_loopback(host):
+            raise ValueError(f"{host} is not a loopback address (pass allow_remote=True)")
         self.host = host
         self._requested_port = port
         self._own_dir = state_dir is None
@@ -113,9 +135,19 @@ class SandboxServer:
         return self.state_dir / CA_FILE
 
     def start_blocking(self) -> None:
+        try:
+            self._start()
+        except BaseException:
+            self.stop()  # a failed start leaves no temp dir behind
+            raise
+
+    def _start(self) -> None:
         self.state_dir.mkdir(parents=True, exist_ok=True)
         ca = load_or_create_ca(self.state_dir)
-        leaf = ca.issue_cert("127.0.0.1", "localhost", "::1")
+        names = ["127.0.0.1", "localhost", "::1"]
+        if self.host not in names and not _is_wildcard(self.host):
+            names.append(self.host)  # a remote client checks the name it connected to
+        leaf = ca.issue_cert(*names)
         cert_path, key_path = (
             self.state_dir / "sandbox-cert.pem",
             self.state_dir / "sandbox-key.pem",
@@ -128,9 +160,13 @@ class SandboxServer:
 
         family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
         sock = socket.socket(family, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((self.host, self._requested_port))
-        sock.listen(128)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind((self.host, self._requested_port))
+            sock.listen(128)
+        except BaseException:
+            sock.close()
+            raise
         self.port = sock.getsockname()[1]
         config = uvicorn.Config(
             create_app(self.runtime),
@@ -157,7 +193,6 @@ class SandboxServer:
         self._thread = threading.Thread(target=run, name="calbridge-sandbox", daemon=True)
         self._thread.start()
         if not server.ready.wait(STARTUP_TIMEOUT) or self._failure or not server.started:
-            self.stop()
             raise RuntimeError(f"the sandbox did not start: {self._failure!r}")
 
     def stop(self) -> None:

@@ -8,10 +8,13 @@ import socket
 import ssl
 import subprocess
 import sys
+import tempfile
+from pathlib import Path
 
 import httpx
+import pytest
 
-from app.sandbox import SandboxServer
+from app.sandbox import SandboxServer, is_loopback
 
 
 async def test_serves_https_with_its_own_ca(sandbox: SandboxServer) -> None:
@@ -140,3 +143,25 @@ def test_cli_stops_cleanly_on_sigterm_right_after_it_starts(tmp_path: object) ->
         _, errors = process.communicate(timeout=20)
     assert process.returncode == 0, errors
     assert "Traceback" not in errors
+
+
+def test_only_loopback_unless_remote_is_allowed(tmp_path: Path) -> None:
+    for host in ("127.0.0.1", "127.0.0.2", "::1", "[::1]", "localhost", "LOCALHOST"):
+        assert is_loopback(host), host
+    for host in ("0.0.0.0", "::", "192.0.2.1", "example.com", ""):
+        assert not is_loopback(host), host
+    with pytest.raises(ValueError, match=r"0\.0\.0\.0 is not a loopback address"):
+        SandboxServer(host="0.0.0.0", state_dir=tmp_path)
+    SandboxServer(host="0.0.0.0", state_dir=tmp_path, allow_remote=True)  # allowed explicitly
+
+
+def test_a_failed_start_leaves_no_temp_dir(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        server = SandboxServer(port=busy.getsockname()[1])
+        assert server.state_dir.parent == tmp_path
+        with pytest.raises(OSError):
+            server.start_blocking()
+    assert list(tmp_path.iterdir()) == []
