@@ -16,7 +16,7 @@ import os
 import re
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from contextvars import ContextVar, Token
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Literal, TextIO
@@ -139,14 +139,30 @@ class RequestIdMiddleware:
 # Redaction --------------------------------------------------------------------------------------
 
 _TOKENISH = r"[A-Za-z0-9._~+/=-]"
-_REDACTIONS: tuple[tuple[re.Pattern[str], str], ...] = (
+# A value after `key=` or `key: `, and nothing beyond it: a quoted value up to its closing quote
+# (commas and spaces included), an unquoted one up to the first space, separator or bracket, so
+# the text around it (a closing parenthesis, the next field) stays readable.
+_VALUE = r"""(?:"(?:[^"\\\n]|\\.)*"|'(?:[^'\\\n]|\\.)*'|['"]?[^\s'"&,;(){}\[\]<>]+)"""
+# Counts (`client_state=2` among the reasons notifications were dropped) are no credential.
+_COUNT = r"\d{1,6}(?![^\s'\"&,;(){}\[\]<>])"
+
+
+def _masked_value(match: re.Match[str]) -> str:
+    """The key as it was, the value replaced (inside its quotes, when it had them)."""
+    value = match.group(2)
+    quote = value[0] if value[0] in "'\"" else ""
+    closing = quote if quote and len(value) > 1 and value.endswith(quote) else ""
+    return f"{match.group(1)}{quote}{REDACTED}{closing}"
+
+
+_REDACTIONS: tuple[tuple[re.Pattern[str], str | Callable[[re.Match[str]], str]], ...] = (
     # `Authorization: Bearer x`, `'authorization': 'Basic x'`: the whole credential.
     (
         re.compile(
-            r"(?i)\b((?:proxy-)?authorization['\"]?\s*[:=]\s*['\"]?)"
-            r"(?:[A-Za-z]+[ \t]+)?[^\s'\",}]+"
+            r"(?i)\b((?:proxy-)?authorization['\"]?\s*[:=][ \t]*)"
+            rf"((?:['\"]?[A-Za-z]+[ \t]+[^\s'\"&,;(){{}}\[\]<>]+['\"]?)|{_VALUE})"
         ),
-        rf"\1{REDACTED}",
+        _masked_value,
     ),
     (re.compile(rf"(?i)\b(bearer)\s+{_TOKENISH}{{16,}}"), rf"\1 {REDACTED}"),
     # key=value, "key": "value", 'key': 'value' for keys that name a secret (any prefix:
@@ -156,17 +172,19 @@ _REDACTIONS: tuple[tuple[re.Pattern[str], str], ...] = (
             r"(?i)(?<![A-Za-z0-9])((?:[A-Za-z0-9]+[_-])*"
             r"(?:client[_-]?secret|client[_-]?state|webhook[_-]?secret|secret[_-]?key|secret"
             r"|admin[_-]?token|access[_-]?token|refresh[_-]?token|id[_-]?token|token"
-            r"|validation[_-]?token|password)['\"]?\s*[:=]\s*['\"]?)[^'\"\s&,;}]+"
+            r"|validation[_-]?token|password)['\"]?\s*[:=][ \t]*)"
+            rf"(?!{_COUNT})({_VALUE})"
         ),
-        rf"\1{REDACTED}",
+        _masked_value,
     ),
-    # JWTs (Entra access tokens), whole or in part.
-    (re.compile(r"\beyJ[A-Za-z0-9_-]{6,}(?:\.[A-Za-z0-9_-]*){0,2}"), f"eyJ{REDACTED}"),
+    # JWTs (Entra access tokens), whole or in part; a full stop after one stays.
+    (re.compile(r"\beyJ[A-Za-z0-9_-]{6,}(?:\.[A-Za-z0-9_-]+){0,2}"), f"eyJ{REDACTED}"),
     # Standard Webhooks secrets.
     (re.compile(r"\bwhsec_[A-Za-z0-9+/=_-]+"), f"whsec_{REDACTED}"),
     # Entra client secret values (3 characters, a digit, `Q~`, then 31 to 34 more).
     (re.compile(r"(?<![A-Za-z0-9_~.-])[A-Za-z0-9_~.-]{3}\dQ~[A-Za-z0-9_~.-]{31,34}"), REDACTED),
-    # SQLAlchemy's errors quote the statement's parameters: webhook payloads, customer contact.
+    # SQLAlchemy's errors quote the statement's parameters (webhook payloads, customer contact)
+    # on a line of their own: that line goes, the lines around it stay.
     (re.compile(r"(?m)^\[parameters: .*$"), f"[parameters: {REDACTED}]"),
     # Fernet tokens: secrets at rest, nothing to show either.
     (re.compile(r"\bgAAAAA[A-Za-z0-9_=-]{20,}"), f"gAAAAA{REDACTED}"),
@@ -184,6 +202,18 @@ def redact(text: str) -> str:
     for pattern, replacement in _REDACTIONS:
         text = pattern.sub(replacement, text)
     return text
+
+
+REASON_LIMIT = 200
+
+
+def short_reason(exc: BaseException, limit: int = REASON_LIMIT) -> str:
+    """`ExceptionClass: message` on one line, redacted, then cut to about `limit` characters: enough
+    for a log line to say why a job failed, not a whole response body. Redacted before it is cut,
+    so a cut never leaves half a secret the patterns no longer recognise."""
+    message = " ".join(str(exc).split())
+    text = redact(f"{type(exc).__name__}: {message}" if message else type(exc).__name__)
+    return text if len(text) <= limit else f"{text[: limit - 1]}…"
 
 
 # Records and formatters -------------------------------------------------------------------------

@@ -369,6 +369,8 @@ async def test_no_secret_token_client_state_or_contact_detail_is_ever_logged(wor
     assert refusal["organization_id"] == ORG
     [dropped] = [line for line in lines if line["message"].startswith("graph notifications: dropp")]
     assert dropped["request_id"] == "rid-notify"
+    # Redaction masks secrets, not the count after a reason named like one, nor the bracket.
+    assert dropped["message"] == "graph notifications: dropped 1 of 2 items (client_state=1)"
     # MSAL's token calls run in a thread: they still carry the request that caused them.
     token_calls = [
         line

@@ -199,10 +199,69 @@ def test_redaction_masks_credentials(text: str, secret: str) -> None:
 )
 def test_redaction_leaves_operational_text_alone(text: str) -> None:
     if "client_state=1" in text:
-        # A count after a secret's key name is masked too: over-redaction is the safe side.
         assert logs.redact(text).startswith("graph notifications: dropped 2 of 3 items")
-        return
+    # A count after a secret's key name is a count (the reasons notifications were dropped for):
+    # the line keeps it, and its closing parenthesis.
     assert logs.redact(text) == text
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        # The forged-notification line, as app/notifications/intake.py writes it.
+        (
+            "graph notifications: dropped 1 of 1 items (client_state=1)",
+            "graph notifications: dropped 1 of 1 items (client_state=1)",
+        ),
+        (
+            "graph notifications: dropped 3 of 5 items (client_state=2, unknown_subscription=1)",
+            "graph notifications: dropped 3 of 5 items (client_state=2, unknown_subscription=1)",
+        ),
+        (
+            "dropped (client_state=state-7f3a9c) from 10.0.0.1",
+            f"dropped (client_state={logs.REDACTED}) from 10.0.0.1",
+        ),
+        ("[client_secret=s3cr3t-value] sent", f"[client_secret={logs.REDACTED}] sent"),
+        ("<token=abc123> seen", f"<token={logs.REDACTED}> seen"),
+        (
+            'retry {"password": "a b, c", "user": "max"} later',
+            f'retry {{"password": "{logs.REDACTED}", "user": "max"}} later',
+        ),
+        (
+            "headers={'Authorization': 'Bearer opaque-token-value-123', 'Accept': '*/*'}",
+            f"headers={{'Authorization': '{logs.REDACTED}', 'Accept': '*/*'}}",
+        ),
+        (
+            "call (Authorization: Basic dXNlcjpwYXNzd29yZA==) refused",
+            f"call (Authorization: {logs.REDACTED}) refused",
+        ),
+        (f"got {JWT}. Next", f"got eyJ{logs.REDACTED}. Next"),
+        (
+            "client_state=12345678 (too long to be a count)",
+            f"client_state={logs.REDACTED} (too long to be a count)",
+        ),
+        (
+            "boom\n[parameters: ('x', 'y')]\n(Background on this error at: https://sqlalche.me/e)",
+            f"boom\n[parameters: {logs.REDACTED}]\n(Background on this error at: https://sqlalche.me/e)",
+        ),
+    ],
+)
+def test_redaction_masks_only_the_secret(text: str, expected: str) -> None:
+    """The mask covers the value and nothing after it: counts, brackets, the next field and
+    the rest of the line stay readable."""
+    assert logs.redact(text) == expected
+
+
+def test_short_reason_is_one_redacted_line_of_about_200_characters() -> None:
+    exc = RuntimeError(f"Graph said\n  client_secret={ENTRA_SECRET} and " + "y" * 1000)
+    reason = logs.short_reason(exc)
+    assert reason.startswith(f"RuntimeError: Graph said client_secret={logs.REDACTED} and yyy")
+    assert ENTRA_SECRET not in reason and "\n" not in reason
+    assert len(reason) <= logs.REASON_LIMIT
+    assert logs.short_reason(TimeoutError()) == "TimeoutError"
+    # Redacted before it is cut: a JWT at the cut is not left half-recognisable.
+    cut = logs.short_reason(ValueError("x" * 180 + f" {JWT}"))
+    assert JWT[:6] not in cut
 
 
 def test_database_errors_lose_their_parameters(clean_context: None) -> None:

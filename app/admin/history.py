@@ -17,8 +17,11 @@ from app.connections.schemas import (
 )
 from app.history import service
 from app.history.messages import preferred_locale
-from app.history.schemas import SyncRecordOut
+from app.history.schemas import SyncRecordOut, SyncStatus
 from app.http.problems import problem_responses
+
+# bookingtime appointment ids are opaque strings (app/bookingtime/schemas.py: 1 to 64 characters).
+APPOINTMENT_ID_EXAMPLE = "edAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"
 
 router = APIRouter(prefix="/api/v1/sync-history", tags=["sync history"])
 
@@ -28,7 +31,8 @@ router = APIRouter(prefix="/api/v1/sync-history", tags=["sync history"])
     summary="Sync history",
     description=(
         "Every sync attempt with its outcome and readable error, newest first. Filter by "
-        "organisation, employee and status; page with `cursor` = the previous `next_cursor`. "
+        "organisation, employee, appointment and status; page with `cursor` = the previous "
+        "`next_cursor`. "
         "Messages come in the language `Accept-Language` prefers (`de` or `en`, answered in "
         "`Content-Language`), else each in its connection's language."
     ),
@@ -62,9 +66,21 @@ async def list_sync_history(
             examples=[EMPLOYEE_ID_EXAMPLE],
         ),
     ] = None,
-    status: Annotated[
+    appointment_id: Annotated[
         str | None,
-        Query(max_length=16, description="Only this outcome.", examples=["failed"]),
+        Query(
+            min_length=1,
+            max_length=ID_MAX_LENGTH,
+            description=(
+                "Only this bookingtime appointment: every attempt to sync it, its skips and "
+                "conflicts. With `organization_id` too, the lookup uses an index."
+            ),
+            examples=[APPOINTMENT_ID_EXAMPLE],
+        ),
+    ] = None,
+    status: Annotated[
+        SyncStatus | None,
+        Query(description="Only this outcome (any other value is a 422).", examples=["failed"]),
     ] = None,
     limit: Limit = 50,
     cursor: Cursor = None,
@@ -77,6 +93,7 @@ async def list_sync_history(
         session,
         connection_id=connection_id,
         employee_id=employee_id,
+        appointment_id=appointment_id,
         status=status,
         before_id=decode_cursor(cursor),
         limit=limit,

@@ -13,6 +13,7 @@ async def list_sync_records(
     *,
     connection_id: int | None = None,
     booking_resource_id: str | None = None,
+    appointment_id: str | None = None,
     status: str | None = None,
     before_id: int | None = None,
     limit: int,
@@ -25,6 +26,8 @@ async def list_sync_records(
         query = query.where(SyncRecord.connection_id == connection_id)
     if booking_resource_id is not None:
         query = query.where(SyncRecord.booking_resource_id == booking_resource_id)
+    if appointment_id is not None:
+        query = query.where(SyncRecord.appointment_id == appointment_id)
     if status is not None:
         query = query.where(SyncRecord.status == status)
     if before_id is not None:

@@ -3,12 +3,28 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from app.history.messages import Locale, has_message, message
 from app.models import SyncRecord
+
+#: Every outcome a sync history record can have: the `status` filter accepts these and only
+#: these (a typo is a 422 listing them, not an empty page). A new outcome belongs here too;
+#: tests/admin/test_history.py checks the code writes no other.
+SyncStatus = Literal[
+    "success",
+    "skipped",
+    "queued",
+    "retrying",
+    "error",
+    "failed",
+    "conflict",
+    "warning",
+    "ok",
+]
+SYNC_STATUSES: frozenset[str] = frozenset(get_args(SyncStatus))
 
 
 class SyncRecordOut(BaseModel):
@@ -47,7 +63,7 @@ class SyncRecordOut(BaseModel):
     appointment_id: str | None = Field(description="bookingtime appointment id, if any.")
     job_id: int | None = Field(description="The queue job that made this attempt, if any.")
     action: str = Field(description="What was attempted, e.g. `create`, `update`, `delete`.")
-    status: str = Field(description="Outcome, e.g. `succeeded`, `failed`, `skipped`.")
+    status: str = Field(description="Outcome: one of the `status` filter's values.")
     code: str = Field(description="Stable outcome code.")
     message: str = Field(
         description="Readable outcome: in the language `Accept-Language` asks for (`de` or "

@@ -23,16 +23,18 @@ async def list_sync_history(
     *,
     connection_id: int | None = None,
     employee_id: str | None = None,
+    appointment_id: str | None = None,
     status: str | None = None,
     before_id: int | None = None,
     limit: int,
 ) -> HistoryPage:
-    """Records newest first, filtered by connection, employee and outcome."""
+    """Records newest first, filtered by connection, employee, appointment and outcome."""
     # One extra row tells whether another page follows without a COUNT.
     rows = await repository.list_sync_records(
         session,
         connection_id=connection_id,
         booking_resource_id=employee_id,
+        appointment_id=appointment_id,
         status=status,
         before_id=before_id,
         limit=limit + 1,

@@ -270,8 +270,11 @@ class Worker:
         now: datetime,
     ) -> None:
         """Record the retry decision (app/queue/retry.py) made for a run that raised `exc`."""
+        # The class alone ("HTTPStatusError") does not tell an operator what went wrong; the whole
+        # message can be a response body. Its start, on one line and redacted, does.
+        reason = logs.short_reason(exc)
         if decision.outcome == "failed":
-            log.warning("job %s %s failed permanently: %s", job.id, job.kind, exc)
+            log.warning("job %s %s failed permanently: %s", job.id, job.kind, reason)
             outcome = partial(self.manager.fail, job, error=exc, now=now, every_seconds=every)
         elif decision.outcome == "dead":
             log.error(
@@ -280,7 +283,7 @@ class Worker:
                 job.kind,
                 job.attempts,
                 job.max_attempts,
-                type(exc).__name__,
+                reason,
             )
             outcome = partial(self.manager.mark_dead, job, error=exc, now=now, every_seconds=every)
         else:
@@ -291,7 +294,7 @@ class Worker:
                 job.id,
                 job.kind,
                 job.attempts,
-                type(exc).__name__,
+                reason,
                 decision.run_at.isoformat(),
                 ", mailbox throttled" if throttle and job.mailbox else "",
             )

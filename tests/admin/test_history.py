@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import ast
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 from sqlalchemy import select
 
+import app
 from app.admin.pagination import encode_cursor
 from app.db import Database
+from app.history.schemas import SYNC_STATUSES
 from app.models import Connection, SyncRecord
 from tests.admin.conftest import ORG, connection_body
 from tests.helpers import assert_problem
@@ -47,13 +51,13 @@ async def records(
         )
         assert response.status_code == 201
     plan = [
-        (ORG, "br1", "succeeded"),
+        (ORG, "br1", "success"),
         (ORG, "br2", "failed"),
-        (OTHER, "br9", "succeeded"),
+        (OTHER, "br9", "success"),
         (ORG, "br1", "failed"),
         (ORG, None, "skipped"),
         (OTHER, "br9", "failed"),
-        (ORG, "br1", "succeeded"),
+        (ORG, "br1", "success"),
     ]
     async with database.session_scope() as session:
         result = await session.execute(select(Connection.organization_id, Connection.id))
@@ -67,7 +71,7 @@ async def records(
                 job_id=100 + n,
                 action="create",
                 status=status,
-                code="ok" if status == "succeeded" else "mailbox_not_found",
+                code="ok" if status == "success" else "mailbox_not_found",
                 message=f"record {n}",
                 details={"n": n, "graph": {"status": 404}} if status == "failed" else None,
                 duration_ms=10 * n,
@@ -112,7 +116,7 @@ async def test_newest_first_with_every_field(
         "appointment_id": "ed6",
         "job_id": 106,
         "action": "create",
-        "status": "succeeded",
+        "status": "success",
         "code": "ok",
         "message": "record 6",
         "details": None,
@@ -136,10 +140,15 @@ async def test_newest_first_with_every_field(
         ({"employee_id": "br9"}, [5, 2]),
         ({"status": "failed"}, [5, 3, 1]),
         ({"organization_id": ORG, "status": "failed"}, [3, 1]),
-        ({"organization_id": ORG, "employee_id": "br1", "status": "succeeded"}, [6, 0]),
+        ({"organization_id": ORG, "employee_id": "br1", "status": "success"}, [6, 0]),
         ({"organization_id": OTHER, "employee_id": "br1"}, []),
         ({"employee_id": "nobody"}, []),
-        ({"status": "unknown"}, []),
+        ({"status": "conflict"}, []),
+        ({"appointment_id": "ed3"}, [3]),
+        ({"appointment_id": "ed3", "organization_id": ORG, "status": "failed"}, [3]),
+        ({"appointment_id": "ed3", "organization_id": OTHER}, []),
+        ({"appointment_id": "ed3", "status": "success"}, []),
+        ({"appointment_id": "nobody"}, []),
     ],
 )
 async def test_filters(
@@ -237,6 +246,13 @@ async def test_bad_cursor_is_400(
         ({"organization_id": "f6.x"}, "organization_id"),
         ({"employee_id": "b" * 65}, "employee_id"),
         ({"status": "s" * 17}, "status"),
+        # Only the outcomes records have: a typo is an error, not an empty page.
+        ({"status": "unknown"}, "status"),
+        ({"status": "succeeded"}, "status"),
+        ({"status": "FAILED"}, "status"),
+        ({"status": ""}, "status"),
+        ({"appointment_id": ""}, "appointment_id"),
+        ({"appointment_id": "e" * 65}, "appointment_id"),
     ],
 )
 async def test_bad_query_is_422(
@@ -276,3 +292,97 @@ async def test_default_limit_is_50(
     assert [item["message"] for item in page["items"]][:2] == ["50", "49"]
     rest = await fetch(client, admin_headers, cursor=page["next_cursor"])
     assert [item["message"] for item in rest["items"]] == ["0"]
+
+
+async def test_unknown_status_is_422_naming_the_valid_ones(
+    client: httpx.AsyncClient, admin_headers: dict[str, str]
+) -> None:
+    response = await client.get(URL, params={"status": "succeeded"}, headers=admin_headers)
+    body = assert_problem(response, 422, "validation_failed")
+    [error] = body["errors"]
+    assert error["field"] == "status"
+    assert all(f"'{status}'" in error["message"] for status in SYNC_STATUSES)
+
+
+async def test_status_filter_is_an_enum_in_the_openapi_document(
+    client: httpx.AsyncClient,
+) -> None:
+    document = (await client.get("/openapi.json")).json()
+    parameters = {
+        parameter["name"]: parameter for parameter in document["paths"][URL]["get"]["parameters"]
+    }
+    [enum] = [
+        choice["enum"] for choice in parameters["status"]["schema"]["anyOf"] if "enum" in choice
+    ]
+    assert set(enum) == SYNC_STATUSES
+    appointment = parameters["appointment_id"]
+    assert appointment["required"] is False
+    [text] = [choice for choice in appointment["schema"]["anyOf"] if choice["type"] == "string"]
+    assert (text["minLength"], text["maxLength"]) == (1, 64)
+
+
+def _written_statuses() -> set[str]:
+    """Every literal `status=` the code passes where it writes a sync history record."""
+    writers = {"SyncRecord", "add_record", "add_records", "_record"}
+    found: set[str] = set()
+    for path in Path(app.__file__).parent.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if not isinstance(node, ast.Call):
+                continue
+            name = getattr(node.func, "id", None) or getattr(node.func, "attr", None)
+            if name not in writers:
+                continue
+            for keyword in node.keywords:
+                if keyword.arg == "status":
+                    found |= {
+                        value.value
+                        for value in ast.walk(keyword.value)
+                        if isinstance(value, ast.Constant) and isinstance(value.value, str)
+                    }
+    return found
+
+
+def test_every_status_the_code_writes_can_be_filtered_for() -> None:
+    """A new outcome written without joining `SyncStatus` could never be asked for."""
+    written = _written_statuses()
+    assert {"success", "skipped", "failed", "error"} <= written  # the scan finds the writers
+    assert written <= SYNC_STATUSES
+
+
+async def test_appointment_filter_pages_through_one_appointments_attempts(
+    client: httpx.AsyncClient,
+    admin_headers: dict[str, str],
+    database: Database,
+    records: list[int],
+) -> None:
+    async with database.session_scope() as session:
+        connection_id = await session.scalar(
+            select(Connection.id).where(Connection.organization_id == ORG)
+        )
+        assert connection_id is not None
+        retries = [
+            SyncRecord(
+                connection_id=connection_id,
+                appointment_id="ed3",
+                action="update",
+                status=status,
+                code="x",
+                message=f"retry {n}",
+            )
+            for n, status in enumerate(["retrying", "retrying", "success"])
+        ]
+        for row in retries:
+            session.add(row)
+            await session.flush()
+        later = [row.id for row in retries]
+    first = await fetch(client, admin_headers, appointment_id="ed3", limit=2)
+    assert [item["id"] for item in first["items"]] == [later[2], later[1]]
+    assert {item["appointment_id"] for item in first["items"]} == {"ed3"}
+    rest = await fetch(
+        client, admin_headers, appointment_id="ed3", limit=2, cursor=first["next_cursor"]
+    )
+    assert [item["id"] for item in rest["items"]] == [later[0], records[3]]
+    retrying = await fetch(
+        client, admin_headers, appointment_id="ed3", organization_id=ORG, status="retrying"
+    )
+    assert [item["id"] for item in retrying["items"]] == [later[1], later[0]]

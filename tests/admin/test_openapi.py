@@ -63,6 +63,7 @@ async def test_admin_operations_are_documented(client: httpx.AsyncClient) -> Non
     assert names == {
         "organization_id",
         "employee_id",
+        "appointment_id",
         "status",
         "limit",
         "cursor",

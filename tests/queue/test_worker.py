@@ -4,6 +4,7 @@ periodic jobs and shutdown."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import signal
 from collections import Counter
@@ -213,6 +214,36 @@ async def test_transient_error_backs_off_within_bounds(
     assert (low, high) == (5, 10)
     assert clock() + timedelta(seconds=low) <= row.run_at <= clock() + timedelta(seconds=high)
     assert row.last_error == "ConnectionError: reset by peer"
+
+
+async def test_retry_and_dead_warnings_say_why_short_and_redacted(
+    database: Database, fast_settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An operator reading the retry warning learns the reason, not only the exception class:
+    the message's start, on one line, with any credential in it masked."""
+    body = "x" * 5000
+
+    async def handler(ctx: JobContext) -> None:
+        raise ConnectionError(f"upstream said\nclient_secret=s3cr3t-value-42 then {body}")
+
+    registry = JobRegistry()
+    registry.register("test.job", handler)
+    job_id = await add(database, max_attempts=2)
+    caplog.set_level(logging.WARNING, logger="app.queue.worker")
+    async with running(Worker(database, fast_settings, registry, clock=Clock(ticking=True))):
+        await eventually(lambda: all_settled(database))
+    assert (await job(database, job_id)).state == "dead"
+    lines = [
+        r.getMessage()
+        for r in caplog.records
+        if r.name == "app.queue.worker" and f"job {job_id} " in r.getMessage()
+    ]
+    retry = next(line for line in lines if "retry at" in line)
+    dead = next(line for line in lines if line.endswith(", dead"))
+    for line in (retry, dead):
+        assert "(ConnectionError: upstream said client_secret=[redacted] then xxx" in line
+        assert "s3cr3t-value-42" not in line and "\n" not in line
+        assert len(line) < 400  # ~200 characters of reason, not the 5,000 of the body
 
 
 async def test_permanent_error_fails_without_retry(
