@@ -20,6 +20,10 @@ from sqlalchemy.exc import IntegrityError
 from app import counters, logs
 from app.bookingtime.schemas import (
     EXAMPLE_EVENT,
+    MAX_LIST_ITEMS,
+    MAX_STRING_CHARS,
+    MAX_TEXT_CHARS,
+    MAX_VALUES,
     AppointmentEvent,
     DuplicateResult,
     IntakeResult,
@@ -37,6 +41,7 @@ from app.crypto import SecretBox
 from app.http.limits import read_body, refuse_declared_oversize
 from app.http.problems import ProblemError, problem_responses
 from app.inbox.repository import Receiver
+from app.sync.translate import EARLIEST, LATEST
 
 log = logging.getLogger(__name__)
 
@@ -108,10 +113,22 @@ job is enqueued (one pending job per appointment). Outlook is updated by the wor
 * `202` `ignored`: an event type calbridge does not handle, recorded only.
 * `200` `duplicate`: this `webhook-id` was already received; nothing new is stored.
 
+Limits (`docs/webhooks.md`), checked before anything is stored: at most {lists} entries in any
+array (`bookingResourceList` included), {strings} characters in any string ({texts} in
+`description` and `notes`), {values} JSON values in all; every date-time between {earliest} and
+{latest} (UTC), and `end` not before `start`.
+
 Errors are `application/problem+json` with a stable `code`: `invalid_json` (400),
 `missing_signature`, `invalid_signature`, `stale_timestamp` (401), `unknown_organization` (404),
 `payload_too_large` (413), `validation_failed` (422, naming each field in `errors`).
-"""
+""".format(
+    lists=MAX_LIST_ITEMS,
+    strings=f"{MAX_STRING_CHARS:,}",
+    texts=f"{MAX_TEXT_CHARS:,}",
+    values=f"{MAX_VALUES:,}",
+    earliest=f"{EARLIEST:%Y-%m-%d}",
+    latest=f"{LATEST:%Y-%m-%d}",
+)
 
 
 @router.post(

@@ -22,6 +22,8 @@ from pydantic import (
     StrictStr,
 )
 
+from app.sync.translate import EARLIEST, LATEST
+
 APPOINTMENT_EVENT_TYPES = frozenset(
     {
         "appointment.created",
@@ -37,6 +39,18 @@ AppointmentEventType = Literal[
     "appointment.canceled",
 ]
 
+# The payload's limits, checked before anything reads it (docs/webhooks.md): what one delivery
+# can cost the intake and its sync job is bounded by these, not by the body's size alone.
+#: Entries in any JSON array, `bookingResourceList` included (one sync target per employee).
+MAX_LIST_ITEMS = 100
+#: Characters in any JSON string (object keys included)...
+MAX_STRING_CHARS = 4_000
+#: ...except in these free-text fields, which the Outlook event's body carries.
+MAX_TEXT_CHARS = 16_000
+LONG_TEXT_FIELDS = frozenset({"description", "notes"})
+#: JSON values (objects, arrays, strings, numbers, literals) in the whole document.
+MAX_VALUES = 10_000
+
 _ISO_DATETIME = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]")
 # An IANA zone name by shape only: the sync engine falls back to UTC for a zone it does not know,
 # and rejecting events because a host lacks tzdata would lose them.
@@ -50,11 +64,17 @@ def _iso_text(value: Any) -> Any:
     return value
 
 
+_RANGE = f"must lie between {EARLIEST:%Y-%m-%d} and {LATEST:%Y-%m-%d} (UTC)"
+
+
 def _to_utc(value: datetime) -> datetime:
     try:
-        return value.astimezone(UTC)
+        moment = value.astimezone(UTC)
     except OverflowError as exc:  # e.g. 9999-12-31T23:00:00-05:00
-        raise ValueError("date-time out of range") from exc
+        raise ValueError(f"date-time out of range: {_RANGE}") from exc
+    if not EARLIEST <= moment <= LATEST:
+        raise ValueError(f"date-time out of range: {_RANGE}")
+    return moment
 
 
 IsoDatetime = Annotated[AwareDatetime, BeforeValidator(_iso_text), AfterValidator(_to_utc)]

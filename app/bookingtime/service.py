@@ -17,7 +17,16 @@ from typing import Any, Literal
 from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.bookingtime.schemas import APPOINTMENT_EVENT_TYPES, AppointmentEvent, OtherEvent
+from app.bookingtime.schemas import (
+    APPOINTMENT_EVENT_TYPES,
+    LONG_TEXT_FIELDS,
+    MAX_LIST_ITEMS,
+    MAX_STRING_CHARS,
+    MAX_TEXT_CHARS,
+    MAX_VALUES,
+    AppointmentEvent,
+    OtherEvent,
+)
 from app.db import Database
 from app.inbox import repository as inbox
 from app.inbox.repository import NewInboxEvent, NewSnapshot, Receiver
@@ -111,6 +120,52 @@ def _nesting(value: Any) -> int:
     return depth
 
 
+# A delivery over the limits is named by its first few offending fields, not all of them.
+_MAX_LIMIT_ERRORS = 10
+
+
+def _limit_errors(document: Any) -> list[dict[str, str]]:
+    """The fields over the payload's limits (app.bookingtime.schemas), in document order.
+
+    Iterative and bounded by MAX_VALUES: a document is counted as its containers are opened,
+    so no walk here ever visits more values than the limit allows.
+    """
+    errors: list[dict[str, str]] = []
+    seen = 1
+    stack: list[tuple[Any, tuple[str, ...]]] = [(document, ())]
+    while stack and len(errors) < _MAX_LIMIT_ERRORS:
+        node, path = stack.pop()
+        if isinstance(node, str):
+            limit = MAX_TEXT_CHARS if path and path[-1] in LONG_TEXT_FIELDS else MAX_STRING_CHARS
+            if len(node) > limit:
+                errors.append(_limit_error(path, f"at most {limit} characters (got {len(node)})"))
+            continue
+        if not isinstance(node, list | dict):
+            continue
+        if isinstance(node, list) and len(node) > MAX_LIST_ITEMS:
+            message = f"at most {MAX_LIST_ITEMS} entries (got {len(node)})"
+            errors.append(_limit_error(path, message))
+            continue
+        # Counted before the children are listed: a huge object costs nothing more here.
+        seen += len(node)
+        if seen > MAX_VALUES:
+            return [_limit_error((), f"at most {MAX_VALUES} JSON values in all")]
+        children: list[tuple[Any, tuple[str, ...]]]
+        if isinstance(node, list):
+            children = [(item, (*path, str(index))) for index, item in enumerate(node)]
+        else:
+            if any(len(key) > MAX_STRING_CHARS for key in node):
+                message = f"names at most {MAX_STRING_CHARS} characters long"
+                errors.append(_limit_error(path, message))
+            children = [(value, (*path, key)) for key, value in node.items()]
+        stack.extend(reversed(children))
+    return errors
+
+
+def _limit_error(path: tuple[str, ...], message: str) -> dict[str, str]:
+    return {"field": ".".join(path) or "body", "message": message}
+
+
 def _is_unencodable(text: str) -> bool:
     try:
         text.encode("utf-8")
@@ -140,6 +195,8 @@ def parse_event(text: str, *, organization_id: str) -> ParsedEvent:
     # Counting brackets is cheap and bounds the depth, so ordinary payloads skip the walk.
     if text.count("{") + text.count("[") > MAX_NESTING and _nesting(document) > MAX_NESTING:
         raise InvalidJson(f"the JSON is nested more than {MAX_NESTING} levels deep")
+    if limit_errors := _limit_errors(document):
+        raise InvalidPayload(limit_errors)
     if _SUSPECT_ESCAPE.search(text) and _has_unstorable_text(document):
         raise InvalidJson("JSON strings must not contain U+0000 or unpaired UTF-16 surrogates")
 
@@ -152,6 +209,15 @@ def parse_event(text: str, *, organization_id: str) -> ParsedEvent:
         if event.data.organizationId != organization_id:
             raise _organization_mismatch()
         appointment = event.data.appointment
+        if appointment.end < appointment.start:
+            raise InvalidPayload(
+                [
+                    {
+                        "field": "data.appointment.end",
+                        "message": "must not be before data.appointment.start",
+                    }
+                ]
+            )
         return ParsedEvent(
             event_type=event.type,
             event_at=event.timestamp,

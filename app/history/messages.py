@@ -254,6 +254,12 @@ MESSAGES: Mapping[str, Mapping[Locale, str]] = {
         "en": "Employee {employee} is not mapped to a mailbox; the appointment is not synced "
         "for them.",
     },
+    "internal_error": {
+        "de": "Der Termin konnte wegen eines unerwarteten Fehlers in calbridge nicht übertragen "
+        "werden; es folgt kein neuer Versuch. Fehler: {error}",
+        "en": "The appointment could not be synchronised because of an unexpected error in "
+        "calbridge; it is not retried. Error: {error}",
+    },
 }
 
 

@@ -18,10 +18,12 @@ from sqlalchemy import (
     ColumnElement,
     CursorResult,
     Table,
+    bindparam,
     case,
     delete,
     exists,
     literal,
+    literal_column,
     select,
     text,
     update,
@@ -105,24 +107,49 @@ def keyed_job(
     return NewJob(kind, args, dedupe_key, serial_key=serial_key, mailbox=mailbox)
 
 
-def _pending_job_statement(insert: Any) -> Any:
-    return (
-        insert(job_table)
-        .on_conflict_do_nothing(index_elements=[job_table.c.dedupe_key], index_where=_PENDING_ONLY)
-        .returning(job_table.c.id, job_table.c.dedupe_key)
-    )
+def _pending_job_statement(dialect: str) -> Any:
+    insert = (postgresql if dialect == "postgresql" else sqlite).insert(job_table)
+    returning: list[Any] = [job_table.c.id, job_table.c.dedupe_key]
+    if dialect == "postgresql":
+        # A row the statement inserted has no xmax; one it updated (or locked) has one.
+        returning.append(literal_column(f"{job_table.name}.xmax = 0").label("inserted"))
+    # A pending twin's run_at becomes least(its own, the new job's): a newer state is never held
+    # back by the backoff of the older state's failed attempt. Only an earlier run_at is
+    # written, but PostgreSQL locks the twin either way, so no worker claims it (and reads the
+    # older state) before the caller's transaction, which stored the newer one, has committed.
+    return insert.on_conflict_do_update(
+        index_elements=[job_table.c.dedupe_key],
+        index_where=_PENDING_ONLY,
+        set_={"run_at": insert.excluded.run_at},
+        where=job_table.c.run_at > insert.excluded.run_at,
+    ).returning(*returning)
 
 
 # Every webhook and job enqueues: the statement is built once per dialect, not per call.
-_PENDING_JOB = {
-    "sqlite": _pending_job_statement(sqlite.insert),
-    "postgresql": _pending_job_statement(postgresql.insert),
-}
+_PENDING_JOB = {dialect: _pending_job_statement(dialect) for dialect in ("sqlite", "postgresql")}
+# SQLite cannot tell an inserted row from an updated one in RETURNING; it has one writer at a
+# time, so the twins read just before the upsert are exactly the rows it can update.
+_PENDING_TWINS = select(job_table.c.id).where(
+    job_table.c.state == PENDING,
+    job_table.c.dedupe_key.in_(bindparam("dedupe_keys", expanding=True)),
+)
 
 
-def _pending_job(session: AsyncSession) -> Any:
-    """INSERT INTO job that skips a job whose dedupe key a pending job has already."""
-    return _PENDING_JOB[session.get_bind().dialect.name]
+async def _upsert_pending(
+    session: AsyncSession, rows: list[dict[str, Any]]
+) -> dict[str | None, int | None]:
+    """INSERT the rows, but for a dedupe key a pending job has already, pull that job's run_at
+    forward instead. Each key's new job id, or None where the key was pending already."""
+    dialect = session.get_bind().dialect.name
+    keys = [row["dedupe_key"] for row in rows if row["dedupe_key"] is not None]
+    twins: set[int] = set()
+    if dialect != "postgresql" and keys:
+        twins = set((await session.execute(_PENDING_TWINS, {"dedupe_keys": keys})).scalars())
+    created: dict[str | None, int | None] = {}
+    for returned in await session.execute(_PENDING_JOB[dialect], rows):
+        inserted = returned.inserted if dialect == "postgresql" else returned.id not in twins
+        created[returned.dedupe_key] = returned.id if inserted else None
+    return created
 
 
 def _row(
@@ -157,7 +184,8 @@ async def enqueue_many(
     creation time, and the run_at of those without one.
 
     Returns each dedupe key's new job id, or None where a pending job already had the key (or an
-    earlier job of the same list: the first one wins).
+    earlier job of the same list: the first one wins); that job then runs no later than this
+    one would have.
     """
     now = now or utcnow()
     unique: dict[str, NewJob] = {}
@@ -178,7 +206,7 @@ async def enqueue_many(
         )
         for job in unique.values()
     ]
-    created = {row.dedupe_key: row.id for row in await session.execute(_pending_job(session), rows)}
+    created = await _upsert_pending(session, rows)
     return {key: created.get(key) for key in unique}
 
 
@@ -206,7 +234,7 @@ async def enqueue(
         max_attempts=max_attempts,
         now=now or utcnow(),
     )
-    return (await session.execute(_pending_job(session), row)).scalar_one_or_none()
+    return next(iter((await _upsert_pending(session, [row])).values()), None)
 
 
 async def pending_twin(session: AsyncSession, dedupe_key: str) -> int | None:

@@ -4,6 +4,7 @@ crash between two writes loses at most the one in flight, which its row makes sa
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -206,6 +207,32 @@ async def _record(
         graph_request_id=request_id,
     )
     return text
+
+
+# History records of unmapped employees written per transaction: an appointment at the payload's
+# limit lists a hundred employees, and on SQLite a transaction runs on the event loop's thread.
+UNMAPPED_CHUNK = 20
+
+
+async def record_unmapped(run: Run, skips: list[Skip]) -> None:
+    """The `unmapped` records of many employees, a few per transaction, the loop free between
+    them: one record, each in its own transaction, would hold the loop for all of them."""
+    pending = [s for s in skips if s.booking_resource_id not in run.unmapped_recorded]
+    for start in range(0, len(pending), UNMAPPED_CHUNK):
+        if start:
+            await asyncio.sleep(0)  # let the loop serve others between two transactions
+        async with run.database.session_scope() as session:
+            for action in pending[start : start + UNMAPPED_CHUNK]:
+                await _record(
+                    run,
+                    session,
+                    action,
+                    status="skipped",
+                    code=repo.UNMAPPED_CODE,
+                    params={"employee": action.booking_resource_id},
+                    duration_ms=0,
+                    request_id=None,
+                )
 
 
 async def _skip(run: Run, action: Skip) -> None:

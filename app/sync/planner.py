@@ -215,14 +215,15 @@ def plan(
 
 def listed_employees(resources: Any) -> list[str]:
     """The appointment's employee ids, in order, once each (rooms and other resources aside)."""
-    listed: list[str] = []
+    # A dict keeps the order and makes "once each" a hash lookup, not a scan of the list.
+    listed: dict[str, None] = {}
     for item in resources if isinstance(resources, list) else []:
         if not isinstance(item, Mapping) or str(item.get("type", "")).upper() != "EMPLOYEE":
             continue
         resource = item.get("id")
-        if isinstance(resource, str) and resource and resource not in listed:
-            listed.append(resource)
-    return listed
+        if isinstance(resource, str) and resource:
+            listed[resource] = None
+    return list(listed)
 
 
 def _current(live: list[MappingState], target: str | None) -> MappingState | None:

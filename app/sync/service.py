@@ -11,18 +11,20 @@ from __future__ import annotations
 import asyncio
 import logging
 
+from sqlalchemy.exc import InterfaceError, OperationalError
+
 from app import logs
 from app.config import Settings
 from app.credentials.clients import GraphClients
 from app.crypto import SecretBox
 from app.db import Database
-from app.graph.errors import Throttled
+from app.graph.errors import GraphError, Throttled
 from app.history.messages import message
-from app.queue.errors import PermanentError
+from app.queue.errors import JobError, PermanentError
 from app.sync import outcome_repository as outcome_repo
 from app.sync import repository as repo
-from app.sync.actions import Run, run_employee
-from app.sync.planner import Action, Create, plan
+from app.sync.actions import Run, record_unmapped, run_employee
+from app.sync.planner import Action, Create, Skip, plan
 from app.sync.translate import InvalidAppointment
 
 log = logging.getLogger(__name__)
@@ -44,8 +46,97 @@ async def sync_appointment_impl(
 
     Raises the retryable Graph error (after every target was tried) for the queue to decide
     when to retry, or PermanentError when a target failed for good; the failure is in the sync
-    history either way.
+    history either way. Any other error but a passing outage is a bug or an input calbridge
+    cannot handle: retrying would only repeat it, so it is recorded (`internal_error`) and the
+    job fails for good.
     """
+    try:
+        await _sync_appointment(
+            database=database,
+            settings=settings,
+            secret_box=secret_box,
+            graph=graph,
+            connection_id=connection_id,
+            appointment_id=appointment_id,
+            job_id=job_id,
+            force=force,
+        )
+    except _EXPECTED:
+        raise
+    except Exception as error:
+        text: str | None = None
+        try:
+            text = await _record_internal_error(
+                database,
+                connection_id=connection_id,
+                appointment_id=appointment_id,
+                job_id=job_id,
+                error=error,
+            )
+        except _EXPECTED:
+            log.warning(
+                "sync.appointment %s/%s: the error was not recorded",
+                connection_id,
+                appointment_id,
+                exc_info=True,
+            )
+        if text is None:
+            # The history cannot be written now (the database is away): a later attempt may.
+            raise
+        raise PermanentError(text) from error
+
+
+# What passes through as raised: errors that steer the retry themselves (Graph's, the queue's),
+# and outages of the database or the network that a later attempt can outlive.
+_EXPECTED = (GraphError, JobError, OperationalError, InterfaceError, OSError)
+# The history keeps the error's type and the start of its text: enough to recognise a bug in
+# the logs, short enough for the admin's list.
+_ERROR_TEXT_CHARS = 300
+
+
+async def _record_internal_error(
+    database: Database,
+    *,
+    connection_id: int,
+    appointment_id: str,
+    job_id: int | None,
+    error: Exception,
+) -> str:
+    """The sync history record of an unexpected error, in the connection's language."""
+    log.exception("sync.appointment %s/%s failed unexpectedly", connection_id, appointment_id)
+    summary = logs.redact(f"{type(error).__name__}: {error}")[:_ERROR_TEXT_CHARS]
+    params = {"error": summary}
+    async with database.session_scope() as session:
+        connection = await repo.get_connection(session, connection_id)
+        if connection is None:  # the connection is gone: nothing to record against
+            return message("internal_error", "en", params)
+        text = message("internal_error", connection.locale, params)
+        await outcome_repo.add_record(
+            session,
+            outcome_repo.Target(connection_id, appointment_id, None, None),
+            job_id=job_id,
+            action="sync",
+            status="error",
+            code="internal_error",
+            message=text,
+            details=params,
+            duration_ms=None,
+            graph_request_id=None,
+        )
+    return text
+
+
+async def _sync_appointment(
+    *,
+    database: Database,
+    settings: Settings,
+    secret_box: SecretBox,
+    graph: GraphClients,
+    connection_id: int,
+    appointment_id: str,
+    job_id: int | None,
+    force: bool,
+) -> None:
     async with database.session_scope() as session:
         state = await repo.load_state(session, connection_id, appointment_id)
         if state is None:
@@ -111,10 +202,19 @@ async def sync_appointment_impl(
     per_employee: dict[str, list[Action]] = {}
     for action in actions:
         per_employee.setdefault(action.booking_resource_id, []).append(action)
+    # Employees with nothing to do but be recorded as unmapped are recorded together, in chunks.
+    unmapped = [
+        own[0]
+        for own in per_employee.values()
+        if len(own) == 1 and isinstance(own[0], Skip) and own[0].reason == "unmapped"
+    ]
+    for skip in unmapped:
+        del per_employee[skip.booking_resource_id]
+    await record_unmapped(run, unmapped)
     if len(per_employee) == 1:  # the usual case: no task of its own needed
         [own] = per_employee.values()
         await run_employee(run, own)
-    else:
+    elif per_employee:
         outcomes = await asyncio.gather(
             *(run_employee(run, own) for own in per_employee.values()), return_exceptions=True
         )

@@ -10,7 +10,7 @@ import re
 import string
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any, Literal, cast
 
@@ -19,6 +19,12 @@ from app.sync.settings import CATEGORY_MAX, SUBJECT_MAX, Locale, TranslationSett
 from app.sync.timezones import graph_time, load_zone
 
 ShowAs = Literal["busy", "free"]
+
+# The instants an appointment may have (the webhook refuses others at the door): wide enough for
+# any booking, far enough from year 1 and 9999 that no conversion into a zone's wall time, ours
+# or Graph's, can leave the calendar.
+EARLIEST = datetime(1900, 1, 1, tzinfo=UTC)
+LATEST = datetime(2999, 12, 31, 23, 59, 59, tzinfo=UTC)
 
 #: Every top-level event field calbridge writes, in Graph's names: the unit of change detection.
 EVENT_FIELDS: tuple[str, ...] = (
@@ -165,6 +171,11 @@ def translate(
     end = _instant(appointment.get("end"), zone, "end")
     if end < start:
         raise InvalidAppointment("the appointment ends before it starts")
+    try:
+        start_time = GraphTime(*graph_time(start, zone))
+        end_time = GraphTime(*graph_time(end, zone))
+    except OverflowError:  # defence in depth: _instant's range keeps every wall time in it
+        raise InvalidAppointment("the appointment's time is outside the calendar") from None
 
     subject = render_subject(settings.subject_template, appointment) or labels["appointment"]
     if canceled:
@@ -172,8 +183,8 @@ def translate(
     return EventBody(
         subject=_cap(_line(subject), SUBJECT_MAX),
         text=_cap(_body_text(appointment, settings), BODY_MAX),
-        start=GraphTime(*graph_time(start, zone)),
-        end=GraphTime(*graph_time(end, zone)),
+        start=start_time,
+        end=end_time,
         location=_place(appointment.get("address")),
         show_as="free" if canceled else "busy",
         categories=(_cap(_line(settings.category), CATEGORY_MAX),) if settings.category else (),
@@ -306,6 +317,17 @@ def _instant(value: Any, zone: str | None, what: str) -> datetime:
         if tz is None:
             raise InvalidAppointment(f"the appointment's {what} has neither offset nor zone")
         moment = moment.replace(tzinfo=tz)
+    # The webhook refuses these already; a snapshot stored before it did, or from another
+    # source, still never reaches Graph as a date it cannot take (year 1) or overflows (9999).
+    try:
+        utc = moment.astimezone(UTC)
+    except OverflowError:
+        utc = None
+    if utc is None or not EARLIEST <= utc <= LATEST:
+        raise InvalidAppointment(
+            f"the appointment's {what} ({value}) is not between "
+            f"{EARLIEST:%Y-%m-%d} and {LATEST:%Y-%m-%d}"
+        )
     return moment
 
 

@@ -11,7 +11,7 @@ import pytest
 from pydantic import ValidationError
 
 from app.busy.tasks import SYNC_MAILBOX
-from app.config import Settings
+from app.config import Settings, describe_validation_error
 from app.graph.errors import GraphError, Transient
 from app.notifications.tasks import SUBSCRIPTION_DELETE, SUBSCRIPTION_ENSURE, SUBSCRIPTION_RENEW
 from app.queue.errors import RetryAfter
@@ -226,8 +226,12 @@ def test_public_url_https_or_loopback(url: str) -> None:
     "url", ["http://calbridge.example.com", "ftp://calbridge.example.com", "https://", "calbridge"]
 )
 def test_public_url_refused_at_startup(url: str) -> None:
-    with pytest.raises(ValidationError, match="CALBRIDGE_PUBLIC_URL"):
+    with pytest.raises(ValidationError) as refused:
         Settings(public_url=url, _env_file=None)  # type: ignore[call-arg]
+    # The one line calbridge prints at start names the setting and the value.
+    line = describe_validation_error(refused.value)
+    assert "CALBRIDGE_PUBLIC_URL" in line
+    assert repr(url) in line
 
 
 async def test_mapping_creates_and_removal_deletes(world: World) -> None:

@@ -112,6 +112,32 @@ async def test_enqueue_many_in_one_statement_skips_pending_keys(
     assert [j.id for j in await jobs(database)] == [pending, queued["a"], queued["c"]]
 
 
+async def test_a_new_job_pulls_its_pending_twins_run_at_forward(
+    database: Database, manager: JobManager
+) -> None:
+    # The twin waits out an older attempt's backoff; the newer state must not wait with it.
+    clock = Clock()
+    later = clock() + timedelta(minutes=30)
+    twin = await add(database, dedupe_key="k", run_at=later)
+    assert await try_add(database, dedupe_key="k", run_at=clock()) is None
+    pulled = await job(database, twin)
+    assert (pulled.state, pulled.run_at) == ("pending", clock())
+    assert await claim_all(manager, clock) == [twin]
+
+    # Never pushed back: a later job leaves an earlier twin as it is.
+    early = await add(database, dedupe_key="e", run_at=clock())
+    async with database.session_scope() as session:
+        queued = await enqueue_many(
+            session,
+            [NewJob("test.a", {}, "e", run_at=later), NewJob("test.a", {}, "f", run_at=later)],
+            now=clock(),
+        )
+    assert queued["e"] is None and queued["f"] is not None
+    assert (await job(database, early)).run_at == clock()
+    assert (await job(database, queued["f"])).run_at == later
+    assert len(await jobs(database, dedupe_key="e")) == 1
+
+
 async def test_serial_key_one_running_and_enqueue_order(
     database: Database, manager: JobManager
 ) -> None:
