@@ -8,7 +8,8 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from app.connections.schemas import EMPLOYEE_ID_EXAMPLE, ORGANIZATION_ID_EXAMPLE, normalize_mailbox
+from app.connections.mailboxes import normalize_mailbox
+from app.connections.schemas import EMPLOYEE_ID_EXAMPLE, ORGANIZATION_ID_EXAMPLE
 from app.models import Employee
 from app.notifications.schemas import SubscriptionStatus
 

@@ -11,7 +11,8 @@ import pytest
 from pydantic import ValidationError
 
 from app.connections.employee_schemas import EmployeeIn
-from app.connections.schemas import ConnectionIn, normalize_mailbox
+from app.connections.mailboxes import normalize_mailbox
+from app.connections.schemas import ConnectionIn
 from app.connections.service import generate_webhook_secret
 
 BASE: dict[str, Any] = {
