@@ -142,7 +142,9 @@ async def test_twenty_thousand_employees_are_refused_at_once(
     _set(event, "data.appointment.bookingResourceList", resources)
     started = time.perf_counter()
     problem = assert_problem(await sender.send(event), 422, "validation_failed")
-    assert time.perf_counter() - started < 1.0
+    # Signing and sending 750 KB takes about a second on a busy 2-core machine; processing all
+    # 20,000 entries took 14.5 s before the limit, so 5 s still tells the two apart.
+    assert time.perf_counter() - started < 5.0
     assert problem["errors"] == [
         {
             "field": "data.appointment.bookingResourceList",
