@@ -253,3 +253,29 @@ async def set_employee_status(
     else:
         values = {"v_now": now, "v_code": error_code, "v_message": error_message}
         await session.execute(_SET_ERROR, {**keys, **values})
+
+
+async def add_appointment_error(
+    session: AsyncSession,
+    *,
+    connection_id: int,
+    appointment_id: str,
+    job_id: int | None,
+    action: str,
+    code: str,
+    message: str,
+    details: dict[str, Any],
+) -> None:
+    """Add the history line of an error about the whole appointment (no employee, no mailbox)."""
+    await add_record(
+        session,
+        Target(connection_id, appointment_id, None, None),
+        job_id=job_id,
+        action=action,
+        status="error",
+        code=code,
+        message=message,
+        details=details,
+        duration_ms=None,
+        graph_request_id=None,
+    )

@@ -111,17 +111,15 @@ async def _record_internal_error(
         if connection is None:  # the connection is gone: nothing to record against
             return message("internal_error", "en", params)
         text = message("internal_error", connection.locale, params)
-        await outcome_repo.add_record(
+        await outcome_repo.add_appointment_error(
             session,
-            outcome_repo.Target(connection_id, appointment_id, None, None),
+            connection_id=connection_id,
+            appointment_id=appointment_id,
             job_id=job_id,
             action="sync",
-            status="error",
             code="internal_error",
             message=text,
             details=params,
-            duration_ms=None,
-            graph_request_id=None,
         )
     return text
 
@@ -159,17 +157,15 @@ async def _sync_appointment(
         except InvalidAppointment as invalid:
             params = {"error": str(invalid)}
             text = message("invalid_appointment", connection.locale, params)
-            await outcome_repo.add_record(
+            await outcome_repo.add_appointment_error(
                 session,
-                outcome_repo.Target(connection_id, appointment_id, None, None),
+                connection_id=connection_id,
+                appointment_id=appointment_id,
                 job_id=job_id,
                 action="plan",
-                status="error",
                 code="invalid_appointment",
                 message=text,
                 details=params,
-                duration_ms=None,
-                graph_request_id=None,
             )
             invalid_text: str | None = text
         else:
