@@ -18,6 +18,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import IntegrityError
 
 from app import counters, logs
+from app.bookingtime.parsing import InvalidJson, InvalidPayload, parse_event
 from app.bookingtime.schemas import (
     EXAMPLE_EVENT,
     MAX_LIST_ITEMS,
@@ -28,13 +29,7 @@ from app.bookingtime.schemas import (
     DuplicateResult,
     IntakeResult,
 )
-from app.bookingtime.service import (
-    BookingtimeIntake,
-    Delivery,
-    InvalidJson,
-    InvalidPayload,
-    parse_event,
-)
+from app.bookingtime.service import BookingtimeIntake, Delivery
 from app.bookingtime.signature import SignatureError, UndecodableBody, WebhookVerifier
 from app.config import Settings
 from app.crypto import SecretBox

@@ -1,32 +1,19 @@
-"""The bookingtime intake: parse a verified delivery, then record it in the caller's transaction
-(inbox row, the appointment's snapshot unless a newer one is stored, its `sync.appointment`
-job). It never commits and never calls Graph.
+"""The bookingtime intake: record verified, parsed deliveries in the caller's transaction (inbox
+rows, each appointment's snapshot unless a newer one is stored, its `sync.appointment` job), and
+the connections deliveries are addressed to. It never commits and never calls Graph.
 """
 
 from __future__ import annotations
 
-import json
-import math
-import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
-from typing import Any, Literal
+from typing import Literal
 
-from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.bookingtime.schemas import (
-    APPOINTMENT_EVENT_TYPES,
-    LONG_TEXT_FIELDS,
-    MAX_LIST_ITEMS,
-    MAX_STRING_CHARS,
-    MAX_TEXT_CHARS,
-    MAX_VALUES,
-    AppointmentEvent,
-    OtherEvent,
-)
+from app.bookingtime.group_commit import GroupCommit
+from app.bookingtime.parsing import ParsedEvent
 from app.db import Database
 from app.inbox import repository as inbox
 from app.inbox.repository import NewInboxEvent, NewSnapshot, Receiver
@@ -38,36 +25,14 @@ from app.sync.repository import single_mailboxes
 
 SOURCE = "bookingtime"
 
-# bookingtime's objects nest a few levels; a deeper document is refused before anything walks
-# or re-serialises it recursively (deep enough, that would be a RecursionError, not a 400).
-MAX_NESTING = 32
-# Escapes that decode to text no database stores: U+0000 (PostgreSQL text and jsonb refuse it)
-# and UTF-16 surrogates (lone ones cannot be encoded). Pairs decode to one character and pass.
-_SUSPECT_ESCAPE = re.compile(r"\\u(?:0000|[dD][89a-fA-F])")
-
-
-class InvalidJson(ValueError):
-    """The body is not a JSON object calbridge can store (400 `invalid_json`)."""
-
-
-class InvalidPayload(ValueError):
-    """The JSON object breaks the contract (422 `validation_failed`); `errors` name the fields."""
-
-    def __init__(self, errors: list[dict[str, str]]) -> None:
-        self.errors = errors
-        fields = ", ".join(dict.fromkeys(error["field"] for error in errors))
-        super().__init__(f"invalid or missing: {fields}")
-
 
 @dataclass(frozen=True, slots=True)
-class ParsedEvent:
-    """A valid delivery: for an appointment event, `appointment` is the object as received."""
+class Delivery:
+    """A verified, parsed delivery addressed to a connection."""
 
-    event_type: str
-    event_at: datetime
-    appointment_id: str | None
-    appointment: dict[str, Any] | None
-    canceled: bool
+    connection_id: int
+    webhook_id: str
+    event: ParsedEvent
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,231 +45,100 @@ class IntakeOutcome:
     coalesced: bool = False
 
 
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")
-
-
-def _finite_float(text: str) -> float:
-    # `1e400` is valid JSON syntax but no double: Python would read it as infinity and store
-    # `Infinity`, which is not JSON (PostgreSQL's jsonb refuses it).
-    value = float(text)
-    if not math.isfinite(value):
-        raise ValueError(f"{text} is out of range")
-    return value
-
-
-# Built once: `json.loads` with any option builds a new decoder on every call.
-_DECODER = json.JSONDecoder(parse_constant=_reject_constant, parse_float=_finite_float)
-
-
-def _has_unstorable_text(value: Any) -> bool:
-    if isinstance(value, str):
-        return "\x00" in value or (not value.isascii() and _is_unencodable(value))
-    if isinstance(value, dict):
-        return any(_has_unstorable_text(k) or _has_unstorable_text(v) for k, v in value.items())
-    if isinstance(value, list):
-        return any(_has_unstorable_text(item) for item in value)
-    return False
-
-
-def _nesting(value: Any) -> int:
-    depth, level = 0, [(value, 1)]
-    while level:
-        node, at = level.pop()
-        if isinstance(node, dict | list):
-            depth = max(depth, at)
-            if depth > MAX_NESTING:
-                break
-            children = node.values() if isinstance(node, dict) else node
-            level.extend((child, at + 1) for child in children)
-    return depth
-
-
-# A delivery over the limits is named by its first few offending fields, not all of them.
-_MAX_LIMIT_ERRORS = 10
-
-
-def _limit_errors(document: Any) -> list[dict[str, str]]:
-    """The fields over the payload's limits (app.bookingtime.schemas), in document order.
-
-    Iterative and bounded by MAX_VALUES: a document is counted as its containers are opened,
-    so no walk here ever visits more values than the limit allows.
-    """
-    errors: list[dict[str, str]] = []
-    seen = 1
-    stack: list[tuple[Any, tuple[str, ...]]] = [(document, ())]
-    while stack and len(errors) < _MAX_LIMIT_ERRORS:
-        node, path = stack.pop()
-        if isinstance(node, str):
-            limit = MAX_TEXT_CHARS if path and path[-1] in LONG_TEXT_FIELDS else MAX_STRING_CHARS
-            if len(node) > limit:
-                errors.append(_limit_error(path, f"at most {limit} characters (got {len(node)})"))
-            continue
-        if not isinstance(node, list | dict):
-            continue
-        if isinstance(node, list) and len(node) > MAX_LIST_ITEMS:
-            message = f"at most {MAX_LIST_ITEMS} entries (got {len(node)})"
-            errors.append(_limit_error(path, message))
-            continue
-        # Counted before the children are listed: a huge object costs nothing more here.
-        seen += len(node)
-        if seen > MAX_VALUES:
-            return [_limit_error((), f"at most {MAX_VALUES} JSON values in all")]
-        children: list[tuple[Any, tuple[str, ...]]]
-        if isinstance(node, list):
-            children = [(item, (*path, str(index))) for index, item in enumerate(node)]
+async def record_deliveries(
+    session: AsyncSession, deliveries: Sequence[Delivery]
+) -> list[IntakeOutcome]:
+    """Record verified deliveries in the caller's transaction, each with the outcome it would
+    have had alone, in order: its inbox row, the snapshot unless a newer one is stored, and the
+    appointment's `sync.appointment` job; a `duplicate` stores nothing. A few statements serve
+    the whole list."""
+    now = utcnow()
+    outcomes: list[IntakeOutcome | None] = [None] * len(deliveries)
+    fresh: dict[tuple[int, str], int] = {}  # inbox key → index of its first delivery
+    for index, delivery in enumerate(deliveries):
+        key = (delivery.connection_id, delivery.webhook_id)
+        if key in fresh:
+            outcomes[index] = IntakeOutcome(status="duplicate")
         else:
-            if any(len(key) > MAX_STRING_CHARS for key in node):
-                message = f"names at most {MAX_STRING_CHARS} characters long"
-                errors.append(_limit_error(path, message))
-            children = [(value, (*path, key)) for key, value in node.items()]
-        stack.extend(reversed(children))
-    return errors
+            fresh[key] = index
+    inbox_ids = await inbox.insert_inbox_events(
+        session, [_inbox_event(deliveries[index]) for index in fresh.values()], received_at=now
+    )
+    # Snapshots go in rounds that hold each appointment at most once: a later event of the same
+    # appointment is then compared with the one just stored, as if it had come alone.
+    rounds: list[dict[tuple[int, str], int]] = []
+    for key, index in fresh.items():
+        inbox_id = inbox_ids.get(key)
+        event = deliveries[index].event
+        if inbox_id is None:
+            outcomes[index] = IntakeOutcome(status="duplicate")
+        elif event.appointment is None or event.appointment_id is None:
+            outcomes[index] = IntakeOutcome(status="ignored", inbox_event_id=inbox_id)
+        else:
+            subject = (deliveries[index].connection_id, event.appointment_id)
+            free = next((r for r in rounds if subject not in r), None)
+            if free is None:
+                rounds.append(free := {})
+            free[subject] = index
+    stored: dict[int, tuple[int, str]] = {}  # index → its appointment key
+    for round_ in rounds:
+        snapshots = [_snapshot(deliveries[index]) for index in round_.values()]
+        kept = await inbox.store_snapshots_if_newer(session, snapshots, now=now)
+        stored.update((index, subject) for subject, index in round_.items() if subject in kept)
 
-
-def _limit_error(path: tuple[str, ...], message: str) -> dict[str, str]:
-    return {"field": ".".join(path) or "body", "message": message}
-
-
-def _is_unencodable(text: str) -> bool:
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return True
-    return False
-
-
-def _field_errors(exc: ValidationError, prefix: tuple[str, ...] = ()) -> list[dict[str, str]]:
-    return [
-        {
-            "field": ".".join((*prefix, *(str(part) for part in error["loc"]))) or "body",
-            "message": error["msg"],
-        }
-        for error in exc.errors(include_url=False)
-    ]
-
-
-def parse_event(text: str, *, organization_id: str) -> ParsedEvent:
-    """The delivery's event, checked against the contract and the path's organisation."""
-    try:
-        document = _DECODER.decode(text)
-    except (ValueError, RecursionError) as exc:
-        raise InvalidJson(f"the body is not valid JSON: {exc}") from exc
-    if not isinstance(document, dict):
-        raise InvalidJson("the body must be a JSON object")
-    # Counting brackets is cheap and bounds the depth, so ordinary payloads skip the walk.
-    if text.count("{") + text.count("[") > MAX_NESTING and _nesting(document) > MAX_NESTING:
-        raise InvalidJson(f"the JSON is nested more than {MAX_NESTING} levels deep")
-    if limit_errors := _limit_errors(document):
-        raise InvalidPayload(limit_errors)
-    if _SUSPECT_ESCAPE.search(text) and _has_unstorable_text(document):
-        raise InvalidJson("JSON strings must not contain U+0000 or unpaired UTF-16 surrogates")
-
-    event_type = document.get("type")
-    if isinstance(event_type, str) and event_type in APPOINTMENT_EVENT_TYPES:
-        try:
-            event = AppointmentEvent.model_validate(document)
-        except ValidationError as exc:
-            raise InvalidPayload(_field_errors(exc)) from exc
-        if event.data.organizationId != organization_id:
-            raise _organization_mismatch()
-        appointment = event.data.appointment
-        if appointment.end < appointment.start:
-            raise InvalidPayload(
-                [
-                    {
-                        "field": "data.appointment.end",
-                        "message": "must not be before data.appointment.start",
-                    }
-                ]
-            )
-        return ParsedEvent(
-            event_type=event.type,
-            event_at=event.timestamp,
-            appointment_id=appointment.id,
-            appointment=document["data"]["appointment"],
-            # A cancel event cancels even if its appointment object lacks the flag.
-            canceled=appointment.canceled is True or event.type == "appointment.canceled",
+    stale = [i for round_ in rounds for i in round_.values() if i not in stored]
+    await inbox.set_inbox_outcomes(
+        session, [inbox_ids[_inbox_key(deliveries[i])] for i in stale], INBOX_STALE
+    )
+    for index in stale:
+        outcomes[index] = IntakeOutcome(
+            status="stale", inbox_event_id=inbox_ids[_inbox_key(deliveries[index])]
         )
 
-    try:
-        other = OtherEvent.model_validate(document)
-    except ValidationError as exc:
-        raise InvalidPayload(_field_errors(exc)) from exc
-    data = other.data or {}
-    if "organizationId" in data and data["organizationId"] != organization_id:
-        raise _organization_mismatch()
-    subject = data.get("appointment")
-    subject_id = subject.get("id") if isinstance(subject, dict) else None
-    return ParsedEvent(
-        event_type=other.type,
-        event_at=other.timestamp,
-        appointment_id=subject_id if isinstance(subject_id, str) and subject_id else None,
-        appointment=None,
-        canceled=False,
-    )
+    payloads = {stored[i]: deliveries[i].event.appointment or {} for i in sorted(stored)}
+    mailboxes = await single_mailboxes(session, payloads)
+    jobs = {i: tasks.sync_job(*stored[i], mailbox=mailboxes.get(stored[i])) for i in sorted(stored)}
+    job_ids = await enqueue_many(session, list(jobs.values()), now=now)
+    claimed: set[str] = set()
+    for index, job in jobs.items():
+        # The first delivery of an appointment gets its new job; later ones join it.
+        job_id = None if job.dedupe_key in claimed else job_ids.get(job.dedupe_key)
+        claimed.add(job.dedupe_key)
+        outcomes[index] = IntakeOutcome(
+            status="accepted",
+            inbox_event_id=inbox_ids[_inbox_key(deliveries[index])],
+            job_id=job_id,
+            coalesced=job_id is None,
+        )
+    return [outcome for outcome in outcomes if outcome is not None]
 
 
-def _organization_mismatch() -> InvalidPayload:
-    return InvalidPayload(
-        [
-            {
-                "field": "data.organizationId",
-                "message": "does not match the organisation in the webhook URL",
-            }
-        ]
-    )
+def _inbox_key(delivery: Delivery) -> tuple[int, str]:
+    return (delivery.connection_id, delivery.webhook_id)
 
 
-@dataclass(frozen=True, slots=True)
-class Delivery:
-    """A verified, parsed delivery addressed to a connection."""
-
-    connection_id: int
-    webhook_id: str
-    event: ParsedEvent
-
-
-async def record_delivery(session: AsyncSession, delivery: Delivery) -> IntakeOutcome:
-    """Record a verified delivery in the caller's transaction: its inbox row, the snapshot unless
-    a newer one is stored, and the appointment's `sync.appointment` job; a `duplicate` stores
-    nothing."""
-    now = utcnow()
+def _inbox_event(delivery: Delivery) -> NewInboxEvent:
     event = delivery.event
-    inbox_id = await inbox.insert_inbox_event(
-        session,
-        NewInboxEvent(
-            source=SOURCE,
-            connection_id=delivery.connection_id,
-            external_id=delivery.webhook_id,
-            event_type=event.event_type,
-            subject_id=event.appointment_id[:64] if event.appointment_id else None,
-            outcome=INBOX_IGNORED if event.appointment is None else INBOX_ACCEPTED,
-        ),
-        received_at=now,
+    return NewInboxEvent(
+        source=SOURCE,
+        connection_id=delivery.connection_id,
+        external_id=delivery.webhook_id,
+        event_type=event.event_type,
+        subject_id=event.appointment_id[:64] if event.appointment_id else None,
+        outcome=INBOX_IGNORED if event.appointment is None else INBOX_ACCEPTED,
     )
-    if inbox_id is None:
-        return IntakeOutcome(status="duplicate")
-    if event.appointment is None or event.appointment_id is None:
-        return IntakeOutcome(status="ignored", inbox_event_id=inbox_id)
-    key = (delivery.connection_id, event.appointment_id)
-    snapshot = NewSnapshot(
+
+
+def _snapshot(delivery: Delivery) -> NewSnapshot:
+    event = delivery.event
+    assert event.appointment is not None and event.appointment_id is not None
+    return NewSnapshot(
         connection_id=delivery.connection_id,
         appointment_id=event.appointment_id,
         payload=event.appointment,
         event_at=event.event_at,
         event_type=event.event_type,
         canceled=event.canceled,
-    )
-    if not await inbox.store_snapshot_if_newer(session, snapshot, now=now):
-        await inbox.set_inbox_outcome(session, inbox_id, INBOX_STALE)
-        return IntakeOutcome(status="stale", inbox_event_id=inbox_id)
-    mailboxes = await single_mailboxes(session, {key: event.appointment})
-    job = tasks.sync_job(*key, mailbox=mailboxes.get(key))
-    job_ids = await enqueue_many(session, [job], now=now)
-    job_id = job_ids.get(job.dedupe_key)
-    return IntakeOutcome(
-        status="accepted", inbox_event_id=inbox_id, job_id=job_id, coalesced=job_id is None
     )
 
 
@@ -350,17 +184,20 @@ class ReceiverDirectory:
 
 @dataclass(frozen=True, slots=True)
 class BookingtimeIntake:
-    """The process's intake: its remembered connections and the database it records into."""
+    """The process's intake: its remembered connections, and the deliveries it records together
+    (`app.bookingtime.group_commit`)."""
 
-    database: Database
     receivers: ReceiverDirectory
+    deliveries: GroupCommit[Delivery, IntakeOutcome]
 
     async def record(self, delivery: Delivery) -> IntakeOutcome:
-        """Record one delivery in one transaction of its own."""
-        async with self.database.session_scope() as session:
-            return await record_delivery(session, delivery)
+        """Record one delivery; its outcome once it is committed."""
+        return await self.deliveries.record(delivery)
 
 
 def build_intake(database: Database) -> BookingtimeIntake:
     """The process's bookingtime intake (built once, in the app's lifespan)."""
-    return BookingtimeIntake(database=database, receivers=ReceiverDirectory(database))
+    return BookingtimeIntake(
+        receivers=ReceiverDirectory(database),
+        deliveries=GroupCommit(database, record_deliveries),
+    )

@@ -9,6 +9,7 @@ executing it.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, NamedTuple, cast
@@ -61,7 +62,7 @@ def _insert_inbox(dialect: Any) -> Any:
     return (
         dialect.insert(_inbox)
         .on_conflict_do_nothing(index_elements=["source", "connection_id", "external_id"])
-        .returning(_inbox.c.id)
+        .returning(_inbox.c.id, _inbox.c.connection_id, _inbox.c.external_id)
     )
 
 
@@ -79,7 +80,7 @@ def _upsert_snapshot(dialect: Any) -> Any:
         # `<=`, not `<`: event timestamps may be whole seconds, so two changes within one
         # second carry the same time; the last one received wins instead of being lost.
         where=_appointment.c.event_at <= insert.excluded.event_at,
-    ).returning(_appointment.c.id)
+    ).returning(_appointment.c.connection_id, _appointment.c.appointment_id)
 
 
 _INSERT_INBOX = {"sqlite": _insert_inbox(sqlite), "postgresql": _insert_inbox(postgresql)}
@@ -107,29 +108,41 @@ async def find_receiver(session: AsyncSession, organization_id: str) -> Receiver
     return None if row is None else Receiver(*row)
 
 
-async def insert_inbox_event(
-    session: AsyncSession, event: NewInboxEvent, *, received_at: datetime
-) -> int | None:
-    """Insert an inbox row; its id, or None when its key was already received.
+async def insert_inbox_events(
+    session: AsyncSession, events: Sequence[NewInboxEvent], *, received_at: datetime
+) -> dict[tuple[int, str], int]:
+    """Insert inbox rows (one statement); the new rows' ids by (connection_id, external_id).
+    A key that was already received is left out: it is a duplicate. The keys must be distinct.
 
     On PostgreSQL a concurrent insert of the same key waits for the other transaction and then
-    does nothing: the loser of a race sees None too.
+    does nothing: the loser of a race sees a duplicate too.
     """
+    if not events:
+        return {}
     statement = _INSERT_INBOX[_dialect(session)]
-    values = {**event._asdict(), "received_at": received_at}
-    inserted: int | None = (await session.execute(statement, values)).scalar()
-    return inserted
+    rows = [{**event._asdict(), "received_at": received_at} for event in events]
+    result = await session.execute(statement, rows)
+    return {(row.connection_id, row.external_id): row.id for row in result}
 
 
-async def store_snapshot_if_newer(
-    session: AsyncSession, snapshot: NewSnapshot, *, now: datetime
-) -> bool:
-    """Store an appointment snapshot unless the stored one is newer; whether it was stored."""
-    values = {**snapshot._asdict(), "created_at": now, "updated_at": now}
-    result = await session.execute(_UPSERT_SNAPSHOT[_dialect(session)], values)
-    return result.first() is not None
+async def store_snapshots_if_newer(
+    session: AsyncSession, snapshots: Sequence[NewSnapshot], *, now: datetime
+) -> set[tuple[int, str]]:
+    """Store appointment snapshots (one statement) unless the stored one is newer; the
+    (connection_id, appointment_id) of those stored. The keys must be distinct."""
+    if not snapshots:
+        return set()
+    rows = [{**snapshot._asdict(), "created_at": now, "updated_at": now} for snapshot in snapshots]
+    result = await session.execute(_UPSERT_SNAPSHOT[_dialect(session)], rows)
+    return {(row.connection_id, row.appointment_id) for row in result}
 
 
-async def set_inbox_outcome(session: AsyncSession, inbox_event_id: int, outcome: str) -> None:
-    """Record what became of an inbox event after it was inserted."""
-    await session.execute(_SET_OUTCOME, {"inbox_event_id": inbox_event_id, "new_outcome": outcome})
+async def set_inbox_outcomes(
+    session: AsyncSession, inbox_event_ids: list[int], outcome: str
+) -> None:
+    """Record what became of inbox events after they were inserted."""
+    if inbox_event_ids:
+        await session.execute(
+            _SET_OUTCOME,
+            [{"inbox_event_id": id_, "new_outcome": outcome} for id_ in inbox_event_ids],
+        )

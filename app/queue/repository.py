@@ -129,8 +129,11 @@ def _pending_job_statement(dialect: str) -> Any:
 _PENDING_JOB = {dialect: _pending_job_statement(dialect) for dialect in ("sqlite", "postgresql")}
 # SQLite cannot tell an inserted row from an updated one in RETURNING; it has one writer at a
 # time, so the twins read just before the upsert are exactly the rows it can update.
+# Only run on SQLite. The predicate is the partial unique index's own text, marked `likely()`:
+# with a bound `state = ?`, or a list of keys, SQLite's planner chose the (state, run_at) index
+# instead and scanned every pending job, so a backlog made every webhook slower.
 _PENDING_TWINS = select(job_table.c.id).where(
-    job_table.c.state == PENDING,
+    text("likely(state = 'pending')"),
     job_table.c.dedupe_key.in_(bindparam("dedupe_keys", expanding=True)),
 )
 
@@ -242,7 +245,7 @@ async def pending_twin(session: AsyncSession, dedupe_key: str) -> int | None:
     finishes first, so a twin found here stays pending."""
     query = (
         select(job_table.c.id)
-        .where(job_table.c.dedupe_key == dedupe_key, job_table.c.state == PENDING)
+        .where(job_table.c.dedupe_key == dedupe_key, _PENDING_ONLY)
         .with_for_update()
     )
     return (await session.execute(query)).scalar_one_or_none()

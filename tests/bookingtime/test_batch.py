@@ -1,17 +1,20 @@
-"""Recording deliveries: each in its own transaction, newest snapshot wins, duplicates and stale
-events are recorded as such, and the job names the one mailbox of its appointment."""
+"""Recording deliveries: newest snapshot wins, duplicates and stale events are recorded as such,
+and the job names the one mailbox of its appointment; a list recorded together (one
+transaction, as the group commit does) ends exactly as the same list recorded one by one."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
+import pytest
+from sqlalchemy import event, select
 from sqlalchemy.exc import IntegrityError
 
-from app.bookingtime.service import Delivery, IntakeOutcome, ParsedEvent, record_delivery
+from app.bookingtime.parsing import ParsedEvent
+from app.bookingtime.service import Delivery, IntakeOutcome, build_intake, record_deliveries
 from app.db import Database
 from app.models import Appointment, Employee, InboxEvent, Job
 
@@ -43,13 +46,26 @@ def delivery(
     )
 
 
-async def record(database: Database, deliveries: Sequence[Delivery]) -> list[IntakeOutcome]:
-    """Record the deliveries one after another, each in a transaction of its own."""
+Record = Callable[[Database, Sequence[Delivery]], Awaitable[list[IntakeOutcome]]]
+
+
+async def _one_by_one(database: Database, deliveries: Sequence[Delivery]) -> list[IntakeOutcome]:
     outcomes = []
     for d in deliveries:
         async with database.session_scope() as session:
-            outcomes.append(await record_delivery(session, d))
+            outcomes.extend(await record_deliveries(session, [d]))
     return outcomes
+
+
+async def _together(database: Database, deliveries: Sequence[Delivery]) -> list[IntakeOutcome]:
+    async with database.session_scope() as session:
+        return await record_deliveries(session, deliveries)
+
+
+@pytest.fixture(params=["one_by_one", "together"])
+def record(request: pytest.FixtureRequest) -> Record:
+    """Record deliveries each in its own transaction, or all in one."""
+    return _one_by_one if request.param == "one_by_one" else _together
 
 
 async def rows(database: Database) -> tuple[list[InboxEvent], list[Appointment], list[Job]]:
@@ -61,7 +77,7 @@ async def rows(database: Database) -> tuple[list[InboxEvent], list[Appointment],
 
 
 async def test_repeated_webhook_id_in_one_batch_is_a_duplicate(
-    database: Database, connection_id: int
+    database: Database, connection_id: int, record: Record
 ) -> None:
     outcomes = await record(
         database,
@@ -73,7 +89,7 @@ async def test_repeated_webhook_id_in_one_batch_is_a_duplicate(
 
 
 async def test_two_events_of_one_appointment_newest_wins_one_job(
-    database: Database, connection_id: int
+    database: Database, connection_id: int, record: Record
 ) -> None:
     outcomes = await record(
         database,
@@ -91,7 +107,9 @@ async def test_two_events_of_one_appointment_newest_wins_one_job(
     assert [i.outcome for i in inbox] == ["accepted", "stale"]
 
 
-async def test_batch_against_a_stored_snapshot(database: Database, connection_id: int) -> None:
+async def test_batch_against_a_stored_snapshot(
+    database: Database, connection_id: int, record: Record
+) -> None:
     await record(database, [delivery(connection_id, "m0", "edA", T0, name="stored")])
     outcomes = await record(
         database,
@@ -111,7 +129,7 @@ async def test_batch_against_a_stored_snapshot(database: Database, connection_id
 
 
 async def test_batch_entirely_older_than_stored_is_stale(
-    database: Database, connection_id: int
+    database: Database, connection_id: int, record: Record
 ) -> None:
     await record(database, [delivery(connection_id, "m0", "edA", T0, name="stored")])
     outcomes = await record(
@@ -128,14 +146,13 @@ async def test_batch_entirely_older_than_stored_is_stale(
 
 
 async def test_a_bad_delivery_fails_alone(database: Database, connection_id: int) -> None:
-    async def one(d: Delivery) -> IntakeOutcome:
-        async with database.session_scope() as session:
-            return await record_delivery(session, d)
-
+    """Handed to the intake together, the three share a transaction; the one for a connection
+    that does not exist fails that transaction, and is then the only one that fails."""
+    intake = build_intake(database)
     results = await asyncio.gather(
-        one(delivery(connection_id, "m1", "edA", T0)),
-        one(delivery(connection_id + 999, "m2", "edB", T0)),  # no such connection
-        one(delivery(connection_id, "m3", "edC", T0)),
+        intake.record(delivery(connection_id, "m1", "edA", T0)),
+        intake.record(delivery(connection_id + 999, "m2", "edB", T0)),  # no such connection
+        intake.record(delivery(connection_id, "m3", "edC", T0)),
         return_exceptions=True,
     )
     assert isinstance(results[1], IntegrityError)
@@ -149,7 +166,7 @@ async def test_a_bad_delivery_fails_alone(database: Database, connection_id: int
 
 
 async def test_a_snapshot_stored_by_the_orm_is_compared_by_time(
-    database: Database, connection_id: int
+    database: Database, connection_id: int, record: Record
 ) -> None:
     # The intake writes with its own SQL; rows it compares against, and rows it writes, must
     # match what SQLAlchemy itself stores and reads (SQLite compares datetimes as text).
@@ -200,7 +217,7 @@ def _with_employees(d: Delivery, *resources: str) -> Delivery:
 
 
 async def test_a_job_whose_appointment_is_in_one_mailbox_names_it(
-    database: Database, connection_id: int
+    database: Database, connection_id: int, record: Record
 ) -> None:
     """The job names the mailbox its appointment's mapped employees share (the queue then
     limits running jobs per mailbox across every worker process); none when they are in
@@ -234,3 +251,24 @@ async def test_a_job_whose_appointment_is_in_one_mailbox_names_it(
         "edNone": None,
         "edEmpty": None,
     }
+
+
+async def test_deliveries_arriving_together_share_a_transaction(
+    database: Database, connection_id: int
+) -> None:
+    commits = 0
+
+    def count(_connection: object) -> None:
+        nonlocal commits
+        commits += 1
+
+    event.listen(database.engine.sync_engine, "commit", count)
+    intake = build_intake(database)
+    outcomes = await asyncio.gather(
+        *(intake.record(delivery(connection_id, f"m{i}", f"ed{i}", T0)) for i in range(20))
+    )
+    assert [o.status for o in outcomes] == ["accepted"] * 20
+    assert len({o.job_id for o in outcomes}) == 20
+    assert 1 <= commits <= 2  # the first alone at most, then the rest together
+    inbox, snapshots, jobs = await rows(database)
+    assert len(inbox) == len(snapshots) == len(jobs) == 20
