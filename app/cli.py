@@ -9,15 +9,14 @@ import signal
 import socket
 import sys
 from collections.abc import Coroutine
-from datetime import datetime
-from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-from app.config import ConfigError, Settings, load_settings
-from app.crypto import SecretKeyError, check_secret_key
+from app.cli_setup import checked_settings, fail, first_line, migrate_schema
+from app.cli_tokens import token_cli
+from app.config import Settings
 
 cli = typer.Typer(
     name="calbridge",
@@ -25,7 +24,6 @@ cli = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
 )
-token_cli = typer.Typer(help="Admin API tokens.", no_args_is_help=True)
 cli.add_typer(token_cli, name="token")
 
 log = logging.getLogger("calbridge")
@@ -46,41 +44,6 @@ def _tune_gc() -> None:
     gc.freeze()
 
 
-def _fail(message: str) -> typer.Exit:
-    # One line, whatever the message: an operator greps for it, a supervisor logs it whole.
-    line = " ".join(part.strip() for part in message.splitlines() if part.strip())
-    typer.secho(f"calbridge: {line}", err=True, fg=typer.colors.RED)
-    return typer.Exit(code=2)
-
-
-def _settings(*, needs_key: bool = True) -> Settings:
-    """Every setting checked before anything is touched (no migration, no logging, no file)."""
-    try:
-        settings = load_settings()
-        check_secret_key(settings, required=needs_key)
-    except (ConfigError, SecretKeyError) as exc:
-        raise _fail(str(exc)) from None
-    return settings
-
-
-def _first_line(exc: BaseException) -> str:
-    # SQLAlchemy appends a "Background on this error" line: the first says what went wrong.
-    return (str(exc).strip().splitlines() or [""])[0]
-
-
-def _migrate(settings: Settings) -> str | None:
-    from app.migrate import head_revision, upgrade
-
-    try:
-        upgrade(settings.database_url)
-    except Exception as exc:
-        raise _fail(
-            f"cannot migrate the database ({type(exc).__name__}: {_first_line(exc)}); "
-            "check CALBRIDGE_DATABASE_URL and that the database is reachable"
-        ) from None
-    return head_revision()
-
-
 def _listen(host: str, port: int) -> socket.socket:
     """The listening socket, bound before the schema is touched: a busy port is one line."""
     sock: socket.socket | None = None
@@ -94,7 +57,7 @@ def _listen(host: str, port: int) -> socket.socket:
     except OSError as exc:
         if sock is not None:
             sock.close()
-        raise _fail(
+        raise fail(
             f"cannot listen on {host}:{port}: {exc.strerror or exc} "
             "(is another process using it? pick another with --port or --host)"
         ) from None
@@ -126,10 +89,10 @@ def serve(
 
     from app.main import create_app
 
-    settings = _settings()
+    settings = checked_settings()
     _configure_logging(settings)
     sock = _listen(host, port)
-    revision = _migrate(settings)
+    revision = migrate_schema(settings)
     log.info("schema at %s; serving on http://%s:%d", revision, host, port)
     app = create_app(settings, run_worker=not no_worker)
     _tune_gc()
@@ -165,7 +128,7 @@ def worker(
     early: list[int] = []
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda received, _frame: early.append(received))
-    settings = _settings()
+    settings = checked_settings()
     _configure_logging(settings)
     if metrics_port is not None:
         from app.counters import serve_worker_metrics
@@ -173,7 +136,7 @@ def worker(
         try:
             serve_worker_metrics(metrics_host, metrics_port)
         except OSError as exc:
-            raise _fail(f"cannot serve metrics on {metrics_host}:{metrics_port}: {exc}") from exc
+            raise fail(f"cannot serve metrics on {metrics_host}:{metrics_port}: {exc}") from exc
         log.info("metrics on http://%s:%d/metrics", metrics_host, metrics_port)
     _tune_gc()
     _run_fast(_run_worker(settings, stopped_before_start=early))
@@ -222,12 +185,12 @@ async def _run_worker(settings: Settings, *, stopped_before_start: list[int]) ->
             async with database.engine.connect() as connection:
                 revision = await current_revision(connection)
         except Exception as exc:
-            raise _fail(
-                f"cannot reach the database ({type(exc).__name__}: {_first_line(exc)}); "
+            raise fail(
+                f"cannot reach the database ({type(exc).__name__}: {first_line(exc)}); "
                 "check CALBRIDGE_DATABASE_URL and that the database is reachable"
             ) from None
         if revision != head_revision():
-            raise _fail(
+            raise fail(
                 f"database schema is at {revision or 'nothing'}, this code needs "
                 f"{head_revision()}: run `calbridge migrate` first"
             )
@@ -246,114 +209,10 @@ async def _run_worker(settings: Settings, *, stopped_before_start: list[int]) ->
 @cli.command()
 def migrate() -> None:
     """Bring the database schema to the newest version, then exit."""
-    settings = _settings(needs_key=False)
+    settings = checked_settings(needs_key=False)
     _configure_logging(settings)
-    revision = _migrate(settings)
+    revision = migrate_schema(settings)
     typer.echo(f"schema at {revision}")
-
-
-class Role(StrEnum):
-    read = "read"
-    admin = "admin"
-
-
-@token_cli.command("create")
-def token_create(
-    name: Annotated[str, typer.Option(help="who or what uses the token")],
-    role: Annotated[Role, typer.Option(help="read: status only; admin: everything")] = Role.admin,
-) -> None:
-    """Create an admin API token and print it (it is shown this once)."""
-    settings = _settings(needs_key=False)
-    _migrate(settings)
-    token = asyncio.run(_create_token(settings, name, role.value))
-    typer.echo(token)
-
-
-async def _create_token(settings: Settings, name: str, role: str) -> str:
-    from app.admin.auth import create_token
-    from app.db import Database
-
-    database = Database(settings.database_url)
-    try:
-        async with database.session_scope() as session:
-            return await create_token(session, name=name, role=role)
-    finally:
-        await database.dispose()
-
-
-@token_cli.command("list")
-def token_list(
-    all_: Annotated[bool, typer.Option("--all", help="include revoked tokens")] = False,
-) -> None:
-    """List admin API tokens: id, name, role, created, last used (never the token itself)."""
-    settings = _settings(needs_key=False)
-    _migrate(settings)
-    rows = asyncio.run(_list_tokens(settings, include_revoked=all_))
-    typer.echo(f"{'ID':>4}  {'NAME':<24} {'ROLE':<6} {'CREATED':<20} {'LAST USED':<20} REVOKED")
-    for token_id, name, role, created, last_used, revoked in rows:
-        typer.echo(
-            f"{token_id:>4}  {name:<24} {role:<6} {created:<20} {last_used or '-':<20} "
-            f"{revoked or '-'}"
-        )
-
-
-def _stamp(value: datetime | None) -> str | None:
-    return None if value is None else value.strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-async def _list_tokens(
-    settings: Settings, *, include_revoked: bool
-) -> list[tuple[int, str, str, str, str | None, str | None]]:
-    from app.admin.auth import list_tokens
-    from app.db import Database
-
-    database = Database(settings.database_url)
-    try:
-        async with database.session_scope() as session:
-            rows = await list_tokens(session, include_revoked=include_revoked)
-            return [
-                (
-                    row.id,
-                    row.name,
-                    row.role,
-                    _stamp(row.created_at) or "-",
-                    _stamp(row.last_used_at),
-                    _stamp(row.revoked_at),
-                )
-                for row in rows
-            ]
-    finally:
-        await database.dispose()
-
-
-@token_cli.command("revoke")
-def token_revoke(
-    name_or_id: Annotated[str, typer.Argument(metavar="NAME|ID", help="token name or id")],
-) -> None:
-    """Revoke admin API tokens by name (every live token of that name) or id; effective at once."""
-    settings = _settings(needs_key=False)
-    _migrate(settings)
-    revoked = asyncio.run(_revoke_token(settings, name_or_id))
-    if not revoked:
-        raise _fail(f"no live token named or numbered {name_or_id!r}")
-    for token_id, name in revoked:
-        typer.echo(f"revoked token {token_id} ({name})")
-
-
-async def _revoke_token(settings: Settings, name_or_id: str) -> list[tuple[int, str]]:
-    from app.admin.auth import RevokedTokenNotFoundError, revoke_token
-    from app.db import Database
-
-    database = Database(settings.database_url)
-    try:
-        async with database.session_scope() as session:
-            try:
-                rows = await revoke_token(session, name_or_id=name_or_id)
-            except RevokedTokenNotFoundError:
-                return []
-            return [(row.id, row.name) for row in rows]
-    finally:
-        await database.dispose()
 
 
 @cli.command()
@@ -377,7 +236,7 @@ def sandbox(
 
     if not is_loopback(host):
         if not allow_remote:
-            raise _fail(
+            raise fail(
                 f"--host {host} is not a loopback address: the sandbox's control API is "
                 "unauthenticated, so anyone who reaches it can read and change its mailboxes; "
                 "use 127.0.0.1, or add --allow-remote on a network you trust"
@@ -403,7 +262,7 @@ def sandbox(
         server.start_blocking()
     except (OSError, RuntimeError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-        raise _fail(f"cannot start the sandbox on {host}:{port}: {reason}") from None
+        raise fail(f"cannot start the sandbox on {host}:{port}: {reason}") from None
     demo = server.control.seed_demo()
     lines = [
         f"calbridge sandbox running at {server.url}",

@@ -12,8 +12,9 @@ from app.busy import repository as repo
 from app.busy.judging import Conflict
 from app.credentials import secrets
 from app.graph.errors import GraphError
+from app.history import repository as history
 from app.history.messages import error_code, message
-from app.models import Connection
+from app.models import Connection, SyncRecord
 from app.models.base import utcnow
 from app.queue.repository import enqueue_many
 from app.sync.settings import TranslationSettings
@@ -54,20 +55,23 @@ async def handle_conflict(
         "event_id": conflict.event_id,
         "policy": policy,
     }
-    await repo.add_record(
+    history.add_record(
         session,
-        connection_id=connection.id,
-        appointment_id=conflict.appointment_id,
-        booking_resource_id=conflict.booking_resource_id,
-        mailbox=conflict.mailbox,
-        job_id=job_id,
-        action="outlook_change",
-        status="conflict",
-        code=code,
-        message=message(code, connection.locale, params),
-        details=params,
-        graph_request_id=None,
+        SyncRecord(
+            connection_id=connection.id,
+            appointment_id=conflict.appointment_id,
+            booking_resource_id=conflict.booking_resource_id,
+            mailbox=conflict.mailbox,
+            job_id=job_id,
+            action="outlook_change",
+            status="conflict",
+            code=code,
+            message=message(code, connection.locale, params),
+            details=params,
+            graph_request_id=None,
+        ),
     )
+    await session.flush()
 
 
 async def record_failure(
@@ -88,20 +92,23 @@ async def record_failure(
     employees = await repo.mailbox_employees(session, connection.id, mailbox)
     targets: list[str | None] = [*employees] or [None]
     for employee in targets:
-        await repo.add_record(
+        history.add_record(
             session,
-            connection_id=connection.id,
-            appointment_id=None,
-            booking_resource_id=employee,
-            mailbox=mailbox,
-            job_id=job_id,
-            action="subscription",
-            status="error",
-            code=code,
-            message=text,
-            details=params,
-            graph_request_id=error.request_id,
+            SyncRecord(
+                connection_id=connection.id,
+                appointment_id=None,
+                booking_resource_id=employee,
+                mailbox=mailbox,
+                job_id=job_id,
+                action="subscription",
+                status="error",
+                code=code,
+                message=text,
+                details=params,
+                graph_request_id=error.request_id,
+            ),
         )
+    await session.flush()
     await repo.set_employees_error(
         session, connection.id, employees, code=code, message=text, now=now
     )

@@ -1,6 +1,6 @@
 """All SQL of busy time: a mailbox's delta state, its busy blocks, the mapping rows a delta
-page's items are matched against, and the history and status rows a run writes. Callers own
-the transactions."""
+page's items are matched against, and the employees' status a run writes (its history goes
+through app.history.repository). Callers own the transactions."""
 
 from __future__ import annotations
 
@@ -20,7 +20,6 @@ from app.models import (
     Connection,
     Employee,
     EventMapping,
-    SyncRecord,
 )
 
 # --- connections and employees -----------------------------------------------------------------
@@ -100,40 +99,6 @@ async def set_employees_error(
         .values(last_error_at=now, last_error_code=code, last_error_message=message, updated_at=now)
         .execution_options(synchronize_session=False)
     )
-
-
-async def add_record(
-    session: AsyncSession,
-    *,
-    connection_id: int,
-    appointment_id: str | None,
-    booking_resource_id: str | None,
-    mailbox: str,
-    job_id: int | None,
-    action: str,
-    status: str,
-    code: str,
-    message: str,
-    details: dict[str, Any] | None,
-    graph_request_id: str | None,
-) -> None:
-    """One row of the sync history."""
-    session.add(
-        SyncRecord(
-            connection_id=connection_id,
-            appointment_id=appointment_id,
-            booking_resource_id=booking_resource_id,
-            mailbox=mailbox,
-            job_id=job_id,
-            action=action,
-            status=status,
-            code=code,
-            message=message,
-            details=details,
-            graph_request_id=graph_request_id,
-        )
-    )
-    await session.flush()
 
 
 # --- delta state -------------------------------------------------------------------------------

@@ -33,8 +33,9 @@ from app.db import Database
 from app.graph.client import GraphClient
 from app.graph.errors import GraphError, ItemNotFound, SyncStateNotFound
 from app.graph.schemas import DeltaPage, Event
+from app.history import repository as history
 from app.history.messages import message
-from app.models import Appointment, Connection, EventMapping
+from app.models import Appointment, Connection, EventMapping, SyncRecord
 from app.models.base import utcnow
 from app.sync.keys import transaction_id
 from app.sync.settings import TranslationSettings, translation_settings
@@ -315,19 +316,21 @@ async def _remove_strays(run: _Run, strays: Sequence[tuple[str, str, str]]) -> N
             request_id = gone.request_id
         params = {"mailbox": run.mailbox, "event_id": event_id}
         async with run.database.session_scope() as session:
-            await repo.add_record(
+            history.add_record(
                 session,
-                connection_id=run.connection.id,
-                appointment_id=appointment_id,
-                booking_resource_id=resource,
-                mailbox=run.mailbox,
-                job_id=run.job_id,
-                action="delete",
-                status="success",
-                code="stray_removed",
-                message=message("stray_removed", run.connection.locale, params),
-                details=params,
-                graph_request_id=request_id,
+                SyncRecord(
+                    connection_id=run.connection.id,
+                    appointment_id=appointment_id,
+                    booking_resource_id=resource,
+                    mailbox=run.mailbox,
+                    job_id=run.job_id,
+                    action="delete",
+                    status="success",
+                    code="stray_removed",
+                    message=message("stray_removed", run.connection.locale, params),
+                    details=params,
+                    graph_request_id=request_id,
+                ),
             )
         run.outcome.strays_removed += 1
 

@@ -1,23 +1,18 @@
 """GraphClient: every Microsoft Graph call calbridge makes (users, events, calendarView delta,
-subscriptions, `$batch`), each sent and classified by GraphSender (app.graph.sender).
+subscriptions), each sent and classified by GraphSender (app.graph.sender); `$batch` comes
+from BatchSender (app.graph.batch).
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 
-from app import counters
-from app.graph.errors import (
-    GraphError,
-    Target,
-    Transient,
-    UnexpectedGraphError,
-    error_from_parts,
-)
+from app.graph.batch import BatchSender
+from app.graph.errors import Target, UnexpectedGraphError
 from app.graph.odata import (
     TAG_EXPAND,
     TAG_PROPERTY_ID,
@@ -28,8 +23,6 @@ from app.graph.odata import (
     tag_filter,
 )
 from app.graph.schemas import (
-    BatchItemResult,
-    BatchRequest,
     DeltaPage,
     DeltaResult,
     Event,
@@ -40,12 +33,11 @@ from app.graph.schemas import (
     Subscription,
     User,
 )
-from app.graph.sender import PREFER_IMMUTABLE_ID, GraphSender
 
-MAX_BATCH = 20
+T = TypeVar("T")
 
 
-class GraphClient(GraphSender):
+class GraphClient(BatchSender):
     """One connection's view of Graph: its auth, the shared HTTP client and mailbox limiter.
 
     Every call returns Graph's `request-id` with its result and raises a GraphError subclass on
@@ -100,26 +92,14 @@ class GraphClient(GraphSender):
 
     async def find_events_by_tag(self, mailbox: str, tag_value: str) -> GraphResult[list[Event]]:
         """Events tagged with this appointment key (after a create of unknown outcome)."""
-        url: str | None = self._url(self._user(mailbox) + "/events")
-        params: dict[str, str] | None = {"$filter": tag_filter(tag_value), "$expand": TAG_EXPAND}
-        events: list[Event] = []
-        first: tuple[httpx.Response, str] | None = None
-        while url is not None:
-            response, cid = await self._send(
-                "GET",
-                url,
-                target="events",
-                mailbox=mailbox,
-                params=params,
-                prefer=[prefer_timezone(self.timezone)],
-            )
-            first = first or (response, cid)
-            payload = response.json()
-            events += [Event.model_validate(item) for item in payload.get("value", [])]
-            next_link = payload.get("@odata.nextLink")
-            url, params = (self._checked_link(next_link), None) if next_link else (None, None)
-        assert first is not None
-        return self._result(events, *first)
+        return await self._every_page(
+            self._url(self._user(mailbox) + "/events"),
+            Event.model_validate,
+            target="events",
+            mailbox=mailbox,
+            params={"$filter": tag_filter(tag_value), "$expand": TAG_EXPAND},
+            prefer=[prefer_timezone(self.timezone)],
+        )
 
     async def get_event(self, mailbox: str, event_id: str) -> GraphResult[Event]:
         response, cid = await self._send(
@@ -280,18 +260,9 @@ class GraphClient(GraphSender):
 
     async def list_subscriptions(self) -> GraphResult[list[Subscription]]:
         """All of this app's subscriptions (every page)."""
-        url: str | None = self._url("/subscriptions")
-        subscriptions: list[Subscription] = []
-        first: tuple[httpx.Response, str] | None = None
-        while url is not None:
-            response, cid = await self._send("GET", url, target="other")
-            first = first or (response, cid)
-            payload = response.json()
-            subscriptions += [Subscription.model_validate(s) for s in payload.get("value", [])]
-            next_link = payload.get("@odata.nextLink")
-            url = self._checked_link(next_link) if next_link else None
-        assert first is not None
-        return self._result(subscriptions, *first)
+        return await self._every_page(
+            self._url("/subscriptions"), Subscription.model_validate, target="other"
+        )
 
     async def renew_subscription(
         self, subscription_id: str, expiration: datetime
@@ -321,84 +292,32 @@ class GraphClient(GraphSender):
         )
         return self._result(None, response, cid)
 
-    # --- $batch ----------------------------------------------------------------------------
+    # --- paged collections ----------------------------------------------------------------
 
-    async def batch(
-        self, mailbox: str, requests: Sequence[BatchRequest], *, target: Target = "event"
-    ) -> dict[str, BatchItemResult]:
-        """Send requests for one mailbox in `$batch`es of at most 20; results keyed by id.
-
-        Each item's failure is classified like a single call (its own status, headers, body)
-        and returned, not raised; a failure of a whole batch raises.
-        """
-        ids = [request.id.lower() for request in requests]
-        if len(set(ids)) != len(ids):
-            raise ValueError("batch request ids must be unique (Graph compares them ignoring case)")
-        key = self.mailbox_key(mailbox)
-        results: dict[str, BatchItemResult] = {}
-        for offset in range(0, len(requests), MAX_BATCH):
-            chunk = requests[offset : offset + MAX_BATCH]
-            response, cid = await self._send(
-                "POST",
-                self._url("/$batch"),
-                target="batch",
-                mailbox=mailbox,
-                json={"requests": [self._batch_item(request) for request in chunk]},
-            )
-            by_id = {
-                str(item.get("id", "")).lower(): item
-                for item in response.json().get("responses", [])
-                if isinstance(item, dict)
-            }
-            for request in chunk:
-                item = by_id.get(request.id.lower())
-                results[request.id] = self._batch_result(request, item, key, target, mailbox, cid)
-        return results
-
-    def _batch_item(self, request: BatchRequest) -> dict[str, Any]:
-        prefer = [PREFER_IMMUTABLE_ID]
-        if request.method in ("GET", "POST", "PATCH"):
-            prefer.append(prefer_timezone(self.timezone))
-        headers = {"Prefer": ", ".join(prefer), **request.headers}
-        item: dict[str, Any] = {"id": request.id, "method": request.method, "url": request.url}
-        if request.body is not None:
-            headers.setdefault("Content-Type", "application/json")
-            item["body"] = request.body
-        item["headers"] = headers
-        return item
-
-    def _batch_result(
+    async def _every_page(
         self,
-        request: BatchRequest,
-        item: Mapping[str, Any] | None,
-        key: str,
+        url: str,
+        parse: Callable[[Any], T],
+        *,
         target: Target,
-        mailbox: str,
-        client_request_id: str,
-    ) -> BatchItemResult:
-        if item is None:
-            missing = Transient(
-                "Graph returned no response for this batch item",
-                code="missingBatchResponse",
-                client_request_id=client_request_id,
+        mailbox: str | None = None,
+        params: Mapping[str, str] | None = None,
+        prefer: Sequence[str] = (),
+    ) -> GraphResult[list[T]]:
+        """Every item of a paged collection, following nextLinks (on Graph's host only), with
+        the first page's request-id."""
+        next_url: str | None = url
+        items: list[T] = []
+        first: tuple[httpx.Response, str] | None = None
+        while next_url is not None:
+            response, cid = await self._send(
+                "GET", next_url, target=target, mailbox=mailbox, params=params, prefer=prefer
             )
-            return BatchItemResult(id=request.id, status=0, headers={}, body=None, error=missing)
-        status = int(item.get("status", 0))
-        headers = {str(k): str(v) for k, v in (item.get("headers") or {}).items()}
-        body = item.get("body")
-        error: GraphError | None = None
-        counters.graph_batch_item(status)
-        if not 200 <= status < 300:
-            self._note_throttle(key, status, headers)
-            error = error_from_parts(
-                status,
-                headers,
-                body,
-                target=target,
-                mailbox=mailbox,
-                client_request_id=client_request_id,
-                now=self.limiter.clock(),
-            )
-        return BatchItemResult(
-            id=request.id, status=status, headers=headers, body=body, error=error
-        )
+            first = first or (response, cid)
+            payload = response.json()
+            items += [parse(item) for item in payload.get("value", [])]
+            next_link = payload.get("@odata.nextLink")
+            next_url = self._checked_link(next_link) if next_link else None
+            params = None  # a nextLink carries the query
+        assert first is not None
+        return self._result(items, *first)

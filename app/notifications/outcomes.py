@@ -4,6 +4,7 @@ two Graph calls; never commits."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -13,12 +14,56 @@ from app.busy.tasks import mailbox_sync_job
 from app.credentials import secrets as client_secrets
 from app.graph.errors import GraphError
 from app.graph.schemas import Subscription as GraphSubscription
+from app.history import repository as history
 from app.history.messages import error_code, message
-from app.models import Connection, Subscription
+from app.models import Connection, Subscription, SyncRecord
 from app.notifications import repository as repo
 from app.notifications.service import ACTIVE, DISABLED, FAILED, PENDING
 from app.notifications.tasks import subscription_job
 from app.queue.repository import enqueue_many
+
+
+@dataclass(frozen=True)
+class Target:
+    """The mailbox a subscription job works on, and whose history hears of it: the employees
+    mapped to the mailbox, in the connection's language, under the job's id."""
+
+    connection: Connection
+    mailbox: str
+    employees: list[str]
+    job_id: int | None
+
+    async def add_records(
+        self,
+        session: AsyncSession,
+        *,
+        status: str,
+        code: str,
+        message: str,
+        details: dict[str, Any] | None = None,
+        graph_request_id: str | None = None,
+    ) -> None:
+        """One sync-history row per employee of the mailbox (one without an employee if none),
+        so each employee's history shows what happened to its subscription."""
+        employees: list[str | None] = [*self.employees] or [None]
+        for employee in employees:
+            history.add_record(
+                session,
+                SyncRecord(
+                    connection_id=self.connection.id,
+                    booking_resource_id=employee,
+                    mailbox=self.mailbox,
+                    appointment_id=None,
+                    job_id=self.job_id,
+                    action="subscription",
+                    status=status,
+                    code=code,
+                    message=message,
+                    details=details,
+                    graph_request_id=graph_request_id,
+                ),
+            )
+        await session.flush()
 
 
 def _time(value: datetime | None) -> str:
@@ -28,49 +73,36 @@ def _time(value: datetime | None) -> str:
 async def disable(
     session: AsyncSession,
     row: Subscription,
-    employees: list[str],
+    target: Target,
     reason: tuple[str, dict[str, Any]],
     *,
-    locale: str,
-    job_id: int | None,
     now: datetime,
 ) -> None:
     """Subscriptions are off (no usable public URL): say so once."""
     code, params = reason
-    text = message(code, locale, params)
+    text = message(code, target.connection.locale, params)
     if row.state == DISABLED and row.last_error_code == code:
         return  # said once is enough
     row.state = DISABLED
     row.last_error_at = now
     row.last_error_code = code
     row.last_error_message = text
-    await repo.add_records(
-        session,
-        connection_id=row.connection_id,
-        mailbox=row.mailbox,
-        employees=employees,
-        job_id=job_id,
-        status="skipped",
-        code=code,
-        message=text,
-    )
+    await target.add_records(session, status="skipped", code=code, message=text)
 
 
 async def store_created(
     session: AsyncSession,
+    target: Target,
     *,
-    connection_id: int,
-    mailbox: str,
     created: GraphSubscription,
     request_id: str | None,
     user_id: str | None,
     client_state_encrypted: str,
     recreate: bool,
-    locale: str,
-    job_id: int | None,
 ) -> bool:
     """Keep the subscription Graph created and start the mailbox's delta; False when the
     mapping went away while Graph answered (the subscription is then an orphan)."""
+    connection_id, mailbox = target.connection.id, target.mailbox
     stored = await repo.get(session, connection_id=connection_id, mailbox=mailbox)
     employees = await repo.mailbox_employees(session, connection_id=connection_id, mailbox=mailbox)
     if stored is None or not employees:
@@ -84,15 +116,12 @@ async def store_created(
     stored.last_renewed_at = stored.last_reauthorized_at = None
     stored.last_error_at = stored.last_error_code = stored.last_error_message = None
     params = {"mailbox": mailbox, "expires_at": _time(stored.expires_at)}
-    await repo.add_records(
+    # The employees mapped now, not when the job started: Graph's answer took a while.
+    await replace(target, employees=employees).add_records(
         session,
-        connection_id=connection_id,
-        mailbox=mailbox,
-        employees=employees,
-        job_id=job_id,
         status="ok",
         code="subscription_created",
-        message=message("subscription_created", locale, params),
+        message=message("subscription_created", target.connection.locale, params),
         details={"subscription_id": created.id, "recreated": recreate},
         graph_request_id=request_id,
     )
@@ -104,20 +133,16 @@ async def store_created(
 
 async def store_renewed(
     session: AsyncSession,
+    target: Target,
     *,
-    connection_id: int,
-    mailbox: str,
     graph_subscription_id: str,
     reauthorized: bool,
     expires_at: datetime | None,
     request_id: str | None,
-    employees: list[str],
-    locale: str,
-    job_id: int | None,
     now: datetime,
 ) -> None:
     """Note a renewal (new expiry) or reauthorization, unless the subscription was replaced."""
-    row = await repo.get(session, connection_id=connection_id, mailbox=mailbox)
+    row = await repo.get(session, connection_id=target.connection.id, mailbox=target.mailbox)
     if row is None or row.graph_subscription_id != graph_subscription_id:
         return
     if reauthorized:
@@ -128,29 +153,17 @@ async def store_renewed(
         row.last_renewed_at = now
         code = "subscription_renewed"
     row.last_error_at = row.last_error_code = row.last_error_message = None
-    params = {"mailbox": mailbox, "expires_at": _time(row.expires_at)}
-    await repo.add_records(
+    params = {"mailbox": target.mailbox, "expires_at": _time(row.expires_at)}
+    await target.add_records(
         session,
-        connection_id=connection_id,
-        mailbox=mailbox,
-        employees=employees,
-        job_id=job_id,
         status="ok",
         code=code,
-        message=message(code, locale, params),
+        message=message(code, target.connection.locale, params),
         graph_request_id=request_id,
     )
 
 
-async def mark_gone(
-    session: AsyncSession,
-    *,
-    row_id: int,
-    mailbox: str,
-    employees: list[str],
-    locale: str,
-    job_id: int | None,
-) -> None:
+async def mark_gone(session: AsyncSession, target: Target, *, row_id: int) -> None:
     """Graph answered 404: the subscription expired or was removed. Recreate it."""
     row = await repo.get_by_id(session, row_id)
     if row is None:
@@ -158,33 +171,28 @@ async def mark_gone(
     row.state = PENDING
     row.graph_subscription_id = None
     row.client_state_encrypted = None
-    await repo.add_records(
+    mailbox = target.mailbox
+    await target.add_records(
         session,
-        connection_id=row.connection_id,
-        mailbox=mailbox,
-        employees=employees,
-        job_id=job_id,
         status="ok",
         code="subscription_gone",
-        message=message("subscription_gone", locale, {"mailbox": mailbox}),
+        message=message("subscription_gone", target.connection.locale, {"mailbox": mailbox}),
     )
     await enqueue_many(session, [subscription_job(row.connection_id, mailbox, recreate=True)])
 
 
 async def record_failure(
     session: AsyncSession,
+    target: Target,
     *,
     row_id: int,
-    connection: Connection,
-    employees: list[str],
-    mailbox: str,
     error: GraphError,
-    job_id: int | None,
     now: datetime,
     keep_state: bool = False,
     retryable: bool = False,
 ) -> str:
     """Show a failed Graph call on the row and in the history; its history code."""
+    connection, mailbox = target.connection, target.mailbox
     code, params = error_code(
         error, mailbox=mailbox, tenant=connection.tenant, client_id=connection.client_id
     )
@@ -201,12 +209,8 @@ async def record_failure(
     row.last_error_at = now
     row.last_error_code = code
     row.last_error_message = text
-    await repo.add_records(
+    await target.add_records(
         session,
-        connection_id=connection.id,
-        mailbox=mailbox,
-        employees=employees,
-        job_id=job_id,
         status="failed",
         code=code,
         message=text,

@@ -1,19 +1,17 @@
 """All SQL of Graph subscriptions: the `subscription` rows, the employees that keep a mailbox's
-subscription alive, its history records and the notification intake's writes.
-Callers own the transactions."""
+subscription alive and the notification intake's writes. Callers own the transactions."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.busy.keys import mailbox_key
-from app.models import Connection, Employee, Subscription, SyncRecord
+from app.models import Connection, Employee, Subscription
 
 
 async def get(session: AsyncSession, *, connection_id: int, mailbox: str) -> Subscription | None:
@@ -89,40 +87,6 @@ async def connection(session: AsyncSession, connection_id: int) -> Connection | 
 
 async def delete(session: AsyncSession, row: Subscription) -> None:
     await session.delete(row)
-    await session.flush()
-
-
-async def add_records(
-    session: AsyncSession,
-    *,
-    connection_id: int,
-    mailbox: str,
-    employees: Sequence[str | None],
-    job_id: int | None,
-    status: str,
-    code: str,
-    message: str,
-    details: dict[str, Any] | None = None,
-    graph_request_id: str | None = None,
-) -> None:
-    """One sync-history row per employee of the mailbox (one without an employee if none), so
-    each employee's history shows what happened to its subscription."""
-    for employee in employees or [None]:
-        session.add(
-            SyncRecord(
-                connection_id=connection_id,
-                booking_resource_id=employee,
-                mailbox=mailbox,
-                appointment_id=None,
-                job_id=job_id,
-                action="subscription",
-                status=status,
-                code=code,
-                message=message,
-                details=details,
-                graph_request_id=graph_request_id,
-            )
-        )
     await session.flush()
 
 

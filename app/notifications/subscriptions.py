@@ -5,13 +5,13 @@ Every Graph call runs in a job, never in a request, and no transaction is held o
 one: each step's database work is its own short transaction. Failures show in the
 subscription row's `last_error_*` and the sync history; the Graph error then propagates and
 the queue decides on the retry. Entra refusing the client secret marks the connection's secret
-`rejected`, as a sync does.
+`rejected`, as a sync does. The Graph calls beyond one request are in graph_calls.py, what
+is stored of each outcome in outcomes.py.
 """
 
 from __future__ import annotations
 
 import logging
-import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -24,30 +24,25 @@ from app.credentials.clients import GraphClients
 from app.crypto import SecretBox, SecretKeyError
 from app.db import Database
 from app.graph.client import GraphClient
-from app.graph.errors import AccessDenied, GraphError, ItemNotFound, UnexpectedGraphError
-from app.graph.schemas import Subscription as GraphSubscription
+from app.graph.errors import GraphError, ItemNotFound
 from app.history.messages import error_code, message
 from app.models import Connection, Subscription
 from app.notifications import outcomes
 from app.notifications import repository as repo
-from app.notifications.service import (
-    ACTIVE,
-    DISABLED,
-    PENDING,
-    disabled_reason,
-    lifecycle_url,
-    notification_url,
-    queue_upkeep,
+from app.notifications.graph_calls import (
+    create_subscription,
+    delete_quietly,
+    new_client_state,
+    owner_id,
 )
+from app.notifications.outcomes import Target
+from app.notifications.service import ACTIVE, DISABLED, PENDING, disabled_reason, queue_upkeep
 from app.notifications.tasks import subscription_job
 from app.queue.errors import PermanentError, RetryAfter
 from app.queue.repository import enqueue_many
 
 log = logging.getLogger(__name__)
 
-CHANGE_TYPE = "created,updated,deleted"
-# 48 random bytes → 64 url-safe characters: well over 32 bytes of entropy, under Graph's 128.
-CLIENT_STATE_BYTES = 48
 # graph-protocol.md §1.5: reauthorize and PATCH of one subscription at least this far apart.
 REAUTHORIZE_GAP = timedelta(minutes=10)
 
@@ -66,32 +61,24 @@ def _handshake_failed(error: GraphError) -> bool:
     return error.status == 400 and "validation request" in error.message.casefold()
 
 
-def new_client_state() -> str:
-    return secrets.token_urlsafe(CLIENT_STATE_BYTES)
-
-
 @dataclass(frozen=True)
 class _Loaded:
-    connection: Connection
-    employees: list[str]
+    """What a job read of the subscription row before calling Graph (no session held open)."""
+
+    target: Target
     row_id: int
     graph_subscription_id: str | None
     graph_user_id: str | None
-    state: str
-    expires_at: datetime | None
     last_renewed_at: datetime | None
     last_reauthorized_at: datetime | None
 
 
-def _loaded(connection: Connection, employees: list[str], row: Subscription) -> _Loaded:
+def _loaded(target: Target, row: Subscription) -> _Loaded:
     return _Loaded(
-        connection,
-        employees,
+        target,
         row.id,
         row.graph_subscription_id,
         row.graph_user_id,
-        row.state,
-        row.expires_at,
         row.last_renewed_at,
         row.last_reauthorized_at,
     )
@@ -135,12 +122,11 @@ class Subscriber:
             )
             if not employees:
                 return  # unmapped since the job was queued; release_mailbox cleaned up
+            target = Target(connection, mailbox, employees, job_id)
             row = await repo.get_or_add(session, connection_id=connection_id, mailbox=mailbox)
             off = disabled_reason(self.settings, mailbox)
             if off is not None:
-                await outcomes.disable(
-                    session, row, employees, off, locale=connection.locale, job_id=job_id, now=now
-                )
+                await outcomes.disable(session, row, target, off, now=now)
                 return
             renew_at = now + timedelta(minutes=self.settings.outlook.renew_before_minutes)
             live = (
@@ -153,17 +139,24 @@ class Subscriber:
                 return
             if row.state == DISABLED:
                 row.state = PENDING
-            loaded = _loaded(connection, employees, row)
-        client = self._client(loaded.connection)
+            loaded = _loaded(target, row)
+        client = self._client(connection)
         client_state = new_client_state()
         try:
             if loaded.graph_subscription_id is not None:
-                await _delete_quietly(client, loaded.graph_subscription_id)
-            user_id = loaded.graph_user_id or await _user_id(client, mailbox)
-            created = await self._create(client, mailbox, user_id, client_state, now)
+                await delete_quietly(client, loaded.graph_subscription_id)
+            user_id = loaded.graph_user_id or await owner_id(client, mailbox)
+            created = await create_subscription(
+                client,
+                self.settings,
+                mailbox=mailbox,
+                user_id=user_id,
+                client_state=client_state,
+                now=now,
+            )
         except GraphError as exc:
             handshake = _handshake_failed(exc)
-            await self._failed(loaded, mailbox, exc, job_id, now, retryable=handshake)
+            await self._failed(loaded, exc, now, retryable=handshake)
             if handshake:
                 raise HandshakeFailed(str(exc)) from exc
             raise
@@ -171,48 +164,17 @@ class Subscriber:
         async with self.database.session_scope() as session:
             kept = await outcomes.store_created(
                 session,
-                connection_id=connection_id,
-                mailbox=mailbox,
+                target,
                 created=created.value,
                 request_id=created.request_id,
                 user_id=user_id,
                 client_state_encrypted=self.secret_box.encrypt(client_state),
                 recreate=recreate,
-                locale=loaded.connection.locale,
-                job_id=job_id,
             )
         if not kept:
-            await _delete_quietly(client, created.value.id)
+            await delete_quietly(client, created.value.id)
             return
         log.info("subscription of %s created (recreate=%s)", mailbox, recreate)
-
-    async def _create(
-        self, client: GraphClient, mailbox: str, user_id: str | None, state: str, now: datetime
-    ) -> Any:
-        resource = f"users/{user_id or mailbox}/events"
-        expiration = now + timedelta(minutes=self.settings.outlook.subscription_minutes)
-
-        async def attempt() -> Any:
-            return await client.create_subscription(
-                resource=resource,
-                change_type=CHANGE_TYPE,
-                notification_url=notification_url(self.settings),
-                lifecycle_notification_url=lifecycle_url(self.settings),
-                client_state=state,
-                expiration=expiration,
-            )
-
-        try:
-            return await attempt()
-        except UnexpectedGraphError as exc:
-            if exc.status != 409:
-                raise
-        # §1.1: one of ours exists for this resource (a crash lost its id): replace it.
-        listed = await client.list_subscriptions()
-        for other in listed.value:
-            if _same_resource(other, resource, mailbox, user_id):
-                await _delete_quietly(client, other.id)
-        return await attempt()
 
     async def renew(
         self,
@@ -238,7 +200,8 @@ class Subscriber:
                 # Nothing live to renew: creating it is the ensure job's work.
                 await enqueue_many(session, [subscription_job(connection_id, mailbox)])
                 return
-            loaded = _loaded(connection, employees, row)
+            target = Target(connection, mailbox, employees, job_id)
+            loaded = _loaded(target, row)
         graph_id = loaded.graph_subscription_id
         assert graph_id is not None
         # Reauthorize and PATCH of one subscription must be 10 minutes apart (§1.5).
@@ -248,7 +211,7 @@ class Subscriber:
                 at=other + REAUTHORIZE_GAP,
                 message="reauthorize and renew of one subscription must be 10 minutes apart",
             )
-        client = self._client(loaded.connection)
+        client = self._client(connection)
         try:
             if reauthorize:
                 result: Any = await client.reauthorize_subscription(graph_id)
@@ -256,35 +219,21 @@ class Subscriber:
                 expiration = now + timedelta(minutes=self.settings.outlook.subscription_minutes)
                 result = await client.renew_subscription(graph_id, expiration)
         except ItemNotFound:
-            await self._gone(loaded, mailbox, job_id)
+            async with self.database.session_scope() as session:
+                await outcomes.mark_gone(session, target, row_id=loaded.row_id)
             return
         except GraphError as exc:
-            await self._failed(loaded, mailbox, exc, job_id, now, keep_state=True)
+            await self._failed(loaded, exc, now, keep_state=True)
             raise
         async with self.database.session_scope() as session:
             await outcomes.store_renewed(
                 session,
-                connection_id=connection_id,
-                mailbox=mailbox,
+                target,
                 graph_subscription_id=graph_id,
                 reauthorized=reauthorize,
                 expires_at=None if reauthorize else result.value.expiration_date_time,
                 request_id=result.request_id,
-                employees=loaded.employees,
-                locale=loaded.connection.locale,
-                job_id=job_id,
                 now=now,
-            )
-
-    async def _gone(self, loaded: _Loaded, mailbox: str, job_id: int | None) -> None:
-        async with self.database.session_scope() as session:
-            await outcomes.mark_gone(
-                session,
-                row_id=loaded.row_id,
-                mailbox=mailbox,
-                employees=loaded.employees,
-                locale=loaded.connection.locale,
-                job_id=job_id,
             )
 
     async def delete(
@@ -329,12 +278,9 @@ class Subscriber:
             log.info("subscription of %s deleted with its connection", mailbox)
             return
         async with self.database.session_scope() as session:
-            await repo.add_records(
+            # The mapping is gone: the record names no employee.
+            await Target(connection, mailbox, [], job_id).add_records(
                 session,
-                connection_id=connection_id,
-                mailbox=mailbox,
-                employees=[],
-                job_id=job_id,
                 status="ok",
                 code="subscription_deleted",
                 message=message("subscription_deleted", connection.locale, {"mailbox": mailbox}),
@@ -345,9 +291,7 @@ class Subscriber:
     async def _failed(
         self,
         loaded: _Loaded,
-        mailbox: str,
         error: GraphError,
-        job_id: int | None,
         now: datetime,
         *,
         keep_state: bool = False,
@@ -356,17 +300,14 @@ class Subscriber:
         async with self.database.session_scope() as session:
             code = await outcomes.record_failure(
                 session,
+                loaded.target,
                 row_id=loaded.row_id,
-                connection=loaded.connection,
-                employees=loaded.employees,
-                mailbox=mailbox,
                 error=error,
-                job_id=job_id,
                 now=now,
                 keep_state=keep_state,
                 retryable=retryable,
             )
-        log.warning("subscription of %s: %s", mailbox, code)
+        log.warning("subscription of %s: %s", loaded.target.mailbox, code)
 
     async def _rejected(
         self, connection: Connection, error: GraphError, mailbox: str, now: datetime | None
@@ -385,32 +326,3 @@ class Subscriber:
         """Queue what the subscriptions need (`service.queue_upkeep`); the jobs queued."""
         async with self.database.session_scope() as session:
             return await queue_upkeep(session, self.settings, now=now)
-
-
-def _same_resource(
-    other: GraphSubscription, resource: str, mailbox: str, user_id: str | None
-) -> bool:
-    names = {resource.casefold(), f"/{resource}".casefold()}
-    names |= {f"users/{mailbox}/events", f"/users/{mailbox}/events"}
-    if user_id:
-        names |= {f"users/{user_id}/events".casefold(), f"/users/{user_id}/events".casefold()}
-    return other.resource.casefold() in names
-
-
-async def _delete_quietly(client: GraphClient, graph_id: str) -> None:
-    try:
-        await client.delete_subscription(graph_id)
-    except ItemNotFound:
-        pass
-
-
-async def _user_id(client: GraphClient, mailbox: str) -> str | None:
-    """The mailbox owner's object id, which notifications name instead of the address.
-
-    Reading it needs User.Read.All besides Calendars.ReadWrite; without that permission the
-    subscription names the mailbox by address and notifications are matched by the address.
-    """
-    try:
-        return (await client.get_user(mailbox)).value.id.lower()
-    except AccessDenied:
-        return None
