@@ -127,8 +127,10 @@ class OutlookSettings(BaseModel):
         ge=60,
         description="a delta runs per mailbox this often even without notifications",
     )
+    # Graph refuses (400) an expiry more than 10,080 minutes ahead of its own clock: asking for
+    # a little less leaves room for this host's clock to run ahead of Microsoft's.
     subscription_minutes: int = Field(
-        default=10_080,
+        default=10_070,
         ge=45,
         le=10_080,
         description="lifetime asked for each subscription (Graph's maximum for events: 10,080)",

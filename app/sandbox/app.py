@@ -9,7 +9,16 @@ from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp
 
-from app.sandbox import batch, control_router, delta, entra, events, subscriptions, users
+from app.sandbox import (
+    batch,
+    calendars,
+    control_router,
+    delta,
+    entra,
+    events,
+    subscriptions,
+    users,
+)
 from app.sandbox.asgi import CONTROL_PREFIX, SandboxASGI
 from app.sandbox.control import Control
 from app.sandbox.errors import EntraError, GraphError, entra_error_body, graph_error_body
@@ -24,6 +33,7 @@ def create_app(runtime: Runtime) -> ASGIApp:
     app.include_router(control_router.router)
     app.include_router(entra.router)
     app.include_router(users.router)
+    app.include_router(calendars.router)
     app.include_router(events.router)
     app.include_router(delta.router)
     app.include_router(subscriptions.router)

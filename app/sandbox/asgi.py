@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import uuid
 from typing import Any
 
@@ -15,6 +16,7 @@ from app.sandbox.pipeline import Dropped, delay, fail
 from app.sandbox.runtime import Runtime
 
 CONTROL_PREFIX = "/_sandbox"
+_EMPTY_SEGMENTS = re.compile(r"/{2,}")
 
 
 def _transport(receive: Receive) -> asyncio.Transport:
@@ -35,7 +37,12 @@ class SandboxASGI:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        path: str = scope["path"]
+        # Graph ignores empty path segments, and msgraph-sdk sends one: it joins a base URL that
+        # httpx ends with "/" to URL templates that start with "/" (…/v1.0//users/…).
+        path: str = _EMPTY_SEGMENTS.sub("/", scope["path"])
+        if path != scope["path"]:
+            scope["path"] = path
+            scope["raw_path"] = re.sub(rb"/{2,}", b"/", scope.get("raw_path") or path.encode())
         request_id = str(uuid.uuid4())
         sent_id = dict(scope["headers"]).get(b"client-request-id", b"").decode("latin-1")
         client_request_id = sent_id or request_id

@@ -258,8 +258,11 @@ def _resolve_entry(
     return {"@odata.type": EVENT_ODATA_TYPE, **_render(item, call, options)}
 
 
+# Graph takes the function with or without its parentheses; msgraph-sdk sends `delta()`.
 @router.get("/v1.0/users/{user_ref}/calendarView/delta")
+@router.get("/v1.0/users/{user_ref}/calendarView/delta()")
 @router.get("/v1.0/users/{user_ref}/calendar/calendarView/delta")
+@router.get("/v1.0/users/{user_ref}/calendar/calendarView/delta()")
 async def calendar_view_delta(request: Request, user_ref: str) -> JSONResponse:
     async with mailbox_request(request, user_ref) as call:
         query = _query(request)

@@ -67,6 +67,20 @@ async def openid_configuration(request: Request, tenant_ref: str) -> JSONRespons
     return JSONResponse(body, headers={"Cache-Control": "max-age=86400, private"})
 
 
+def _own_scopes(request: Request) -> set[str]:
+    """The `.default` scopes that name the sandbox's Graph: Graph's own, and the sandbox's origin
+    (calbridge derives the scope from CALBRIDGE_GRAPH_URL, as national clouds need), with its port
+    and without: kiota (msgraph-sdk) drops the port on purpose, as Entra wants a bare host there."""
+    url = request.url
+    host = url.hostname or ""
+    host = f"[{host}]" if ":" in host else host
+    return {
+        GRAPH_DEFAULT_SCOPE,
+        f"{url.scheme}://{url.netloc}/.default",
+        f"{url.scheme}://{host}/.default",
+    }
+
+
 def _missing(parameter: str) -> EntraError:
     return EntraError(
         400,
@@ -144,10 +158,7 @@ async def token(request: Request, tenant_ref: str) -> JSONResponse:
         scope = fields.get("scope")
         if not scope:
             raise _missing("scope")
-        # The sandbox is Graph at its own host, so its own origin is a resource identifier too
-        # (the client derives the scope from CALBRIDGE_GRAPH_URL, as national clouds need).
-        own_scope = f"{request.url.scheme}://{request.url.netloc}/.default"
-        if not {GRAPH_DEFAULT_SCOPE, own_scope} & set(scope.split()):
+        if not _own_scopes(request) & set(scope.split()):
             raise EntraError(
                 400,
                 "invalid_scope",

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import base64
 import json
 import re
 from typing import Any
@@ -97,22 +96,6 @@ async def create_event(request: Request, user_ref: str) -> JSONResponse:
                 state.record_change("created", call.user.id, event.immutable_id)
             entity = _entity(call, request, event, options)
         return graph_response(entity, status=201, headers=headers)
-
-
-@router.get("/v1.0/users/{user_ref}/calendar")
-async def get_calendar(request: Request, user_ref: str) -> JSONResponse:
-    """The primary calendar: what an app with only Calendars.* can read to prove a mailbox."""
-    async with mailbox_request(request, user_ref) as call:
-        user = call.user
-        calendar_id = base64.urlsafe_b64encode(f"calendar:{user.id}".encode()).decode()
-        context = f"{graph_base(request)}/$metadata#users('{user.id}')/calendar/$entity"
-        body: dict[str, Any] = {
-            "@odata.context": context,
-            "id": calendar_id,
-            "name": "Calendar",
-            "owner": {"name": user.display_name, "address": user.user_principal_name},
-        }
-        return graph_response(body)
 
 
 @router.get("/v1.0/users/{user_ref}/events")

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, Literal
 if TYPE_CHECKING:
     from app.sandbox.notifications import Notifier
 
-# graph-protocol.md §1.1 and §1.7: expiry is raised to 45 minutes and capped at 10,080 for events.
+# graph-protocol.md §1.1 and §1.7: expiry is raised to 45 minutes; more than 10,080 is refused.
 MIN_LIFETIME = timedelta(minutes=45)
 MAX_LIFETIME = timedelta(minutes=10_080)
 MAILBOX_QUOTA = 1000  # active subscriptions per mailbox across all apps (§1.7)
@@ -143,8 +143,3 @@ class SubscriptionStore:
         with self._lock:
             self.purge(now)
             return [s for s in self._items.values() if s.user_id == user_id]
-
-
-def clamp_expiry(requested: datetime, now: datetime) -> datetime:
-    """§1.1: less than 45 minutes ahead becomes now + 45 min; §1.7: at most 10,080 minutes."""
-    return min(max(requested, now + MIN_LIFETIME), now + MAX_LIFETIME)

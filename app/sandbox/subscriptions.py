@@ -20,7 +20,7 @@ from app.sandbox.notifications import Notifier, graph_time
 from app.sandbox.pipeline import authenticate, graph_base, graph_response, runtime_of
 from app.sandbox.runtime import Runtime
 from app.sandbox.state import Token, User
-from app.sandbox.subscription_store import Subscription, clamp_expiry
+from app.sandbox.subscription_store import MAX_LIFETIME, MIN_LIFETIME, Subscription
 
 router = APIRouter()
 
@@ -143,7 +143,16 @@ def _expiry(body: dict[str, Any], now: datetime) -> datetime:
         raise errors.bad_literal(raw, "Edm.DateTimeOffset") from exc
     if requested.tzinfo is None:
         requested = requested.replace(tzinfo=UTC)  # Graph reads a zone-less value as UTC
-    return clamp_expiry(requested, now)
+    if requested > now + MAX_LIFETIME:
+        # Graph refuses rather than shortens, on create and on renew, in these words (seen
+        # with the older 4,230-minute limit).
+        minutes = int(MAX_LIFETIME.total_seconds() // 60)
+        raise GraphError(
+            400,
+            "ExtensionError",
+            f"Subscription expiration can only be {minutes} minutes in the future.",
+        )
+    return max(requested, now + MIN_LIFETIME)
 
 
 def _change_types(raw: str | None) -> tuple[str, ...]:

@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 from app.sandbox.errors import GraphError
 
 Key = tuple[str, str]  # (client_id, user_id)
+CONCURRENCY_RETRY_AFTER = "1"  # whole seconds: kiota's RetryHandler ignores fractional values
 
 
 @dataclass
@@ -35,11 +36,14 @@ class Throttle:
         with self._changed:
             if self._in_flight.get(key, 0) >= self.limits.concurrency:
                 self.rejected += 1
-                # Observed concurrency 429s carry no Retry-After (3p fixtures), so none is sent.
+                # Graph's throttling guide lists Calendar among the resources that send
+                # Retry-After; a slot frees as soon as one request ends, so 1 s (what Graph has
+                # been seen to send on 429s) is enough.
                 raise GraphError(
                     429,
                     "ApplicationThrottled",
                     "Application is over its MailboxConcurrency limit.",
+                    headers={"Retry-After": CONCURRENCY_RETRY_AFTER},
                 )
             hits = self._hits.setdefault(key, deque())
             while hits and hits[0] <= now - self.limits.window:

@@ -115,6 +115,26 @@ async def test_first_round_pages_then_exact_changes(graph: httpx.AsyncClient, se
     assert third_link.startswith(f"{setup.sandbox.url}/v1.0/")
 
 
+async def test_delta_with_parentheses(graph: httpx.AsyncClient, setup: Setup) -> None:
+    """Graph takes `delta()` as well as `delta` (msgraph-sdk sends the former), and either
+    continues the other's round."""
+    ids = [await _create(graph, setup, _event(f"E{n}", n + 1)) for n in range(3)]
+    items, delta_link, pages = await _round(
+        graph, f"{_delta_url(setup)}()", prefer=f"odata.maxpagesize=2, {IMMUTABLE}", **WINDOW
+    )
+    assert [i["id"] for i in items] == ids and len(pages) == 2
+    below_calendar = f"/v1.0/users/{setup.max_id}/calendar/calendarView/delta()"
+    again, _, _ = await _round(graph, below_calendar, **WINDOW)
+    assert [i["id"] for i in again] == ids
+    token = delta_link.split("$deltatoken=", 1)[1]
+    moved = await graph.patch(
+        f"/v1.0/users/{setup.max_id}/events/{ids[0]}", json={"subject": "Moved"}
+    )
+    assert moved.status_code == 200, moved.text
+    changes, _, _ = await _round(graph, f"{_delta_url(setup)}()?$deltatoken={token}")
+    assert [(i["id"], i["subject"]) for i in changes] == [(ids[0], "Moved")]
+
+
 async def test_out_of_window_changes_are_removed(graph: httpx.AsyncClient, setup: Setup) -> None:
     inside = await _create(graph, setup, _event("Moves away", 5))
     stays = await _create(graph, setup, _event("Stays", 6))

@@ -57,6 +57,19 @@ async def test_token_success_by_domain(http: httpx.AsyncClient, setup: Setup) ->
     assert response.headers["cache-control"] == "no-store, no-cache"
 
 
+async def test_scope_names_graph_or_the_sandbox_host(http: httpx.AsyncClient, setup: Setup) -> None:
+    port = setup.sandbox.port
+    # With and without the port: azure-identity and kiota derive `https://{host}/.default`.
+    for scope in (f"https://127.0.0.1:{port}/.default", "https://127.0.0.1/.default"):
+        response = await get_token(http, setup, scope=scope)
+        assert response.status_code == 200, (scope, response.text)
+    for scope in ("https://example.com/.default", "https://localhost/.default", "User.Read"):
+        body = _assert_aadsts(
+            await get_token(http, setup, scope=scope), 400, "invalid_scope", 1002012
+        )
+        assert f"scope {scope} is not valid" in body["error_description"]
+
+
 def _msal_token(setup: Setup, tenant: str, calls: int) -> list[dict[str, Any]]:
     with httpx.Client(
         verify=ssl.create_default_context(cafile=str(setup.sandbox.ca_path))

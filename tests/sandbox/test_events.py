@@ -8,7 +8,7 @@ from urllib.parse import quote
 import httpx
 
 from tests.sandbox.conftest import TAG_ID, Setup
-from tests.sandbox.schema import assert_event, assert_graph_error
+from tests.sandbox.schema import assert_event, assert_graph_error, assert_valid
 
 EVENT = {
     "subject": "Let's go for lunch",
@@ -193,3 +193,23 @@ async def test_rejects_what_graph_rejects(graph: httpx.AsyncClient, setup: Setup
         "TimeZoneNotSupportedException",
     )
     _error(await graph.get(f"{base}/AAkALgdoesnotexist"), 404, "ErrorItemNotFound")
+
+
+async def test_calendars_list_the_primary_calendar(graph: httpx.AsyncClient, setup: Setup) -> None:
+    listed = await graph.get(f"/v1.0/users/{setup.max_id}/calendars")
+    assert listed.status_code == 200, listed.text
+    assert listed.json()["@odata.context"].endswith(f"/$metadata#users('{setup.max_id}')/calendars")
+    (calendar,) = listed.json()["value"]
+    assert_valid(calendar, "microsoft.graph.calendar")
+    assert calendar["isDefaultCalendar"] is True and calendar["name"] == "Calendar"
+    assert calendar["owner"] == {"name": "Max", "address": "max@contoso.example"}
+    primary = await graph.get(f"/v1.0/users/{setup.max_id}/calendar")
+    assert primary.status_code == 200 and primary.json()["id"] == calendar["id"]
+
+
+async def test_empty_path_segments_are_ignored(graph: httpx.AsyncClient, setup: Setup) -> None:
+    """msgraph-sdk joins a base URL that httpx ends with '/' to templates that start with '/'."""
+    await graph.post(f"/v1.0/users/{setup.max_id}/events", json=EVENT)
+    response = await graph.get(f"/v1.0//users/{setup.max_id}//events")
+    assert response.status_code == 200, response.text
+    assert [e["subject"] for e in response.json()["value"]] == [EVENT["subject"]]

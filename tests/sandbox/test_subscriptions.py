@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable, Iterator
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +43,8 @@ def body_for(receiver: Receiver, user: str, **extra: Any) -> dict[str, Any]:
         "notificationUrl": f"{receiver.url}/hook",
         "lifecycleNotificationUrl": f"{receiver.url}/lifecycle",
         "resource": f"users/{user}/events",
-        "expirationDateTime": "2099-01-01T00:00:00.0000000Z",
+        # Three days: within Graph's 10,080 minutes on any sandbox clock a test has moved on.
+        "expirationDateTime": (datetime.now(UTC) + timedelta(days=3)).isoformat(),
         "clientState": "secret-state",
         **extra,
     }
@@ -143,7 +144,7 @@ async def test_refusals(client: httpx.AsyncClient, setup: Setup, receiver: Recei
     assert len(setup.control.subscriptions()) == 2
 
 
-async def test_expiration_is_clamped(
+async def test_expiration_is_raised_to_45_minutes_and_refused_past_the_maximum(
     client: httpx.AsyncClient, setup: Setup, receiver: Receiver
 ) -> None:
     now = setup.control.clock.freeze()
@@ -151,8 +152,22 @@ async def test_expiration_is_clamped(
     sub = await subscribe(client, receiver, setup.max_id, expirationDateTime=soon)
     assert parse_time(sub["expirationDateTime"]) == now + timedelta(minutes=45)
     path = f"/v1.0/subscriptions/{sub['id']}"
+    # Past 10,080 minutes Graph refuses, on renew and on create, and keeps what it had.
     far = (now + timedelta(days=30)).isoformat()
-    renewed = await client.patch(path, json={"expirationDateTime": far})
+    message = error(
+        await client.patch(path, json={"expirationDateTime": far}), 400, "ExtensionError"
+    )
+    assert message == "Subscription expiration can only be 10080 minutes in the future."
+    (kept,) = setup.control.subscriptions()
+    assert kept.expires_at == now + timedelta(minutes=45)
+    created = await client.post(
+        "/v1.0/subscriptions",
+        json=body_for(receiver, setup.max_id, changeType="deleted", expirationDateTime=far),
+    )
+    error(created, 400, "ExtensionError")
+    assert len(setup.control.subscriptions()) == 1
+    longest = (now + timedelta(minutes=10_080)).isoformat()
+    renewed = await client.patch(path, json={"expirationDateTime": longest})
     assert renewed.status_code == 200, renewed.text
     assert_valid(renewed.json(), SUBSCRIPTION)
     assert parse_time(renewed.json()["expirationDateTime"]) == now + timedelta(minutes=10_080)

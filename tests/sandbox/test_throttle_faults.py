@@ -24,6 +24,8 @@ async def test_fifth_concurrent_request_is_throttled(
     assert_graph_error(fifth.json())
     assert fifth.json()["error"]["code"] == "ApplicationThrottled"
     assert fifth.json()["error"]["message"] == "Application is over its MailboxConcurrency limit."
+    # Calendar is among the resources that send Retry-After; whole seconds, as kiota parses them.
+    assert fifth.headers["retry-after"] == "1"
     other_mailbox = await graph.get(f"/v1.0/users/{setup.erika_id}/events")
     assert other_mailbox.status_code == 200  # limits are per mailbox
     gate.release()
