@@ -11,6 +11,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI
+from fastapi_offline import FastAPIOffline
 
 from app import __version__
 from app.admin.metrics import router as metrics_router
@@ -102,7 +103,8 @@ def create_app(
             if owned_database:
                 await app.state.database.dispose()
 
-    app = FastAPI(
+    # /docs and /redoc serve Swagger UI and ReDoc from a package, not a CDN: they work offline.
+    app = FastAPIOffline(
         title="calbridge",
         version=__version__,
         description=DESCRIPTION,

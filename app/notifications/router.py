@@ -112,8 +112,9 @@ def _openapi(example: dict[str, Any]) -> dict[str, Any]:
                 "name": "validationToken",
                 "in": "query",
                 "required": False,
-                "schema": {"type": "string", "maxLength": MAX_VALIDATION_TOKEN},
-                "description": "Graph's validation handshake: echoed as `text/plain`.",
+                "schema": {"type": "string", "minLength": 1, "maxLength": MAX_VALIDATION_TOKEN},
+                "description": "Graph's validation handshake: echoed as `text/plain`. An empty "
+                "or longer token is `400 invalid_validation_token`.",
             }
         ],
         "requestBody": {

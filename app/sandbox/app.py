@@ -3,9 +3,10 @@ exact Graph or Entra bodies."""
 
 from __future__ import annotations
 
-from fastapi import FastAPI, Request
+from fastapi import Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from fastapi_offline import FastAPIOffline
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp
 
@@ -25,19 +26,31 @@ from app.sandbox.errors import EntraError, GraphError, entra_error_body, graph_e
 from app.sandbox.pipeline import Dropped
 from app.sandbox.runtime import Runtime
 
+CONTROL_DESCRIPTION = """
+The sandbox emulates Microsoft Entra (tokens) and Microsoft Graph (calendars, events, delta,
+subscriptions, `$batch`) for calbridge's tests, benchmarks and demo. This control API, under
+`/_sandbox`, sets up and steers it from another process: tenants, apps and users, the clock,
+injected faults, what a person does in Outlook, and the logs of writes and notification
+deliveries. It has no authentication: keep the sandbox on loopback.
+"""
+
 
 def create_app(runtime: Runtime) -> ASGIApp:
-    app = FastAPI(title="calbridge sandbox", docs_url=None, redoc_url=None, openapi_url=None)
+    # Only the control API is documented here (at /_sandbox/docs, its assets served from a
+    # package): the Graph and Entra routes follow Microsoft's own documentation.
+    app = FastAPIOffline(
+        title="calbridge sandbox: control API",
+        description=CONTROL_DESCRIPTION,
+        openapi_url=f"{CONTROL_PREFIX}/openapi.json",
+        docs_url=f"{CONTROL_PREFIX}/docs",
+        redoc_url=None,
+        static_url=f"{CONTROL_PREFIX}/static-docs",
+    )
     app.state.runtime = runtime
     app.state.control = Control(runtime)
     app.include_router(control_router.router)
-    app.include_router(entra.router)
-    app.include_router(users.router)
-    app.include_router(calendars.router)
-    app.include_router(events.router)
-    app.include_router(delta.router)
-    app.include_router(subscriptions.router)
-    app.include_router(batch.router)
+    for emulated in (entra, users, calendars, events, delta, subscriptions, batch):
+        app.include_router(emulated.router, include_in_schema=False)
 
     def graph_error(request: Request, error: GraphError) -> JSONResponse:
         body = graph_error_body(

@@ -13,7 +13,7 @@ from app.sandbox.control import Control
 from app.sandbox.faults import FaultKind, FaultRule
 from app.sandbox.subscription_store import LifecycleEvent, Subscription
 
-router = APIRouter(prefix="/_sandbox")
+router = APIRouter(prefix="/_sandbox", tags=["sandbox control"])
 
 
 def _control(request: Request) -> Control:
@@ -76,13 +76,17 @@ def _missing(exc: KeyError) -> HTTPException:
     return HTTPException(404, detail=str(exc.args[0]) if exc.args else "not found")
 
 
-@router.post("/tenants", status_code=201)
+@router.post("/tenants", status_code=201, summary="Add a tenant (its domains, optionally its id)")
 async def http_add_tenant(request: Request, body: TenantIn) -> dict[str, Any]:
     tenant = _control(request).add_tenant(*body.domains, tenant_id=body.tenant_id)
     return {"tenant_id": tenant.id, "domains": tenant.domains}
 
 
-@router.post("/tenants/{tenant_id}/apps", status_code=201)
+@router.post(
+    "/tenants/{tenant_id}/apps",
+    status_code=201,
+    summary="Register an app in a tenant: client id, secret and its expiry, admin consent",
+)
 async def http_add_app(request: Request, tenant_id: str, body: AppIn) -> dict[str, Any]:
     try:
         app, secret = _control(request).add_app(
@@ -97,7 +101,11 @@ async def http_add_app(request: Request, tenant_id: str, body: AppIn) -> dict[st
     return {"client_id": app.client_id, "client_secret": secret, "roles": sorted(app.roles)}
 
 
-@router.post("/tenants/{tenant_id}/users", status_code=201)
+@router.post(
+    "/tenants/{tenant_id}/users",
+    status_code=201,
+    summary="Add a user (with a mailbox unless told otherwise)",
+)
 async def http_add_user(request: Request, tenant_id: str, body: UserIn) -> dict[str, Any]:
     try:
         user = _control(request).add_user(
@@ -115,7 +123,7 @@ async def http_add_user(request: Request, tenant_id: str, body: UserIn) -> dict[
     }
 
 
-@router.put("/apps/{client_id}/consent")
+@router.put("/apps/{client_id}/consent", summary="Grant or revoke an app's admin consent")
 async def http_consent(request: Request, client_id: str, body: ConsentIn) -> dict[str, Any]:
     try:
         _control(request).set_consent(client_id, body.granted)
@@ -124,7 +132,9 @@ async def http_consent(request: Request, client_id: str, body: ConsentIn) -> dic
     return {"client_id": client_id, "granted": body.granted}
 
 
-@router.post("/policies")
+@router.post(
+    "/policies", summary="Block (or unblock) an app from one mailbox, like an access policy"
+)
 async def http_policy(request: Request, body: PolicyIn) -> dict[str, Any]:
     try:
         _control(request).block(body.client_id, body.user, blocked=body.blocked)
@@ -133,24 +143,24 @@ async def http_policy(request: Request, body: PolicyIn) -> dict[str, Any]:
     return body.model_dump()
 
 
-@router.post("/clock/advance")
+@router.post("/clock/advance", summary="Move the sandbox's clock forward")
 async def http_advance(request: Request, body: AdvanceIn) -> dict[str, str]:
     now = _control(request).clock.advance(timedelta(seconds=body.seconds))
     return {"now": now.isoformat()}
 
 
-@router.get("/clock")
+@router.get("/clock", summary="The sandbox's clock")
 async def http_clock(request: Request) -> dict[str, str]:
     return {"now": _control(request).clock.now().isoformat()}
 
 
-@router.get("/stats")
+@router.get("/stats", summary="Token requests served and requests throttled so far")
 async def http_stats(request: Request) -> dict[str, Any]:
     control = _control(request)
     return {"token_requests": control.token_requests, "throttled": control.throttle.rejected}
 
 
-@router.get("/writes")
+@router.get("/writes", summary="The event writes served, each stamped with time.monotonic()")
 async def http_writes(
     request: Request,
     after: Annotated[int, Query(ge=0)] = 0,
@@ -164,12 +174,12 @@ async def http_writes(
     }
 
 
-@router.delete("/writes", status_code=204)
+@router.delete("/writes", status_code=204, summary="Forget the write log")
 async def http_clear_writes(request: Request) -> None:
     _control(request).clear_writes()
 
 
-@router.get("/mailboxes/{user_ref}/events")
+@router.get("/mailboxes/{user_ref}/events", summary="A mailbox's events, as stored")
 async def http_events(request: Request, user_ref: str) -> list[dict[str, Any]]:
     try:
         return _control(request).events(user_ref)
@@ -177,7 +187,11 @@ async def http_events(request: Request, user_ref: str) -> list[dict[str, Any]]:
         raise _missing(exc) from exc
 
 
-@router.post("/mailboxes/{user_ref}/events", status_code=201)
+@router.post(
+    "/mailboxes/{user_ref}/events",
+    status_code=201,
+    summary="Create an event as a person in Outlook would",
+)
 async def http_outlook_create(request: Request, user_ref: str) -> dict[str, str]:
     try:
         return {"id": _control(request).outlook_create(user_ref, await request.json())}
@@ -185,7 +199,9 @@ async def http_outlook_create(request: Request, user_ref: str) -> dict[str, str]
         raise _missing(exc) from exc
 
 
-@router.patch("/mailboxes/{user_ref}/events/{event_id}")
+@router.patch(
+    "/mailboxes/{user_ref}/events/{event_id}", summary="Edit an event as a person in Outlook would"
+)
 async def http_outlook_edit(request: Request, user_ref: str, event_id: str) -> dict[str, str]:
     try:
         change_key = _control(request).outlook_edit(user_ref, event_id, await request.json())
@@ -194,7 +210,10 @@ async def http_outlook_edit(request: Request, user_ref: str, event_id: str) -> d
     return {"changeKey": change_key}
 
 
-@router.post("/mailboxes/{user_ref}/events/{event_id}/move")
+@router.post(
+    "/mailboxes/{user_ref}/events/{event_id}/move",
+    summary="Move an event as a person in Outlook would",
+)
 async def http_outlook_move(request: Request, user_ref: str, event_id: str) -> dict[str, str]:
     try:
         return {"restId": _control(request).outlook_move(user_ref, event_id)}
@@ -202,7 +221,11 @@ async def http_outlook_move(request: Request, user_ref: str, event_id: str) -> d
         raise _missing(exc) from exc
 
 
-@router.delete("/mailboxes/{user_ref}/events/{event_id}", status_code=204)
+@router.delete(
+    "/mailboxes/{user_ref}/events/{event_id}",
+    status_code=204,
+    summary="Delete an event as a person in Outlook would",
+)
 async def http_outlook_delete(request: Request, user_ref: str, event_id: str) -> None:
     try:
         _control(request).outlook_delete(user_ref, event_id)
@@ -224,7 +247,11 @@ def _rule_out(rule: FaultRule) -> dict[str, Any]:
     }
 
 
-@router.post("/faults", status_code=201)
+@router.post(
+    "/faults",
+    status_code=201,
+    summary="Inject a fault (latency, 429, 503, 504, drop, timeout, hold), by path or mailbox",
+)
 async def http_add_fault(request: Request, body: FaultIn) -> dict[str, Any]:
     if body.kind == "hold":
         raise HTTPException(400, detail="holds are released from Python; use latency over HTTP")
@@ -240,17 +267,19 @@ async def http_add_fault(request: Request, body: FaultIn) -> dict[str, Any]:
     return _rule_out(rule)
 
 
-@router.get("/faults")
+@router.get("/faults", summary="The faults in force")
 async def http_faults(request: Request) -> list[dict[str, Any]]:
     return [_rule_out(rule) for rule in _control(request).faults.rules()]
 
 
-@router.delete("/faults", status_code=204)
+@router.delete("/faults", status_code=204, summary="Remove every fault")
 async def http_clear_faults(request: Request) -> None:
     _control(request).faults.clear()
 
 
-@router.post("/faults/seed", status_code=204)
+@router.post(
+    "/faults/seed", status_code=204, summary="Seed the random choice of faults, for repeatable runs"
+)
 async def http_seed_faults(request: Request, body: SeedIn) -> None:
     _control(request).faults.seed(body.seed)
 
@@ -271,12 +300,14 @@ def _subscription_out(sub: Subscription) -> dict[str, Any]:
     }
 
 
-@router.get("/subscriptions")
+@router.get("/subscriptions", summary="Every change-notification subscription")
 async def http_subscriptions(request: Request) -> list[dict[str, Any]]:
     return [_subscription_out(sub) for sub in _control(request).subscriptions()]
 
 
-@router.post("/subscriptions/{sub_id}/expire", status_code=204)
+@router.post(
+    "/subscriptions/{sub_id}/expire", status_code=204, summary="Let a subscription expire now"
+)
 async def http_expire_subscription(request: Request, sub_id: str) -> None:
     try:
         _control(request).expire_subscription(sub_id)
@@ -284,7 +315,11 @@ async def http_expire_subscription(request: Request, sub_id: str) -> None:
         raise _missing(exc) from exc
 
 
-@router.post("/subscriptions/{sub_id}/lifecycle", status_code=202)
+@router.post(
+    "/subscriptions/{sub_id}/lifecycle",
+    status_code=202,
+    summary="Send a lifecycle notification for a subscription",
+)
 async def http_fire_lifecycle(request: Request, sub_id: str, body: LifecycleIn) -> dict[str, Any]:
     try:
         _control(request).fire_lifecycle(sub_id, body.event, suspend=body.suspend)
@@ -295,7 +330,7 @@ async def http_fire_lifecycle(request: Request, sub_id: str, body: LifecycleIn) 
     return {"subscription": sub_id, "event": body.event}
 
 
-@router.get("/deliveries")
+@router.get("/deliveries", summary="The notifications delivered, with their answers")
 async def http_deliveries(request: Request) -> list[dict[str, Any]]:
     return [
         {
@@ -313,16 +348,16 @@ async def http_deliveries(request: Request) -> list[dict[str, Any]]:
     ]
 
 
-@router.delete("/deliveries", status_code=204)
+@router.delete("/deliveries", status_code=204, summary="Forget the delivery log")
 async def http_clear_deliveries(request: Request) -> None:
     _control(request).clear_deliveries()
 
 
-@router.post("/delivery/pause", status_code=204)
+@router.post("/delivery/pause", status_code=204, summary="Hold notifications back (they queue)")
 async def http_pause_delivery(request: Request) -> None:
     _control(request).pause_delivery()
 
 
-@router.post("/delivery/resume", status_code=204)
+@router.post("/delivery/resume", status_code=204, summary="Deliver the held notifications")
 async def http_resume_delivery(request: Request) -> None:
     _control(request).resume_delivery()
