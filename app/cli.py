@@ -1,4 +1,4 @@
-"""The `calbridge` command: serve, worker, migrate, token, sandbox, demo."""
+"""The `calbridge` command: serve, worker, migrate, token, webhook, sandbox, demo."""
 
 from __future__ import annotations
 
@@ -14,17 +14,24 @@ from typing import Annotated, Any
 
 import typer
 
-from app.cli_setup import checked_settings, fail, first_line, migrate_schema
+from app.cli_setup import checked_settings, command_group, fail, first_line, migrate_schema
 from app.cli_tokens import token_cli
+from app.cli_webhook import webhook_cli
 from app.config import Settings
 
-cli = typer.Typer(
+cli = command_group(
     name="calbridge",
     help="Keeps bookingtime and Microsoft 365 (Outlook) calendars in step.",
-    no_args_is_help=True,
-    add_completion=False,
+    epilog=(
+        "Settings come from CALBRIDGE_* environment variables or a .env file in the working "
+        "directory; the ones to know first: CALBRIDGE_DATABASE_URL, CALBRIDGE_SECRET_KEY, "
+        "CALBRIDGE_PUBLIC_URL, CALBRIDGE_ADMIN_TOKEN, and CALBRIDGE_GRAPH_URL, "
+        "CALBRIDGE_AUTHORITY_HOST, CALBRIDGE_CA_BUNDLE for the sandbox. Each command's -h says "
+        "which it reads; docs/operations.md lists them all."
+    ),
 )
 cli.add_typer(token_cli, name="token")
+cli.add_typer(webhook_cli, name="webhook")
 
 log = logging.getLogger("calbridge")
 
@@ -84,7 +91,11 @@ def serve(
         bool, typer.Option("--access-log", help="log every HTTP request (uvicorn's access log)")
     ] = False,
 ) -> None:
-    """Run the API (and, unless --no-worker, the job worker) after migrating the schema."""
+    """Run the API (and, unless --no-worker, the job worker) after migrating the schema.
+
+    Reads every CALBRIDGE_* setting; first of all CALBRIDGE_DATABASE_URL, CALBRIDGE_SECRET_KEY,
+    CALBRIDGE_PUBLIC_URL and CALBRIDGE_ADMIN_TOKEN.
+    """
     import uvicorn
 
     from app.main import create_app
@@ -122,7 +133,12 @@ def worker(
         str, typer.Option(help="address the metrics port listens on")
     ] = "127.0.0.1",
 ) -> None:
-    """Run a job worker until SIGTERM or SIGINT (in-flight jobs finish or are released)."""
+    """Run a job worker until SIGTERM or SIGINT (in-flight jobs finish or are released).
+
+    Reads CALBRIDGE_DATABASE_URL and CALBRIDGE_SECRET_KEY (the values `serve` has),
+    CALBRIDGE_PUBLIC_URL, CALBRIDGE_GRAPH_URL, CALBRIDGE_AUTHORITY_HOST, CALBRIDGE_CA_BUNDLE and
+    the CALBRIDGE_WORKER__*, CALBRIDGE_OUTLOOK__* and CALBRIDGE_RETENTION__* knobs.
+    """
     # From the first instant a SIGTERM is a clean stop, never the default kill: remembered here
     # until the event loop takes the signals over.
     early: list[int] = []
@@ -208,7 +224,10 @@ async def _run_worker(settings: Settings, *, stopped_before_start: list[int]) ->
 
 @cli.command()
 def migrate() -> None:
-    """Bring the database schema to the newest version, then exit."""
+    """Bring the database schema to the newest version, then exit.
+
+    Reads CALBRIDGE_DATABASE_URL.
+    """
     settings = checked_settings(needs_key=False)
     _configure_logging(settings)
     revision = migrate_schema(settings)
@@ -231,7 +250,11 @@ def sandbox(
         ),
     ] = False,
 ) -> None:
-    """Run the Graph + Entra sandbox over HTTPS with a ready tenant, app and two mailboxes."""
+    """Run the Graph + Entra sandbox over HTTPS with a ready tenant, app and two mailboxes.
+
+    Reads no setting; prints the CALBRIDGE_GRAPH_URL, CALBRIDGE_AUTHORITY_HOST and
+    CALBRIDGE_CA_BUNDLE that point calbridge at it.
+    """
     from app.sandbox import SandboxServer, is_loopback
 
     if not is_loopback(host):
@@ -287,7 +310,10 @@ def sandbox(
 
 @cli.command()
 def demo() -> None:
-    """Show the whole flow in seconds: sandbox, connection, employees, webhooks, calendars."""
+    """Show the whole flow in seconds: sandbox, connection, employees, webhooks, calendars.
+
+    Needs no setting: its database, key and sandbox live in a temporary directory.
+    """
     from app.demo import main as run_demo
 
     # The mistyped mailbox is expected to fail: the sync history printed says so, not a log line.

@@ -3,10 +3,26 @@ migrated, and any failure said in one line on stderr with exit code 2."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import typer
 
 from app.config import ConfigError, Settings, load_settings
 from app.crypto import SecretKeyError, check_secret_key
+
+
+def command_group(**options: Any) -> typer.Typer:
+    """A `calbridge` command group: `-h` as well as `--help`, and plain help text."""
+    return typer.Typer(
+        # Up to 100 columns where the terminal has them: the command lists show whole sentences.
+        context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+        # Plain (click's) help: Rich's tables label every flag `<bool>`, `--help` included, and
+        # draw a usage error as a box instead of one line.
+        rich_markup_mode=None,
+        no_args_is_help=True,
+        add_completion=False,
+        **options,
+    )
 
 
 def fail(message: str) -> typer.Exit:

@@ -9,10 +9,12 @@ from typing import Annotated
 
 import typer
 
-from app.cli_setup import checked_settings, fail, migrate_schema
+from app.cli_setup import checked_settings, command_group, fail, migrate_schema
 from app.config import Settings
 
-token_cli = typer.Typer(help="Admin API tokens.", no_args_is_help=True)
+token_cli = command_group(
+    help="Admin API tokens, stored hashed in the database of CALBRIDGE_DATABASE_URL."
+)
 
 
 class Role(StrEnum):
@@ -25,7 +27,10 @@ def token_create(
     name: Annotated[str, typer.Option(help="who or what uses the token")],
     role: Annotated[Role, typer.Option(help="read: status only; admin: everything")] = Role.admin,
 ) -> None:
-    """Create an admin API token and print it (it is shown this once)."""
+    """Create an admin API token and print it (it is shown this once).
+
+    Reads CALBRIDGE_DATABASE_URL (and brings its schema up to date first).
+    """
     settings = checked_settings(needs_key=False)
     migrate_schema(settings)
     token = asyncio.run(_create_token(settings, name, role.value))
@@ -48,7 +53,10 @@ async def _create_token(settings: Settings, name: str, role: str) -> str:
 def token_list(
     all_: Annotated[bool, typer.Option("--all", help="include revoked tokens")] = False,
 ) -> None:
-    """List admin API tokens: id, name, role, created, last used (never the token itself)."""
+    """List admin API tokens: id, name, role, created, last used (never the token itself).
+
+    Reads CALBRIDGE_DATABASE_URL (and brings its schema up to date first).
+    """
     settings = checked_settings(needs_key=False)
     migrate_schema(settings)
     rows = asyncio.run(_list_tokens(settings, include_revoked=all_))
@@ -93,7 +101,10 @@ async def _list_tokens(
 def token_revoke(
     name_or_id: Annotated[str, typer.Argument(metavar="NAME|ID", help="token name or id")],
 ) -> None:
-    """Revoke admin API tokens by name (every live token of that name) or id; effective at once."""
+    """Revoke admin API tokens by name (every live token of that name) or id; effective at once.
+
+    Reads CALBRIDGE_DATABASE_URL (and brings its schema up to date first).
+    """
     settings = checked_settings(needs_key=False)
     migrate_schema(settings)
     revoked = asyncio.run(_revoke_token(settings, name_or_id))

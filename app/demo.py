@@ -152,33 +152,35 @@ class _Demo:
             await asyncio.sleep(0.05)
 
     def calendars(self) -> None:
-        zone = ZoneInfo(TIME_ZONE)
         for mailbox in REAL_MAILBOXES:
             items = sorted(self.events(mailbox), key=lambda e: e["start"]["dateTime"])
             self.say(f"Outlook calendar of {mailbox}:")
             if not items:
                 self.say("  (no events)")
             for event in items:
-                start, end = (_local(event[key], zone) for key in ("start", "end"))
-                span = f"{start:%a %Y-%m-%d %H:%M}–{end:%H:%M}"
-                self.say(f"  {span} ({TIME_ZONE})  {event.get('subject', '')}")
+                span = _span(_graph_time(event["start"]), _graph_time(event["end"]))
+                self.say(f"  {span}  {event.get('subject', '')}")
 
     async def history(self) -> None:
         page = await self.call("GET", "/api/v1/sync-history", params={"organization_id": ORG})
-        zone = ZoneInfo(TIME_ZONE)
         for item in reversed(page["items"]):
-            at = datetime.fromisoformat(item["created_at"]).astimezone(zone)
+            at = _time(datetime.fromisoformat(item["created_at"]))
             name = EMPLOYEES.get(item["employee_id"] or "", ("-", "", True))[0]
             self.say(
-                f"  {at:%H:%M:%S}  {name:<17} {item['action']:<7} {item['status']:<9} "
-                f"{item['message']}"
+                f"  {at}  {name:<17} {item['action']:<7} {item['status']:<9} {item['message']}"
             )
 
 
-def _span(block: dict[str, Any], zone: ZoneInfo) -> str:
-    start = datetime.fromisoformat(block["start"]).astimezone(zone)
-    end = datetime.fromisoformat(block["end"]).astimezone(zone)
-    return f"{start:%a %Y-%m-%d %H:%M}–{end:%H:%M}"
+# Every time the demo prints is in its time zone and says so: the sandbox, the history and the
+# reader's clock need not agree on one.
+def _span(start: datetime, end: datetime) -> str:
+    zone = ZoneInfo(TIME_ZONE)
+    start, end = start.astimezone(zone), end.astimezone(zone)
+    return f"{start:%a %Y-%m-%d %H:%M}–{end:%H:%M} ({TIME_ZONE})"
+
+
+def _time(moment: datetime) -> str:
+    return f"{moment.astimezone(ZoneInfo(TIME_ZONE)):%H:%M:%S} ({TIME_ZONE})"
 
 
 def _free_port() -> int:
@@ -217,11 +219,12 @@ async def _serve(app: Any, port: int) -> AsyncIterator[str]:
         await task
 
 
-def _local(value: dict[str, str], zone: ZoneInfo) -> datetime:
+def _graph_time(value: dict[str, str]) -> datetime:
+    """A Graph `dateTimeTimeZone` as an aware datetime."""
     moment = datetime.fromisoformat(value["dateTime"][:26])
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=ZoneInfo(value.get("timeZone") or "UTC"))
-    return moment.astimezone(zone)
+    return moment
 
 
 async def run_demo(out: TextIO) -> int:
@@ -358,7 +361,8 @@ async def _flow(
     demo.say("a colleague puts 'Team meeting' into Max's Outlook calendar")
     blocks = await demo.busy(MAX, day, day + timedelta(days=30), want=1)
     for block in blocks:
-        demo.say(f"  busy for bookingtime: {_span(block, ZoneInfo(TIME_ZONE))} ({TIME_ZONE})")
+        start, end = (datetime.fromisoformat(block[key]) for key in ("start", "end"))
+        demo.say(f"  busy for bookingtime: {_span(start, end)}")
     erika = await demo.busy(ERIKA, day, day + timedelta(days=30), want=0)
     demo.say(
         "Erika's calendar holds calbridge's own 'Contract review': its change notification is "

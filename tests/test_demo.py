@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -46,8 +47,15 @@ def test_demo_shows_both_directions_and_the_history(tmp_path: Path) -> None:
     assert "busy for bookingtime:" in reverse and "09:00–10:00 (Europe/Berlin)" in reverse
     assert "(0 blocks)" in reverse
 
+    # Every time printed says its zone: the demo's (Europe/Berlin), or UTC in a history message.
+    times = list(re.finditer(r"(?<![\d:.])\d\d:\d\d(?::\d\d)?(?:–\d\d:\d\d)?( \S+)?", out))
+    assert len(times) >= 10
+    labels = {match.group(1) or "" for match in times}
+    assert all(label == " (Europe/Berlin)" or label.startswith(" UTC") for label in labels), out
+
     lines = out[history:].splitlines()
     [invalid] = [line for line in lines if "Jonas Beispiel" in line]
+    assert re.match(r"  \d\d:\d\d:\d\d \(Europe/Berlin\)  Jonas Beispiel ", invalid), invalid
     assert "create" in invalid and "error" in invalid
     assert "User jonsa@contoso.example is invalid" in invalid
     assert "mistyped" in invalid
