@@ -5,16 +5,16 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Depends, Header, Response, status
+from fastapi import APIRouter, Body, Depends, Response, status
 
 from app.admin.dependencies import (
+    AnswerLanguage,
     DbSession,
     OrganizationId,
     get_authority_hosts,
     get_graph,
     get_secret_box,
     get_webhook_secret_grace,
-    request_locale,
 )
 from app.connections import checks, service
 from app.connections.schemas import (
@@ -103,8 +103,9 @@ async def list_connections(session: DbSession) -> list[ConnectionOut]:
         "Entra (a token is acquired with it) and stored only if that works, so the rotation "
         "never interrupts sync. If Entra refuses it: `422` `client_secret_rejected` with "
         "`reason` (e.g. `secret_invalid`, `secret_expired`), `aadsts_code` and a readable "
-        "`detail`, and the old secret stays. If Entra cannot be reached: `503` "
-        "`entra_unavailable` with `Retry-After`, and nothing is changed. Creating a "
+        "`detail` (in the language `Accept-Language` prefers, else the connection's), and the "
+        "old secret stays. If Entra cannot be reached: `503` `entra_unavailable` with "
+        "`Retry-After`, and nothing is changed. Creating a "
         "connection is not checked this way (see the verify endpoint).\n\n"
         "A new `webhook_secret` takes effect at once; deliveries signed with the secret it "
         "replaces are still accepted until `previous_webhook_secret_expires_at` "
@@ -128,7 +129,7 @@ async def put_connection(
     authority_hosts: Annotated[tuple[str, ...], Depends(get_authority_hosts)],
     graph: Annotated[GraphClients, Depends(get_graph)],
     webhook_secret_grace: Annotated[timedelta, Depends(get_webhook_secret_grace)],
-    accept_language: Annotated[str | None, Header()] = None,
+    language: AnswerLanguage,
 ) -> ConnectionPutOut:
     rotation = await service.rotated_client_secret(
         session,
@@ -138,7 +139,7 @@ async def put_connection(
         authority_hosts=authority_hosts,
     )
     if rotation is not None:
-        locale = request_locale(accept_language, body.locale or rotation.connection.locale)
+        locale = language.of(body.locale or rotation.connection.locale)
         # No transaction stays open while Entra is asked; the PUT below reads afresh.
         await session.commit()
         await secrets.verify_new_secret(
@@ -212,8 +213,8 @@ async def verify_connection(
     session: DbSession,
     secret_box: Annotated[SecretBox, Depends(get_secret_box)],
     graph: Annotated[GraphClients, Depends(get_graph)],
+    language: AnswerLanguage,
     body: Annotated[VerifyIn | None, Body()] = None,
-    accept_language: Annotated[str | None, Header()] = None,
 ) -> VerifyOut:
     connection = await service.get_connection(session, organization_id=organization_id)
     await session.commit()
@@ -221,7 +222,7 @@ async def verify_connection(
         connection,
         graph=graph,
         secret_box=secret_box,
-        locale=request_locale(accept_language, connection.locale),
+        locale=language.of(connection.locale),
         mailbox=body.mailbox if body is not None else None,
     )
     await secrets.record_token_check(

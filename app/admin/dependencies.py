@@ -1,12 +1,14 @@
 """What the admin routers take from the request: the session, the process's shared clients and
-settings, and the path parameters every router spells the same way."""
+settings, the language of the answer, and the path parameters every router spells the same
+way."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Annotated
 
-from fastapi import Depends, Path, Request
+from fastapi import Depends, Header, Path, Request, Response
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.config import Settings
@@ -20,6 +22,7 @@ from app.connections.tenant import GLOBAL_AUTHORITY_HOSTS
 from app.credentials.clients import GraphClients
 from app.crypto import SecretBox
 from app.db import get_session
+from app.history.messages import Locale, as_locale, preferred_locale
 
 DbSession = Annotated[AsyncSession, Depends(get_session)]
 
@@ -79,12 +82,45 @@ def get_webhook_secret_grace(request: Request) -> timedelta:
     return timedelta(seconds=settings.webhook_secret_grace_seconds)
 
 
-def request_locale(accept_language: str | None, default: str) -> str:
-    """`de` or `en` from the first matching Accept-Language tag, else the connection's locale."""
-    for part in (accept_language or "").split(","):
-        tag = part.split(";")[0].strip().lower()
-        if tag.startswith("de"):
-            return "de"
-        if tag.startswith("en"):
-            return "en"
-    return default
+@dataclass(frozen=True)
+class Language:
+    """The language of an answer's texts: the one `Accept-Language` prefers of `de` and `en`
+    (`asked`), else the connection's `locale`. Answers vary by the header."""
+
+    asked: Locale | None
+    response: Response
+
+    def of(self, default: str) -> Locale:
+        """The asked language, else `default` (the connection's); said in `Content-Language`."""
+        locale = self.asked or as_locale(default)
+        self.response.headers["Content-Language"] = locale
+        return locale
+
+    def headers(self) -> dict[str, str]:
+        """The language headers, for an endpoint that builds its response itself."""
+        return {
+            name: value
+            for name in ("Vary", "Content-Language")
+            if (value := self.response.headers.get(name)) is not None
+        }
+
+
+def get_language(
+    response: Response,
+    accept_language: Annotated[
+        str | None,
+        Header(
+            max_length=512,
+            description="Preferred language of the readable texts (`de` or `en`, e.g. "
+            "`de-DE,de;q=0.9`); without either, the connection's `locale`.",
+        ),
+    ] = None,
+) -> Language:
+    """FastAPI dependency: the answer's language (see Language)."""
+    response.headers["Vary"] = "Accept-Language"
+    if (asked := preferred_locale(accept_language)) is not None:
+        response.headers["Content-Language"] = asked
+    return Language(asked, response)
+
+
+AnswerLanguage = Annotated[Language, Depends(get_language)]

@@ -9,9 +9,11 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.admin.dependencies import (
+    AnswerLanguage,
     AppSettings,
     DbSession,
     EmployeeId,
+    Language,
     OrganizationId,
     get_graph,
     get_secret_box,
@@ -25,34 +27,54 @@ from app.connections.employee_schemas import (
     MailboxCheckOut,
     RemovalOut,
     ResyncOut,
+    last_error_text,
 )
 from app.credentials.clients import GraphClients
 from app.crypto import SecretBox
 from app.history.messages import message
 from app.http.problems import problem_responses
 from app.models import Employee
+from app.notifications import outcomes
+from app.notifications import repository as subscription_rows
 from app.notifications import service as subscriptions
 
 router = APIRouter(prefix="/api/v1/connections/{organization_id}/employees", tags=["employees"])
 
 
 async def _out(
-    session: AsyncSession, settings: Settings, organization_id: str, employees: list[Employee]
+    session: AsyncSession,
+    settings: Settings,
+    organization_id: str,
+    employees: list[Employee],
+    language: Language,
 ) -> list[EmployeeOut]:
-    """The employees with their mailboxes' subscription status."""
+    """The employees with their mailboxes' subscription status, in the answer's language."""
     if not employees:
         return []
     connection = await service.get_connection(session, organization_id=organization_id)
+    locale = language.of(connection.locale)
+    mailboxes = [e.mailbox for e in employees]
     status = await subscriptions.statuses(
-        session,
-        settings,
-        connection_id=connection.id,
-        mailboxes=[e.mailbox for e in employees],
-        locale=connection.locale,
+        session, settings, connection_id=connection.id, mailboxes=mailboxes, locale=locale
     )
+    known = {"tenant": connection.tenant, "client_id": connection.client_id}
+    asked = language.asked
+    if asked is not None:
+        # A stored error is in the language it was written in: told anew where its code and
+        # what is known of its params allow.
+        rows = await subscription_rows.for_mailboxes(
+            session, connection_id=connection.id, mailboxes=mailboxes
+        )
+        for key, row in rows.items():
+            shown = status.get(key)
+            if shown is not None and shown.state != subscriptions.DISABLED and shown.message:
+                shown.message = outcomes.last_error_text(row, asked, **known) or shown.message
     return [
         EmployeeOut.build(
-            e, organization_id=organization_id, subscription=status.get(e.mailbox.casefold())
+            e,
+            organization_id=organization_id,
+            subscription=status.get(e.mailbox.casefold()),
+            error_message=None if asked is None else last_error_text(e, asked, **known),
         )
         for e in employees
     ]
@@ -65,10 +87,13 @@ async def _out(
     responses=problem_responses(404, 422),
 )
 async def list_employees(
-    organization_id: OrganizationId, session: DbSession, settings: AppSettings
+    organization_id: OrganizationId,
+    session: DbSession,
+    settings: AppSettings,
+    language: AnswerLanguage,
 ) -> list[EmployeeOut]:
     employees = await employee_service.list_employees(session, organization_id=organization_id)
-    out = await _out(session, settings, organization_id, employees)
+    out = await _out(session, settings, organization_id, employees, language)
     await session.commit()
     return out
 
@@ -103,6 +128,7 @@ async def put_employee(
     secret_box: Annotated[SecretBox, Depends(get_secret_box)],
     graph: Annotated[GraphClients, Depends(get_graph)],
     settings: AppSettings,
+    language: AnswerLanguage,
 ) -> EmployeePutOut:
     put = await employee_service.put_employee(
         session, organization_id=organization_id, employee_id=employee_id, data=body
@@ -112,7 +138,8 @@ async def put_employee(
     await session.commit()
     if put.created:
         response.status_code = status.HTTP_201_CREATED
-    # Checked outside the transaction: no database lock is held while Graph answers.
+    # Checked outside the transaction: no database lock is held while Graph answers. In the
+    # connection's language, as the employee's status keeps it; the answer tells it in its own.
     result = await checks.check_mailbox(
         connection,
         employee.mailbox,
@@ -125,11 +152,12 @@ async def put_employee(
         result = checks.pending_result(employee.mailbox, connection.locale)
     backfill = await employee_service.record_mailbox_check(session, put=put, result=result)
     subscribe = result.ok is not False and settings.public_url is not None
-    (out,) = await _out(session, settings, organization_id, [employee])
+    (out,) = await _out(session, settings, organization_id, [employee], language)
     await session.commit()
     if result.pending or backfill or subscribe:
         request.app.state.wake_worker()
-    check = MailboxCheckOut(ok=result.ok, code=result.code, message=result.message)
+    locale = language.of(connection.locale)
+    check = MailboxCheckOut(ok=result.ok, code=result.code, message=result.message_in(locale))
     return EmployeePutOut(**out.model_dump(), mailbox_check=check, backfill_queued=backfill)
 
 
@@ -143,11 +171,12 @@ async def get_employee(
     employee_id: EmployeeId,
     session: DbSession,
     settings: AppSettings,
+    language: AnswerLanguage,
 ) -> EmployeeOut:
     employee = await service.get_employee(
         session, organization_id=organization_id, employee_id=employee_id
     )
-    (out,) = await _out(session, settings, organization_id, [employee])
+    (out,) = await _out(session, settings, organization_id, [employee], language)
     await session.commit()
     return out
 
@@ -179,6 +208,7 @@ async def delete_employee(
     request: Request,
     secret_box: Annotated[SecretBox, Depends(get_secret_box)],
     graph: Annotated[GraphClients, Depends(get_graph)],
+    language: AnswerLanguage,
     remove_events: Annotated[
         bool,
         Query(description="Also delete the events calbridge wrote to the employee's mailbox."),
@@ -194,7 +224,7 @@ async def delete_employee(
     if not remove_events:
         return Response(status_code=status.HTTP_204_NO_CONTENT)
     connection = deleted.connection
-    locale = connection.locale
+    locale = language.of(connection.locale)
     params = {"count": deleted.events, "employee": employee_id, "mailbox": deleted.mailbox}
     if not deleted.events:
         out = RemovalOut(
@@ -205,7 +235,9 @@ async def delete_employee(
             mailbox_check=None,
             message=message("removal_none", locale, params),
         )
-        return JSONResponse(out.model_dump(mode="json"), status_code=status.HTTP_200_OK)
+        return JSONResponse(
+            out.model_dump(mode="json"), status_code=status.HTTP_200_OK, headers=language.headers()
+        )
     request.app.state.wake_worker()
     result = await checks.check_mailbox(
         connection,
@@ -227,7 +259,11 @@ async def delete_employee(
         mailbox_check=MailboxCheckOut(ok=result.ok, code=result.code, message=result.message),
         message=text,
     )
-    return JSONResponse(out.model_dump(mode="json"), status_code=status.HTTP_202_ACCEPTED)
+    return JSONResponse(
+        out.model_dump(mode="json"),
+        status_code=status.HTTP_202_ACCEPTED,
+        headers=language.headers(),
+    )
 
 
 @router.post(
@@ -247,6 +283,7 @@ async def resync_employee(
     employee_id: EmployeeId,
     session: DbSession,
     request: Request,
+    language: AnswerLanguage,
 ) -> ResyncOut:
     employee = await service.get_employee(
         session, organization_id=organization_id, employee_id=employee_id
@@ -262,6 +299,8 @@ async def resync_employee(
         mailbox=employee.mailbox,
         queued=queued,
         message=message(
-            "resync_accepted" if queued else "resync_waiting", connection.locale, params
+            "resync_accepted" if queued else "resync_waiting",
+            language.of(connection.locale),
+            params,
         ),
     )

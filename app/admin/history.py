@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Query, Response
+from fastapi import APIRouter, Query
 
-from app.admin.dependencies import DbSession
+from app.admin.dependencies import AnswerLanguage, DbSession
 from app.admin.pagination import Cursor, Limit, Page, decode_cursor, encode_cursor
 from app.connections import service as connections
 from app.connections.schemas import (
@@ -16,7 +16,6 @@ from app.connections.schemas import (
     ORGANIZATION_ID_EXAMPLE,
 )
 from app.history import service
-from app.history.messages import preferred_locale
 from app.history.schemas import SyncRecordOut, SyncStatus
 from app.http.problems import problem_responses
 
@@ -34,20 +33,14 @@ router = APIRouter(prefix="/api/v1/sync-history", tags=["sync history"])
         "organisation, employee, appointment and status; page with `cursor` = the previous "
         "`next_cursor`. "
         "Messages come in the language `Accept-Language` prefers (`de` or `en`, answered in "
-        "`Content-Language`), else each in its connection's language."
+        "`Content-Language`), rendered anew from their code and details; else each as it was "
+        "written, in its connection's language."
     ),
     responses=problem_responses(400, 404, 422),
 )
 async def list_sync_history(
     session: DbSession,
-    response: Response,
-    accept_language: Annotated[
-        str | None,
-        Header(
-            max_length=512,
-            description="Preferred language of the messages, e.g. `en`, `de-DE,de;q=0.9`.",
-        ),
-    ] = None,
+    language: AnswerLanguage,
     organization_id: Annotated[
         str | None,
         Query(
@@ -99,13 +92,10 @@ async def list_sync_history(
         limit=limit,
     )
     await session.commit()
-    locale = preferred_locale(accept_language)
-    response.headers["Vary"] = "Accept-Language"
-    if locale is not None:
-        response.headers["Content-Language"] = locale
     return Page[SyncRecordOut](
         items=[
-            SyncRecordOut.build(r, organization_id=org, locale=locale) for r, org in page.records
+            SyncRecordOut.build(r, organization_id=org, locale=language.asked)
+            for r, org in page.records
         ],
         next_cursor=None if page.next_before_id is None else encode_cursor(page.next_before_id),
     )

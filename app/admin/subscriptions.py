@@ -9,7 +9,13 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Path, Query, Request, Response, status
 from pydantic import BaseModel, ConfigDict, Field
 
-from app.admin.dependencies import AppSettings, DbSession, EmployeeId, OrganizationId
+from app.admin.dependencies import (
+    AnswerLanguage,
+    AppSettings,
+    DbSession,
+    EmployeeId,
+    OrganizationId,
+)
 from app.admin.pagination import Cursor, Limit, Page, decode_cursor, encode_cursor
 from app.config import Settings
 from app.connections import service
@@ -17,7 +23,7 @@ from app.connections.schemas import ID_MAX_LENGTH, ID_PATTERN, ORGANIZATION_ID_E
 from app.history.messages import message
 from app.http.problems import ProblemError, problem_responses
 from app.models import Subscription
-from app.notifications import repository
+from app.notifications import outcomes, repository
 from app.notifications import service as subscriptions
 
 router = APIRouter(tags=["subscriptions"])
@@ -56,12 +62,19 @@ class SubscriptionOut(BaseModel):
     last_reauthorized_at: datetime | None
     last_error_at: datetime | None
     last_error_code: str | None
-    last_error_message: str | None = Field(description="Readable reason of the last failure.")
+    last_error_message: str | None = Field(
+        description="Readable reason of the last failure, as written in the connection's "
+        "language; with `Accept-Language`, told anew in that language where its code allows."
+    )
     created_at: datetime
     updated_at: datetime
 
     @classmethod
-    def build(cls, row: Subscription, *, organization_id: str) -> SubscriptionOut:
+    def build(
+        cls, row: Subscription, *, organization_id: str, locale: str | None = None
+    ) -> SubscriptionOut:
+        """The response for a row; with `locale`, its last error told anew in that language."""
+        retold = None if locale is None else outcomes.last_error_text(row, locale)
         return cls(
             id=row.id,
             organization_id=organization_id,
@@ -74,7 +87,7 @@ class SubscriptionOut(BaseModel):
             last_reauthorized_at=row.last_reauthorized_at,
             last_error_at=row.last_error_at,
             last_error_code=row.last_error_code,
-            last_error_message=row.last_error_message,
+            last_error_message=retold or row.last_error_message,
             created_at=row.created_at,
             updated_at=row.updated_at,
         )
@@ -179,6 +192,7 @@ SubscriptionId = Annotated[
 )
 async def list_subscriptions(
     session: DbSession,
+    language: AnswerLanguage,
     organization_id: Annotated[
         str | None,
         Query(
@@ -201,7 +215,10 @@ async def list_subscriptions(
     more = len(rows) > limit
     rows = rows[:limit]
     return Page[SubscriptionOut](
-        items=[SubscriptionOut.build(row, organization_id=org) for row, org in rows],
+        items=[
+            SubscriptionOut.build(row, organization_id=org, locale=language.asked)
+            for row, org in rows
+        ],
         next_cursor=encode_cursor(rows[-1][0].id) if more and rows else None,
     )
 
@@ -224,12 +241,13 @@ async def create_subscription(
     session: DbSession,
     request: Request,
     settings: AppSettings,
+    language: AnswerLanguage,
 ) -> SubscriptionQueuedOut:
     employee = await service.get_employee(
         session, organization_id=organization_id, employee_id=employee_id
     )
     connection = await service.get_connection(session, organization_id=organization_id)
-    _check_enabled(settings, employee.mailbox, connection.locale)
+    _check_enabled(settings, employee.mailbox, language.of(connection.locale))
     queued = await subscriptions.queue_create(
         session, connection_id=connection.id, mailbox=employee.mailbox
     )
@@ -260,13 +278,17 @@ async def create_subscription(
     ),
 )
 async def renew_subscription(
-    subscription_id: SubscriptionId, session: DbSession, request: Request, settings: AppSettings
+    subscription_id: SubscriptionId,
+    session: DbSession,
+    request: Request,
+    settings: AppSettings,
+    language: AnswerLanguage,
 ) -> SubscriptionQueuedOut:
     row = await repository.get_by_id(session, subscription_id)
     if row is None:
         raise _not_found(subscription_id)
     connection = await repository.connection(session, row.connection_id)
-    _check_enabled(settings, row.mailbox, connection.locale if connection else "en")
+    _check_enabled(settings, row.mailbox, language.of(connection.locale if connection else "en"))
     if row.state != subscriptions.ACTIVE or row.graph_subscription_id is None:
         raise ProblemError(
             409,

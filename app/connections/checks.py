@@ -2,14 +2,15 @@
 
 Every check ends in a `CheckResult`: `ok` is True or False when Microsoft gave an answer, None
 when it could not be asked (unreachable, timed out) or the check was skipped. Messages are the
-sync history's readable texts (`app.sync.messages`) plus the few this module adds.
+sync history's readable texts (`app.history.messages`) plus the few this module adds; a result
+keeps the params of its message, so it can be told in either language.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from pydantic import SecretStr
@@ -18,7 +19,7 @@ from app.credentials.clients import GraphClients
 from app.crypto import SecretBox, SecretKeyError
 from app.graph.auth import GraphCredentials
 from app.graph.errors import GraphError
-from app.history.messages import error_code, message
+from app.history.messages import as_locale, error_code, message
 from app.models import Connection, Employee
 from app.models.base import utcnow
 
@@ -63,8 +64,7 @@ def text(code: str, locale: str, params: Mapping[str, Any] | None = None) -> str
     texts = _TEXTS.get(code)
     if texts is None:
         return message(code, locale, params)
-    lang = "en" if locale.lower().startswith("en") else "de"
-    return texts[lang].format(**(params or {}))
+    return texts[as_locale(locale)].format(**(params or {}))
 
 
 @dataclass(frozen=True)
@@ -75,6 +75,11 @@ class CheckResult:
     ok: bool | None
     code: str
     message: str
+    params: Mapping[str, Any] = field(default_factory=dict)
+
+    def message_in(self, locale: str) -> str:
+        """The message in `locale`."""
+        return text(self.code, locale, self.params)
 
     @property
     def pending(self) -> bool:
@@ -97,13 +102,17 @@ def _failure(
         error, mailbox=mailbox, tenant=connection.tenant, client_id=connection.client_id
     )
     ok = None if code in UNAVAILABLE_CODES else False
-    return CheckResult(name, ok, code, message(code, locale, params))
+    return _result(name, ok, code, locale, params)
+
+
+def _result(
+    name: str, ok: bool | None, code: str, locale: str, params: Mapping[str, Any] | None = None
+) -> CheckResult:
+    return CheckResult(name, ok, code, text(code, locale, params), dict(params or {}))
 
 
 def _unavailable(name: str, mailbox: str, locale: str) -> CheckResult:
-    return CheckResult(
-        name, None, "graph_unavailable", message("graph_unavailable", locale, {"mailbox": mailbox})
-    )
+    return _result(name, None, "graph_unavailable", locale, {"mailbox": mailbox})
 
 
 async def check_token(
@@ -118,7 +127,7 @@ async def check_token(
     try:
         credentials = _credentials(connection, secret_box)
     except SecretKeyError:
-        return CheckResult("token", False, "secret_unreadable", text("secret_unreadable", locale))
+        return _result("token", False, "secret_unreadable", locale)
     try:
         async with asyncio.timeout(wait_seconds):
             await graph.auth.provider(credentials).token()
@@ -126,7 +135,7 @@ async def check_token(
         return _failure("token", exc, connection, "", locale)
     except TimeoutError:
         return _unavailable("token", "", locale)
-    return CheckResult("token", True, "token_acquired", text("token_acquired", locale))
+    return _result("token", True, "token_acquired", locale)
 
 
 async def check_mailbox(
@@ -142,7 +151,7 @@ async def check_mailbox(
     try:
         client = graph.client_for(connection, secret_box)
     except SecretKeyError:
-        return CheckResult("mailbox", False, "secret_unreadable", text("secret_unreadable", locale))
+        return _result("mailbox", False, "secret_unreadable", locale)
     try:
         async with asyncio.timeout(wait_seconds):
             await client.check_mailbox(mailbox)
@@ -150,9 +159,7 @@ async def check_mailbox(
         return _failure("mailbox", exc, connection, mailbox, locale)
     except TimeoutError:
         return _unavailable("mailbox", mailbox, locale)
-    return CheckResult(
-        "mailbox", True, "mailbox_ok", text("mailbox_ok", locale, {"mailbox": mailbox})
-    )
+    return _result("mailbox", True, "mailbox_ok", locale, {"mailbox": mailbox})
 
 
 async def verify_connection(
@@ -186,14 +193,14 @@ async def verify_connection(
                 )
             )
         else:
-            results.append(CheckResult("mailbox", None, "skipped", text("skipped", locale)))
+            results.append(_result("mailbox", None, "skipped", locale))
     return results
 
 
 def _verdict(result: CheckResult) -> CheckResult:
     """For the verify endpoint an unreachable Graph is a failed check."""
     if result.pending:
-        return CheckResult(result.name, False, result.code, result.message)
+        return replace(result, ok=False)
     return result
 
 
@@ -211,6 +218,4 @@ def apply_to_employee(employee: Employee, result: CheckResult) -> None:
 
 def pending_result(mailbox: str, locale: str) -> CheckResult:
     """What the employee PUT answers when the check runs in the background."""
-    return CheckResult(
-        "mailbox", None, "check_pending", text("check_pending", locale, {"mailbox": mailbox})
-    )
+    return _result("mailbox", None, "check_pending", locale, {"mailbox": mailbox})

@@ -4,14 +4,26 @@ status, removals and resyncs."""
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from app.connections.mailboxes import normalize_mailbox
 from app.connections.schemas import EMPLOYEE_ID_EXAMPLE, ORGANIZATION_ID_EXAMPLE
+from app.history.messages import render
 from app.models import Employee
 from app.notifications.schemas import SubscriptionStatus
+
+_READABLE = "Readable text in the language `Accept-Language` prefers, else the connection's."
+
+
+def last_error_text(employee: Employee, locale: str, **known: Any) -> str | None:
+    """The employee's last error rendered anew in `locale` from its code, its mailbox and the
+    params `known` (the connection's tenant and client_id); None when they are not enough."""
+    code = employee.last_error_code
+    if code is None:
+        return None
+    return render(code, locale, {**known, "mailbox": employee.mailbox})
 
 
 class EmployeeIn(BaseModel):
@@ -77,7 +89,10 @@ class EmployeeOut(BaseModel):
     last_success_at: datetime | None = Field(description="Last successful sync (Letzter Erfolg).")
     last_error_at: datetime | None = Field(description="Last failed sync.")
     last_error_code: str | None = Field(description="Stable code of the last error.")
-    last_error_message: str | None = Field(description="Readable message of the last error.")
+    last_error_message: str | None = Field(
+        description="Readable message of the last error, as written in the connection's language; "
+        "with `Accept-Language`, told anew in that language where its code allows."
+    )
     created_at: datetime
     updated_at: datetime
     subscription: SubscriptionStatus | None = Field(
@@ -92,8 +107,9 @@ class EmployeeOut(BaseModel):
         *,
         organization_id: str,
         subscription: SubscriptionStatus | None = None,
+        error_message: str | None = None,
     ) -> EmployeeOut:
-        """The response for a stored employee."""
+        """The response for a stored employee (`error_message`: its last error told anew)."""
         return cls(
             subscription=subscription,
             organization_id=organization_id,
@@ -102,7 +118,7 @@ class EmployeeOut(BaseModel):
             last_success_at=employee.last_success_at,
             last_error_at=employee.last_error_at,
             last_error_code=employee.last_error_code,
-            last_error_message=employee.last_error_message,
+            last_error_message=error_message or employee.last_error_message,
             created_at=employee.created_at,
             updated_at=employee.updated_at,
         )
@@ -119,7 +135,7 @@ class MailboxCheckOut(BaseModel):
         description="Stable code: `mailbox_ok`, an error code such as `mailbox_invalid`, or "
         "`check_pending`."
     )
-    message: str = Field(description="Readable result in the connection's language.")
+    message: str = Field(description=_READABLE)
 
 
 class EmployeePutOut(EmployeeOut):
@@ -168,7 +184,7 @@ class RemovalOut(BaseModel):
     mailbox_check: MailboxCheckOut | None = Field(
         description="Whether calbridge can reach the mailbox now (null: nothing to remove)."
     )
-    message: str = Field(description="Readable outcome in the connection's language.")
+    message: str = Field(description=_READABLE)
 
 
 class ResyncOut(BaseModel):
@@ -178,4 +194,4 @@ class ResyncOut(BaseModel):
     employee_id: str
     mailbox: str
     queued: bool = Field(description="False: a resync of the employee was already waiting.")
-    message: str = Field(description="Readable outcome in the connection's language.")
+    message: str = Field(description=_READABLE)

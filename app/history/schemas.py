@@ -7,7 +7,7 @@ from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from app.history.messages import Locale, has_message, message
+from app.history.messages import Locale, has_message, render
 from app.models import SyncRecord
 
 #: Every outcome a sync history record can have: the `status` filter accepts these and only
@@ -69,7 +69,10 @@ class SyncRecordOut(BaseModel):
         description="Readable outcome: in the language `Accept-Language` asks for (`de` or "
         "`en`), else in the connection's language."
     )
-    details: dict[str, Any] | None = Field(description="Structured details of the outcome.")
+    details: dict[str, Any] | None = Field(
+        description="Structured details of the outcome, among them the values its message is "
+        "made of (`reason_code` and `field_code` name the texts it quotes)."
+    )
     duration_ms: int | None = Field(description="How long the attempt took.")
     graph_request_id: str | None = Field(
         description="Microsoft Graph `request-id`, for Microsoft support."
@@ -81,10 +84,11 @@ class SyncRecordOut(BaseModel):
         cls, record: SyncRecord, *, organization_id: str, locale: Locale | None = None
     ) -> SyncRecordOut:
         """The response for a stored record; with `locale`, its message rendered anew in that
-        language from the record's code and details (the stored text if the code is unknown)."""
+        language from the record's code and details (the stored text, in the language it was
+        written in, when the code is unknown or the details lack a value it needs)."""
         text = record.message
-        if locale is not None and has_message(record.code):
-            text = message(record.code, locale, record.details or {})
+        if locale is not None:
+            text = rerendered(record, locale) or text
         return cls(
             id=record.id,
             organization_id=organization_id,
@@ -101,3 +105,18 @@ class SyncRecordOut(BaseModel):
             graph_request_id=record.graph_request_id,
             created_at=record.created_at,
         )
+
+
+def rerendered(record: SyncRecord, locale: Locale) -> str | None:
+    """The record's message in `locale` from its details (`message_code` when its text is not its
+    code's), its mailbox and employee filling in for details stored without them; or None."""
+    params: dict[str, Any] = {}
+    if record.mailbox is not None:
+        params["mailbox"] = record.mailbox
+    if record.booking_resource_id is not None:
+        params["employee"] = record.booking_resource_id
+    params.update(record.details or {})
+    code = params.get("message_code", record.code)
+    if not isinstance(code, str) or not has_message(code):
+        return None
+    return render(code, locale, params)

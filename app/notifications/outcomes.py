@@ -15,7 +15,7 @@ from app.credentials import secrets as client_secrets
 from app.graph.errors import GraphError
 from app.graph.schemas import Subscription as GraphSubscription
 from app.history import repository as history
-from app.history.messages import error_code, message
+from app.history.messages import error_code, message, render
 from app.models import Connection, Subscription, SyncRecord
 from app.notifications import repository as repo
 from app.notifications.service import ACTIVE, DISABLED, FAILED, PENDING
@@ -87,7 +87,7 @@ async def disable(
     row.last_error_at = now
     row.last_error_code = code
     row.last_error_message = text
-    await target.add_records(session, status="skipped", code=code, message=text)
+    await target.add_records(session, status="skipped", code=code, message=text, details=params)
 
 
 async def store_created(
@@ -122,7 +122,7 @@ async def store_created(
         status="ok",
         code="subscription_created",
         message=message("subscription_created", target.connection.locale, params),
-        details={"subscription_id": created.id, "recreated": recreate},
+        details={**params, "subscription_id": created.id, "recreated": recreate},
         graph_request_id=request_id,
     )
     # A first subscription starts the mailbox's delta; a recreated one starts over, since what
@@ -159,6 +159,7 @@ async def store_renewed(
         status="ok",
         code=code,
         message=message(code, target.connection.locale, params),
+        details=params,
         graph_request_id=request_id,
     )
 
@@ -172,11 +173,13 @@ async def mark_gone(session: AsyncSession, target: Target, *, row_id: int) -> No
     row.graph_subscription_id = None
     row.client_state_encrypted = None
     mailbox = target.mailbox
+    params = {"mailbox": mailbox}
     await target.add_records(
         session,
         status="ok",
         code="subscription_gone",
-        message=message("subscription_gone", target.connection.locale, {"mailbox": mailbox}),
+        message=message("subscription_gone", target.connection.locale, params),
+        details=params,
     )
     await enqueue_many(session, [subscription_job(row.connection_id, mailbox, recreate=True)])
 
@@ -196,8 +199,9 @@ async def record_failure(
     code, params = error_code(
         error, mailbox=mailbox, tenant=connection.tenant, client_id=connection.client_id
     )
-    reason = message(code, connection.locale, params)
-    text = message("subscription_failed", connection.locale, {"mailbox": mailbox, "reason": reason})
+    # The record's code is the failure's; its text says the subscription failed, in one language.
+    details = {**params, "message_code": "subscription_failed", "reason_code": code}
+    text = message("subscription_failed", connection.locale, details)
     await client_secrets.mark_rejected(session, connection_id=connection.id, code=code, now=now)
     row = await repo.get_by_id(session, row_id)
     if row is None:
@@ -214,7 +218,19 @@ async def record_failure(
         status="failed",
         code=code,
         message=text,
-        details={"graph_code": error.code, "status": error.status},
+        details={**details, "graph_code": error.code, "status": error.status},
         graph_request_id=error.request_id,
     )
     return code
+
+
+def last_error_text(row: Subscription, locale: str, **known: str) -> str | None:
+    """The row's last error rendered anew in `locale` from its code, its mailbox and the params
+    `known` (the connection's tenant and client_id); None when they are not enough."""
+    code = row.last_error_code
+    if code is None:
+        return None
+    params = {**known, "mailbox": row.mailbox}
+    if code.startswith("subscription_"):  # subscriptions off: the code is the message's
+        return render(code, locale, params)
+    return render("subscription_failed", locale, {**params, "reason_code": code})

@@ -143,14 +143,14 @@ def plan(
     """
     appointment_id = appointment.get("id")
     if not isinstance(appointment_id, str) or not appointment_id:
-        raise InvalidAppointment("the appointment has no id")
+        raise InvalidAppointment("appointment_id_missing")
     if canceled is None:
         canceled = appointment.get("canceled") is True
     resources = appointment.get("bookingResourceList")
     if not isinstance(resources, list) and not canceled:
         # A payload without the list is not "no employees": deleting every event on it would
         # turn one malformed delivery into data loss.
-        raise InvalidAppointment("the appointment has no bookingResourceList")
+        raise InvalidAppointment("appointment_resources_missing")
     listed = listed_employees(resources)
     deleting = canceled and settings.on_cancel == "delete"
 

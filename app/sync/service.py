@@ -155,7 +155,9 @@ async def _sync_appointment(
                 force=force,
             )
         except InvalidAppointment as invalid:
-            params = {"error": str(invalid)}
+            # The reason as a code, not as English text: the record is in one language and can
+            # be rendered in the other.
+            params = {"reason_code": invalid.reason, **invalid.params}
             text = message("invalid_appointment", connection.locale, params)
             await outcome_repo.add_appointment_error(
                 session,

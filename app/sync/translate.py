@@ -15,6 +15,7 @@ from functools import lru_cache
 from typing import Any, Literal, cast
 
 from app.graph.schemas import DateTimeTimeZone, EventWrite, ItemBody, Location
+from app.history.messages import message
 from app.sync.settings import CATEGORY_MAX, SUBJECT_MAX, Locale, TranslationSettings
 from app.sync.timezones import graph_time, load_zone
 
@@ -65,7 +66,14 @@ _LABELS: Mapping[Locale, Mapping[str, str]] = {
 
 
 class InvalidAppointment(ValueError):
-    """The payload cannot be translated (bad or missing times): a permanent error for the job."""
+    """The payload cannot be translated (bad or missing times): a permanent error for the job.
+    `reason` (a code of the history's REASONS) and `params` let the history say why in either
+    language; str() is the English text."""
+
+    def __init__(self, reason: str, **params: str) -> None:
+        self.reason = reason
+        self.params = params
+        super().__init__(message(reason, "en", params))
 
 
 # --- the translated event ----------------------------------------------------------------------
@@ -170,12 +178,12 @@ def translate(
     start = _instant(appointment.get("start"), zone, "start")
     end = _instant(appointment.get("end"), zone, "end")
     if end < start:
-        raise InvalidAppointment("the appointment ends before it starts")
+        raise InvalidAppointment("appointment_ends_before_start")
     try:
         start_time = GraphTime(*graph_time(start, zone))
         end_time = GraphTime(*graph_time(end, zone))
     except OverflowError:  # defence in depth: _instant's range keeps every wall time in it
-        raise InvalidAppointment("the appointment's time is outside the calendar") from None
+        raise InvalidAppointment("appointment_outside_calendar") from None
 
     subject = render_subject(settings.subject_template, appointment) or labels["appointment"]
     if canceled:
@@ -304,18 +312,19 @@ def _place(address: Any) -> Place:
     )
 
 
-def _instant(value: Any, zone: str | None, what: str) -> datetime:
+def _instant(value: Any, zone: str | None, what: Literal["start", "end"]) -> datetime:
+    field = f"time_{what}"  # the field's name in the history's language
     if not isinstance(value, str) or not value:
-        raise InvalidAppointment(f"the appointment has no {what} time")
+        raise InvalidAppointment("time_missing", field_code=field)
     try:
         moment = datetime.fromisoformat(value)
     except ValueError:
-        raise InvalidAppointment(f"the appointment's {what} is not an ISO 8601 time") from None
+        raise InvalidAppointment("time_not_iso", field_code=field) from None
     if moment.utcoffset() is None:
         # No offset: bookingtime's wall time in the appointment's zone, or nothing we can place.
         tz = load_zone(zone) if zone else None
         if tz is None:
-            raise InvalidAppointment(f"the appointment's {what} has neither offset nor zone")
+            raise InvalidAppointment("time_without_zone", field_code=field)
         moment = moment.replace(tzinfo=tz)
     # The webhook refuses these already; a snapshot stored before it did, or from another
     # source, still never reaches Graph as a date it cannot take (year 1) or overflows (9999).
@@ -325,8 +334,11 @@ def _instant(value: Any, zone: str | None, what: str) -> datetime:
         utc = None
     if utc is None or not EARLIEST <= utc <= LATEST:
         raise InvalidAppointment(
-            f"the appointment's {what} ({value}) is not between "
-            f"{EARLIEST:%Y-%m-%d} and {LATEST:%Y-%m-%d}"
+            "time_out_of_range",
+            field_code=field,
+            value=value,
+            earliest=f"{EARLIEST:%Y-%m-%d}",
+            latest=f"{LATEST:%Y-%m-%d}",
         )
     return moment
 

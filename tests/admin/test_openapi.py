@@ -74,7 +74,23 @@ async def test_admin_operations_are_documented(client: httpx.AsyncClient) -> Non
     employee = "/api/v1/connections/{organization_id}/employees/{employee_id}"
     delete = operations[(employee, "delete")]
     assert {"200", "202", "204"} <= set(delete["responses"])
-    assert [p["name"] for p in delete["parameters"]][-1] == "remove_events"
+    queries = [p["name"] for p in delete["parameters"] if p["in"] == "query"]
+    assert queries[-1] == "remove_events"
+    # Every endpoint that answers with readable text takes the language it is to be in.
+    for key in (
+        (employee, "delete"),
+        (employee, "put"),
+        (employee, "get"),
+        (employee + "/resync", "post"),
+        ("/api/v1/connections/{organization_id}/employees", "get"),
+        ("/api/v1/connections/{organization_id}/verify", "post"),
+        ("/api/v1/connections/{organization_id}", "put"),
+        ("/api/v1/subscriptions", "get"),
+        ("/api/v1/subscriptions/{subscription_id}/renew", "post"),
+        (employee + "/subscription", "post"),
+    ):
+        headers = [p["name"] for p in operations[key]["parameters"] if p["in"] == "header"]
+        assert headers == ["accept-language"], key
     assert {"202", "404"} <= set(operations[(employee + "/resync", "post")]["responses"])
 
 

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
+from app.history.schemas import SyncRecordOut
 from app.models import Appointment, SyncRecord
 from app.queue.errors import PermanentError
 from app.queue.retry import RetryStrategy
@@ -127,6 +128,44 @@ async def test_an_edge_time_fails_the_job_for_good_with_a_readable_record(
     }
     assert record.message.startswith(opening[world.locale])
     assert world.control.events(MAILBOX) == []
+
+
+# Each reason in the connection's language throughout, and its code kept to tell it again.
+INVALID_REASONS = [
+    (
+        {"start": "2025-06-02T12:00:00+02:00"},
+        {"reason_code": "appointment_ends_before_start"},
+        {
+            "de": "Der Termin kann nicht übertragen werden: er endet, bevor er beginnt",
+            "en": "The appointment cannot be synchronised: the appointment ends before it starts",
+        },
+    ),
+    (
+        {"end": "soon"},
+        {"reason_code": "time_not_iso", "field_code": "time_end"},
+        {
+            "de": "Der Termin kann nicht übertragen werden: die Endzeit ist keine Zeitangabe "
+            "nach ISO 8601",
+            "en": "The appointment cannot be synchronised: the appointment's end is not an ISO "
+            "8601 time",
+        },
+    ),
+]
+
+
+@pytest.mark.parametrize(("changes", "details", "texts"), INVALID_REASONS)
+async def test_an_invalid_appointment_is_told_in_one_language(
+    world: World, changes: dict[str, Any], details: dict[str, str], texts: dict[str, str]
+) -> None:
+    await world.store(appointment(**changes))
+    with pytest.raises(PermanentError):
+        await world.sync()
+    [record] = await world.records()
+    assert record.message == texts[world.locale]
+    assert record.details == details
+    other = "en" if world.locale == "de" else "de"
+    told = SyncRecordOut.build(record, organization_id=ORG, locale=other)
+    assert told.message == texts[other]
 
 
 async def test_an_unexpected_error_is_recorded_and_fails_the_job_for_good(
