@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import re
 import ssl
 from functools import lru_cache
 from pathlib import Path
@@ -143,6 +144,63 @@ class OutlookSettings(BaseModel):
     )
 
 
+BOOKINGTIME_LOCALE = re.compile(r"[a-z]{2}(?:_[A-Z]{2})?")
+
+
+def bookingtime_url_problem(value: str) -> str | None:
+    """Why `value` cannot be a bookingtime endpoint (it carries the app's secret and tokens)."""
+    problem = _url_problem(value)
+    if problem is not None:
+        return problem
+    parts = urlsplit(value)
+    if parts.scheme == "http" and (parts.hostname or "").lower() not in LOOPBACK_HOSTS:
+        return f"{value!r} must use https (it carries the app's secret and tokens)"
+    if parts.query or parts.fragment or parts.username or parts.password:
+        return f"{value!r} must not carry a query, fragment or credentials"
+    return None
+
+
+class BookingtimeSettings(BaseModel):
+    """bookingtime's App API and auth server, and how often calbridge polls it
+    (`CALBRIDGE_BOOKINGTIME__API_URL=...` and so on)."""
+
+    api_url: str = Field(
+        default="https://api.bookingtime.com/app/v3/",
+        description="App API base; requests go to {api_url}{locale}/organization/...",
+    )
+    auth_url: str = Field(
+        default="https://auth.bookingtime.com/oauth/token", description="OAuth token endpoint"
+    )
+    locale: str = Field(
+        default="de", description="language of bookingtime's messages, in the URL (de, en, de_DE)"
+    )
+    poll_seconds: float = Field(
+        default=60.0, ge=5, le=3600, description="cadence of the hot tier (this week and next)"
+    )
+    # bookingtime's own plugins and SDK readme use 15 s (its SDK's default is 30 s).
+    timeout_seconds: float = Field(
+        default=15.0, gt=0, le=300, description="longest wait for one bookingtime request"
+    )
+
+    @field_validator("api_url", "auth_url")
+    @classmethod
+    def _endpoint(cls, value: str, info: ValidationInfo) -> str:
+        value = value.strip()
+        problem = bookingtime_url_problem(value)
+        if problem is not None:
+            raise ValueError(problem)
+        # The locale is appended to the API base as a path segment.
+        return value if info.field_name != "api_url" or value.endswith("/") else f"{value}/"
+
+    @field_validator("locale")
+    @classmethod
+    def _locale(cls, value: str) -> str:
+        value = value.strip()
+        if not BOOKINGTIME_LOCALE.fullmatch(value):
+            raise ValueError(f"{value!r} is not a locale like de, en or de_DE")
+        return value
+
+
 class Settings(BaseSettings):
     """All configuration of calbridge. Names are fixed: see DESIGN.md."""
 
@@ -205,6 +263,7 @@ class Settings(BaseSettings):
     worker: WorkerSettings = WorkerSettings()
     retention: RetentionSettings = RetentionSettings()
     outlook: OutlookSettings = OutlookSettings()
+    bookingtime: BookingtimeSettings = BookingtimeSettings()
 
     @field_validator("public_url", "graph_url", "authority_host")
     @classmethod
@@ -279,7 +338,7 @@ FIXES = {
 }
 
 
-NESTED_GROUPS = frozenset({"worker", "retention", "outlook"})
+NESTED_GROUPS = frozenset({"worker", "retention", "outlook", "bookingtime"})
 
 
 class ConfigError(ValueError):
