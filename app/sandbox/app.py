@@ -21,6 +21,8 @@ from app.sandbox import (
     users,
 )
 from app.sandbox.asgi import CONTROL_PREFIX, SandboxASGI
+from app.sandbox.bookingtime import router as bookingtime
+from app.sandbox.bookingtime.envelope import is_bookingtime
 from app.sandbox.control import Control
 from app.sandbox.errors import EntraError, GraphError, entra_error_body, graph_error_body
 from app.sandbox.pipeline import Dropped
@@ -28,10 +30,11 @@ from app.sandbox.runtime import Runtime
 
 CONTROL_DESCRIPTION = """
 The sandbox emulates Microsoft Entra (tokens) and Microsoft Graph (calendars, events, delta,
-subscriptions, `$batch`) for calbridge's tests, benchmarks and demo. This control API, under
-`/_sandbox`, sets up and steers it from another process: tenants, apps and users, the clock,
-injected faults, what a person does in Outlook, and the logs of writes and notification
-deliveries. It has no authentication: keep the sandbox on loopback.
+subscriptions, `$batch`), and bookingtime's auth server and App API (under `/bookingtime`), for
+calbridge's tests, benchmarks and demo. This control API, under `/_sandbox`, sets up and steers
+it from another process: tenants, apps and users, the clock, injected faults, what a person does
+in Outlook or in bookingtime, and the logs of writes and notification deliveries.
+It has no authentication: keep the sandbox on loopback.
 """
 
 
@@ -51,6 +54,7 @@ def create_app(runtime: Runtime) -> ASGIApp:
     app.include_router(control_router.router)
     for emulated in (entra, users, calendars, events, delta, subscriptions, batch):
         app.include_router(emulated.router, include_in_schema=False)
+    bookingtime.install(app)
 
     def graph_error(request: Request, error: GraphError) -> JSONResponse:
         body = graph_error_body(
@@ -81,6 +85,8 @@ def create_app(runtime: Runtime) -> ASGIApp:
         assert isinstance(exc, HTTPException)
         if request.url.path.startswith(CONTROL_PREFIX):
             return JSONResponse({"detail": exc.detail}, status_code=exc.status_code)
+        if is_bookingtime(request.url.path):
+            return bookingtime.http_failure(request, exc)
         if exc.status_code == 405:
             error = GraphError(
                 405,
@@ -96,6 +102,8 @@ def create_app(runtime: Runtime) -> ASGIApp:
 
     async def on_validation_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, RequestValidationError)
+        if is_bookingtime(request.url.path):
+            return bookingtime.validation_failure(request, exc)
         return JSONResponse({"detail": exc.errors()}, status_code=422)
 
     app.add_exception_handler(GraphError, on_graph_error)

@@ -1,5 +1,6 @@
-"""The outermost ASGI layer: request ids and Graph/Entra response headers, path-scoped faults,
-and the two things only the server connection can do: cut it, or hang until the client leaves."""
+"""The outermost ASGI layer: request ids and Graph/Entra response headers, path-scoped faults
+(in the shape of the service the path belongs to, Microsoft's or bookingtime's), and the two
+things only the server connection can do: cut it, or hang until the client leaves."""
 
 from __future__ import annotations
 
@@ -11,7 +12,9 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from app.sandbox.bookingtime.envelope import HTML_500, fault_body, is_bookingtime
 from app.sandbox.errors import GraphError, graph_error_body
+from app.sandbox.faults import RESPONSE_FAULTS
 from app.sandbox.pipeline import Dropped, delay, fail
 from app.sandbox.runtime import Runtime
 
@@ -65,6 +68,7 @@ class SandboxASGI:
 
         # A $batch item dispatched in-process arrives with its batch's closures: the only
         # connection there is to cut or hang is the batch's own.
+        batch_item = "sandbox.drop" in scope
         scope.setdefault("sandbox.drop", drop)
         scope.setdefault("sandbox.hang", hang)
 
@@ -74,7 +78,7 @@ class SandboxASGI:
                 (b"client-request-id", client_request_id.encode()),
                 (b"x-ms-ags-diagnostic", b'{"ServerInfo":{"DataCenter":"Sandbox"}}'),
             ]
-        elif path.startswith(CONTROL_PREFIX):
+        elif path.startswith(CONTROL_PREFIX) or is_bookingtime(path):
             extra = []
         else:
             extra = [(b"x-ms-request-id", request_id.encode())]
@@ -84,31 +88,81 @@ class SandboxASGI:
                 message = {**message, "headers": [*message.get("headers", []), *extra]}
             await send(message)
 
+        forward: Send = send_with_headers
         try:
             if not path.startswith(CONTROL_PREFIX):
                 rules = self.runtime.faults.pick(path)
+                # At most one failure fires, so a response fault means no other failure did.
+                answer = next((r for r in rules if r.kind in RESPONSE_FAULTS), None)
                 try:
-                    await fail(rules, scope)
+                    await fail(rules if answer is None else [], scope)
                     await delay(rules)
+                    if answer is not None and answer.kind == "500":
+                        raise GraphError(
+                            500, "generalException", "General exception while processing."
+                        )
                 except GraphError as error:
                     await self._send_error(error, scope, send_with_headers)
                     return
-            await self.app(scope, receive, send_with_headers)
+                if answer is not None and answer.kind == "html500":
+                    await _send(send_with_headers, 500, HTML_500.encode(), b"text/html")
+                    return
+                if answer is not None and not batch_item:  # only a whole response is cut
+                    forward = _truncating(send_with_headers)
+            await self.app(scope, receive, forward)
         except Dropped:
             return
 
     async def _send_error(self, error: GraphError, scope: Scope, send: Send) -> None:
-        body = graph_error_body(
-            error,
-            now=self.runtime.state.clock.now(),
-            request_id=scope["sandbox.request_id"],
-            client_request_id=scope["sandbox.client_request_id"],
-        )
-        payload = json.dumps(body).encode()
-        headers: list[Any] = [
-            (b"content-type", b"application/json"),
-            (b"content-length", str(len(payload)).encode()),
-            *[(k.lower().encode(), v.encode()) for k, v in error.headers.items()],
-        ]
-        await send({"type": "http.response.start", "status": error.status, "headers": headers})
-        await send({"type": "http.response.body", "body": payload})
+        if is_bookingtime(scope["path"]):
+            body = fault_body(error.status, scope["path"])
+        else:
+            body = graph_error_body(
+                error,
+                now=self.runtime.state.clock.now(),
+                request_id=scope["sandbox.request_id"],
+                client_request_id=scope["sandbox.client_request_id"],
+            )
+        await _send(send, error.status, json.dumps(body).encode(), headers=error.headers)
+
+
+async def _send(
+    send: Send,
+    status: int,
+    payload: bytes,
+    content_type: bytes = b"application/json",
+    headers: dict[str, str] | None = None,
+) -> None:
+    all_headers: list[Any] = [
+        (b"content-type", content_type),
+        (b"content-length", str(len(payload)).encode()),
+        *[(k.lower().encode(), v.encode()) for k, v in (headers or {}).items()],
+    ]
+    await send({"type": "http.response.start", "status": status, "headers": all_headers})
+    await send({"type": "http.response.body", "body": payload})
+
+
+def _truncating(send: Send) -> Send:
+    """Let the app answer, then send only the first half of its body, with a Content-Length
+    that matches: the response is complete, its JSON is not."""
+    start: Message = {}
+    body = bytearray()
+
+    async def cut(message: Message) -> None:
+        nonlocal start
+        if message["type"] == "http.response.start":
+            start = message
+            return
+        if message["type"] != "http.response.body":
+            await send(message)
+            return
+        body.extend(message.get("body", b""))
+        if message.get("more_body", False):
+            return
+        kept = bytes(body[: len(body) // 2])
+        headers = [(k, v) for k, v in start.get("headers", []) if k.lower() != b"content-length"]
+        headers.append((b"content-length", str(len(kept)).encode()))
+        await send({**start, "headers": headers})
+        await send({"type": "http.response.body", "body": kept})
+
+    return cut

@@ -1,6 +1,7 @@
 """The control API in Python: set up tenants, apps and users, move the clock, inspect mailboxes,
-act as a person in Outlook, inject faults, steer notification delivery. `control_router.py`
-serves the same operations over HTTP under `/_sandbox`."""
+act as a person in Outlook, inject faults, steer notification delivery; `bookingtime` does the
+same for the bookingtime emulator. `control_router.py` serves the same operations over HTTP
+under `/_sandbox`."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from app.sandbox.bookingtime.control import BookingtimeControl, BookingtimeDemo
 from app.sandbox.clock import Clock
 from app.sandbox.event_body import parse_changes
 from app.sandbox.event_render import RenderOptions, render_event
@@ -46,6 +48,7 @@ class DemoSetup:
     client_id: str
     client_secret: str
     mailboxes: tuple[str, ...]
+    bookingtime: BookingtimeDemo
 
 
 class Control:
@@ -53,6 +56,7 @@ class Control:
 
     def __init__(self, runtime: Runtime) -> None:
         self._runtime = runtime
+        self.bookingtime = BookingtimeControl(runtime.bookingtime)
 
     @property
     def clock(self) -> Clock:
@@ -161,7 +165,8 @@ class Control:
                 tenant.blocked.discard(pair)
 
     def seed_demo(self) -> DemoSetup:
-        """A ready tenant, app and two mailboxes with stable ids, for the CLI and the demo."""
+        """A ready tenant, app and two mailboxes with stable ids, for the CLI and the demo, and
+        their bookingtime counterparts: an app and an organisation with two booking resources."""
         tenant_id = str(uuid.uuid5(uuid.NAMESPACE_DNS, "tenant.contoso.example"))
         domain = "contoso.example"
         client_id = str(uuid.uuid5(uuid.NAMESPACE_DNS, "calbridge.contoso.example"))
@@ -174,7 +179,12 @@ class Control:
                 uid = str(uuid.uuid5(uuid.NAMESPACE_DNS, upn))
                 self.add_user(tenant_id, upn, user_id=uid)
         return DemoSetup(
-            tenant_id, domain, client_id, secret, ("max@contoso.example", "erika@contoso.example")
+            tenant_id,
+            domain,
+            client_id,
+            secret,
+            ("max@contoso.example", "erika@contoso.example"),
+            self.bookingtime.seed_demo(),
         )
 
     # Mailboxes -------------------------------------------------------------------------------

@@ -9,6 +9,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, HTTPException, Query, Request
 from pydantic import BaseModel
 
+from app.sandbox.bookingtime import control_router as bookingtime_control
 from app.sandbox.control import Control
 from app.sandbox.faults import FaultKind, FaultRule
 from app.sandbox.subscription_store import LifecycleEvent, Subscription
@@ -250,20 +251,24 @@ def _rule_out(rule: FaultRule) -> dict[str, Any]:
 @router.post(
     "/faults",
     status_code=201,
-    summary="Inject a fault (latency, 429, 503, 504, drop, timeout, hold), by path or mailbox",
+    summary="Inject a fault (latency, 429, 500, 503, 504, html500, truncated, drop, timeout),"
+    " by path or mailbox",
 )
 async def http_add_fault(request: Request, body: FaultIn) -> dict[str, Any]:
     if body.kind == "hold":
         raise HTTPException(400, detail="holds are released from Python; use latency over HTTP")
-    rule = _control(request).faults.add(
-        body.kind,
-        rate=body.rate,
-        count=body.count,
-        path=body.path,
-        mailbox=body.mailbox,
-        seconds=body.seconds,
-        retry_after=body.retry_after,
-    )
+    try:
+        rule = _control(request).faults.add(
+            body.kind,
+            rate=body.rate,
+            count=body.count,
+            path=body.path,
+            mailbox=body.mailbox,
+            seconds=body.seconds,
+            retry_after=body.retry_after,
+        )
+    except ValueError as exc:
+        raise HTTPException(400, detail=str(exc)) from exc
     return _rule_out(rule)
 
 
@@ -361,3 +366,7 @@ async def http_pause_delivery(request: Request) -> None:
 @router.post("/delivery/resume", status_code=204, summary="Deliver the held notifications")
 async def http_resume_delivery(request: Request) -> None:
     _control(request).resume_delivery()
+
+
+# bookingtime's control routes belong to this one control API: its routes, so its document.
+router.routes.extend(bookingtime_control.router.routes)

@@ -1,5 +1,6 @@
-"""Fault injection: latency, 429/503/504, dropped connections, hangs and holds, each optionally
-scoped to a path pattern or a mailbox, by seeded rate (deterministic) or for the next N calls."""
+"""Fault injection: latency, 429/500/503/504, an HTML 500 page, a truncated body, dropped
+connections, hangs and holds, each optionally scoped to a path pattern or a mailbox, by seeded
+rate (deterministic) or for the next N calls."""
 
 from __future__ import annotations
 
@@ -10,8 +11,13 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Literal
 
-FaultKind = Literal["latency", "429", "503", "504", "drop", "timeout", "hold"]
-FAILURES: frozenset[str] = frozenset({"429", "503", "504", "drop", "timeout"})
+FaultKind = Literal[
+    "latency", "429", "500", "503", "504", "html500", "truncated", "drop", "timeout", "hold"
+]
+# The outermost ASGI layer answers these itself (a 500 in the service's shape, a proxy's HTML
+# page, a cut body), before any mailbox is known: they are scoped by path only.
+RESPONSE_FAULTS: frozenset[str] = frozenset({"500", "html500", "truncated"})
+FAILURES: frozenset[str] = frozenset({"429", "503", "504", "drop", "timeout"} | RESPONSE_FAULTS)
 
 
 class Gate:
@@ -78,6 +84,8 @@ class Faults:
     ) -> FaultRule:
         if not 0.0 <= rate <= 1.0:
             raise ValueError("rate is a probability between 0 and 1")
+        if kind in RESPONSE_FAULTS and mailbox is not None:
+            raise ValueError(f"a {kind} fault is scoped by path, not by mailbox")
         if kind == "timeout" and seconds <= 0:
             seconds = 60.0
         rule = FaultRule(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from app.sandbox.bookingtime.store import BookingtimeStore
 from app.sandbox.delta_store import DeltaStore
 from app.sandbox.faults import Faults
 from app.sandbox.state import SandboxState
@@ -20,6 +21,8 @@ class Runtime:
     delta: DeltaStore = field(default_factory=DeltaStore)
     subscriptions: SubscriptionStore = field(default_factory=SubscriptionStore)
     writes: WriteLog = field(default_factory=WriteLog)
+    bookingtime: BookingtimeStore = field(init=False)
 
     def __post_init__(self) -> None:
         self.writes.attach(self.state)
+        self.bookingtime = BookingtimeStore(self.state.clock)

@@ -20,6 +20,7 @@ import trustme
 import uvicorn
 
 from app.sandbox.app import create_app
+from app.sandbox.bookingtime.envelope import API_PATH, TOKEN_PATH
 from app.sandbox.control import Control
 from app.sandbox.faults import Faults
 from app.sandbox.runtime import Runtime
@@ -129,6 +130,15 @@ class SandboxServer:
     @property
     def authority_host(self) -> str:
         return self.url
+
+    @property
+    def bookingtime_auth_url(self) -> str:
+        return f"{self.url}{TOKEN_PATH}"
+
+    @property
+    def bookingtime_api_url(self) -> str:
+        """The App API base; requests go to `{this}{locale}/organization/…`."""
+        return f"{self.url}{API_PATH}/"
 
     @property
     def ca_path(self) -> Path:
