@@ -1,7 +1,8 @@
 """Shared fixtures: a real, migrated database per test (SQLite always, PostgreSQL when reachable),
 settings, the app and an HTTP client driving it in-process.
 
-PostgreSQL tests get their own schema (dropped afterwards), so runs can share one server.
+PostgreSQL tests get a schema of their own under a name of their own: built once per process,
+emptied and renamed between tests, dropped at the end, so runs can share one server.
 Set CALBRIDGE_TEST_POSTGRES_URL to choose the server; the default is tried and, when it does not
 answer, the PostgreSQL variants skip with the reason.
 """
@@ -9,6 +10,7 @@ answer, the PostgreSQL variants skip with the reason.
 from __future__ import annotations
 
 import functools
+import itertools
 import os
 import shutil
 import socket
@@ -24,6 +26,7 @@ from cryptography.fernet import Fernet
 from fastapi import FastAPI
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
 
 from app.config import Settings
 from app.crypto import SecretBox
@@ -88,6 +91,114 @@ def _postgres_schema_url(base: str, schema: str) -> str:
     return url.set(query=query).render_as_string(hide_password=False)
 
 
+class SchemaPool:
+    """Schemas at the migration head for one test process, each lent to one test at a time.
+
+    Emptying a schema (one TRUNCATE) costs a fraction of building one, so a schema goes back to
+    the pool after its test, renamed: a connection that outlives its test finds nothing under
+    the old name instead of the next test's rows. A schema whose structure changed, or that
+    cannot be emptied, is dropped instead. Names are unique per run and process, so a crashed
+    run's leftovers never meet this one's."""
+
+    def __init__(self, server_url: str) -> None:
+        self.server_url = server_url
+        self.admin = create_engine(sync_url(server_url))
+        self.free: list[str] = []
+        self.live: set[str] = set()
+        self.fingerprint: str | None = None
+        self.tables = [t.name for t in Base.metadata.sorted_tables]
+        run = uuid.uuid4().hex[:10]
+        self._names = (f"t_{run}_{n}" for n in itertools.count())
+
+    def acquire(self) -> str:
+        if self.free:
+            return self.free.pop()
+        schema = next(self._names)
+        with self.admin.begin() as conn:
+            conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+        self.live.add(schema)
+        create_schema(_postgres_schema_url(self.server_url, schema))
+        if self.fingerprint is None:
+            with self.admin.connect() as conn:
+                self.fingerprint = _schema_fingerprint(conn, schema)
+        return schema
+
+    def release(self, schema: str) -> None:
+        renamed = next(self._names)
+        tables = ", ".join(f'"{renamed}"."{name}"' for name in self.tables)
+        try:
+            with self.admin.begin() as conn:
+                # A connection the test left in a transaction must not hang the suite.
+                conn.execute(text("SET LOCAL lock_timeout = '5s'"))
+                conn.execute(text(f'ALTER SCHEMA "{schema}" RENAME TO "{renamed}"'))
+                conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+                intact = _schema_fingerprint(conn, renamed) == self.fingerprint
+        except DBAPIError:
+            self._drop(schema)
+            return
+        self.live.discard(schema)
+        self.live.add(renamed)
+        if intact:
+            self.free.append(renamed)
+        else:
+            self._drop(renamed)
+
+    def close(self) -> None:
+        for schema in list(self.live):
+            self._drop(schema)
+        self.admin.dispose()
+
+    def _drop(self, schema: str) -> None:
+        try:
+            with self.admin.begin() as conn:
+                conn.execute(text("SET LOCAL lock_timeout = '5s'"))
+                conn.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+        except DBAPIError:
+            return  # still locked by a stray connection: left behind under a name no run reuses
+        self.live.discard(schema)
+
+
+# Everything a test could change in a schema but rows, whatever the schema's name: columns,
+# defaults, indexes, constraints, triggers, functions, relations and the migration stamp.
+_FINGERPRINT = """
+SELECT md5(replace(string_agg(part, ' | ' ORDER BY part), :schema || '.', '')) FROM (
+  SELECT c.relname || '.' || a.attname || ' ' || format_type(a.atttypid, a.atttypmod)
+         || ' ' || a.attnotnull || ' ' || coalesce(pg_get_expr(d.adbin, d.adrelid), '') AS part
+    FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid
+    LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+   WHERE c.relnamespace = CAST(:schema AS regnamespace) AND a.attnum > 0 AND NOT a.attisdropped
+  UNION ALL SELECT c.relname || ' ' || CAST(c.relkind AS text) FROM pg_class c
+   WHERE c.relnamespace = CAST(:schema AS regnamespace)
+  UNION ALL SELECT pg_get_indexdef(i.indexrelid) FROM pg_index i
+    JOIN pg_class c ON c.oid = i.indrelid WHERE c.relnamespace = CAST(:schema AS regnamespace)
+  UNION ALL SELECT conname || ' ' || pg_get_constraintdef(oid) FROM pg_constraint
+   WHERE connamespace = CAST(:schema AS regnamespace)
+  UNION ALL SELECT pg_get_triggerdef(t.oid) FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid
+   WHERE c.relnamespace = CAST(:schema AS regnamespace) AND NOT t.tgisinternal
+  UNION ALL SELECT p.proname || '(' || pg_get_function_identity_arguments(p.oid) || ') '
+         || md5(p.prosrc) FROM pg_proc p WHERE p.pronamespace = CAST(:schema AS regnamespace)
+) AS parts
+"""
+
+
+def _schema_fingerprint(conn: Any, schema: str) -> str:
+    digest = conn.execute(text(_FINGERPRINT), {"schema": schema}).scalar_one()
+    version = conn.execute(text(f'SELECT version_num FROM "{schema}".alembic_version')).all()
+    return f"{digest} {version}"
+
+
+@pytest.fixture(scope="session")
+def postgres_schemas() -> Iterator[SchemaPool]:
+    """This test process's pool of PostgreSQL schemas at the head (skips without a server)."""
+    if POSTGRES_URL is None:
+        pytest.skip(POSTGRES_SKIP_REASON)
+    pool = SchemaPool(POSTGRES_URL)
+    try:
+        yield pool
+    finally:
+        pool.close()
+
+
 @contextmanager
 def _empty_database(kind: str, tmp_path: Path) -> Iterator[str]:
     """An empty database URL: a new SQLite file, or a new PostgreSQL schema dropped afterwards."""
@@ -120,13 +231,17 @@ def empty_db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
 
 @pytest.fixture(params=ENGINES)
 def db_url(request: pytest.FixtureRequest, tmp_path: Path, sqlite_template: Path) -> Iterator[str]:
-    """A fresh database at the schema head, on each engine."""
-    with _empty_database(request.param, tmp_path) as url:
-        if request.param == "sqlite":
-            shutil.copy(sqlite_template, tmp_path / "calbridge.db")
-        else:
-            create_schema(url)
-        yield url
+    """A database at the schema head with no rows, this test's alone, on each engine."""
+    if request.param == "sqlite":
+        shutil.copy(sqlite_template, tmp_path / "calbridge.db")
+        yield f"sqlite:///{tmp_path / 'calbridge.db'}"
+        return
+    pool: SchemaPool = request.getfixturevalue("postgres_schemas")
+    schema = pool.acquire()
+    try:
+        yield _postgres_schema_url(pool.server_url, schema)
+    finally:
+        pool.release(schema)
 
 
 @pytest.fixture

@@ -1,11 +1,15 @@
-"""Assertions and waiting shared by every test: `eventually` (poll until true) and
-`assert_problem` (an exact problem document)."""
+"""Assertions and waiting shared by every test: `eventually` (poll until true),
+`assert_problem` (an exact problem document) and `invoke_cli` (the command, in this process)."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
+import os
+import subprocess
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
@@ -44,3 +48,27 @@ def assert_problem(response: httpx.Response, status: int, code: str) -> dict[str
     assert body["status"] == status
     assert body["code"] == code
     return body
+
+
+def invoke_cli(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    """`calbridge args` in this process, with `env`'s CALBRIDGE_* variables and no others, in
+    `cwd`: what running it as a process gives, for cases that differ only in what they are given.
+    Starting a process costs far more than the check it runs; each behaviour keeps a real one."""
+    from typer.testing import CliRunner
+
+    from app.cli import cli
+    from app.config import get_settings
+
+    variables: dict[str, str | None] = {k: None for k in os.environ if k.startswith("CALBRIDGE_")}
+    variables.update((k, v) for k, v in env.items() if k.startswith("CALBRIDGE_"))
+    get_settings.cache_clear()  # a process reads its settings once: here, once per command
+    try:
+        with contextlib.chdir(cwd):
+            result = CliRunner().invoke(cli, args, env=variables)
+    finally:
+        get_settings.cache_clear()
+    # An exception escaping the command would have been a traceback on a real process's stderr.
+    traceback = "" if isinstance(result.exception, SystemExit | None) else "Traceback"
+    return subprocess.CompletedProcess(
+        ["calbridge", *args], result.exit_code, result.stdout, result.stderr + traceback
+    )

@@ -1,4 +1,5 @@
-"""The `calbridge` command, run as a real process: migrate, token, serve, worker."""
+"""The `calbridge` command, run as a real process (cases that differ only in their settings run
+in this one): migrate, token, serve, worker."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import os
 import signal
 import socket
 import sqlite3
+import ssl
 import subprocess
 import sys
 import time
@@ -21,6 +23,7 @@ import pytest
 from standardwebhooks.webhooks import Webhook
 
 from tests.conftest import POSTGRES_SKIP_REASON, POSTGRES_URL
+from tests.helpers import invoke_cli
 
 CALBRIDGE = [sys.executable, "-m", "app.cli"]
 
@@ -321,7 +324,12 @@ def test_a_misconfiguration_is_one_line_before_anything_is_touched(
 ) -> None:
     variable, make_value, fix = MISCONFIGURATIONS[case]
     env = _env(tmp_path, **{variable: make_value(tmp_path)})
-    result = _run(["serve", "--port", str(_free_port())], env, tmp_path)
+    # One case as a real process; the rest take the same path in this one.
+    run = _run if case == "secret-key" else invoke_cli
+    with socket.socket() as busy:  # should the check let it through, serve stops here
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        result = run(["serve", "--port", str(busy.getsockname()[1])], env, tmp_path)
     line = _one_line(result)
     assert variable in line and fix in line, line
     assert "not-a-fernet-key" not in line  # a secret is never echoed
@@ -334,7 +342,9 @@ def test_a_misconfiguration_is_one_line_before_anything_is_touched(
 )
 def test_every_command_checks_the_settings_first(command: list[str], tmp_path: Path) -> None:
     env = _env(tmp_path, CALBRIDGE_LOG_LEVEL="loud")
-    line = _one_line(_run(command, env, tmp_path))
+    # `worker` takes the signals over before anything else: a real process, not this one.
+    run = _run if command == ["worker"] else invoke_cli
+    line = _one_line(run(command, env, tmp_path))
     assert "CALBRIDGE_LOG_LEVEL" in line
     assert not (tmp_path / "calbridge.db").exists()
 
@@ -416,6 +426,43 @@ def test_the_sandbox_prints_absolute_paths(tmp_path: Path) -> None:
     ca = tmp_path / "state" / "sandbox-ca.pem"
     assert f"CA certificate: {ca}\n" in lines
     assert f"  export CALBRIDGE_CA_BUNDLE={ca}\n" in lines
+
+
+def test_the_sandbox_prints_bookingtime_values_that_work(tmp_path: Path) -> None:
+    command = [*CALBRIDGE, "sandbox", "--port", str(_free_port()), "--state-dir", "state"]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    with subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=tmp_path
+    ) as process:
+        try:
+            assert process.stdout is not None
+            lines: list[str] = []
+            while not lines or not lines[-1].startswith("Ctrl-C"):
+                line = process.stdout.readline()
+                assert line, f"the sandbox stopped before it was ready: {lines}"
+                lines.append(line.strip())
+            values = dict(line.split(":", 1) for line in lines if line.startswith("bookingtime "))
+            exports = dict(
+                line.removeprefix("export ").split("=", 1)
+                for line in lines
+                if "BOOKINGTIME" in line
+            )
+            trust = ssl.create_default_context(cafile=str(tmp_path / "state" / "sandbox-ca.pem"))
+            token = httpx.post(
+                exports["CALBRIDGE_BOOKINGTIME__AUTH_URL"],
+                data={
+                    "grant_type": "client_credentials",
+                    "client_id": values["bookingtime client id"].strip(),
+                    "client_secret": values["bookingtime client secret"].strip(),
+                },
+                verify=trust,
+            )
+        finally:
+            process.send_signal(signal.SIGTERM)
+            process.communicate(timeout=20)
+    assert token.status_code == 200 and token.json()["refresh_token"]
+    assert exports["CALBRIDGE_BOOKINGTIME__API_URL"] == values["bookingtime API URL"].strip()
+    assert values["bookingtime organization"].strip().startswith("f6")
 
 
 def test_an_unreachable_database_stops_the_worker_with_one_line(tmp_path: Path) -> None:

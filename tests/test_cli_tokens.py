@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
+import subprocess
 from contextlib import closing
 from pathlib import Path
 
@@ -13,11 +15,18 @@ from app.crypto import SecretBox
 from app.db import Database
 from app.main import create_app
 from tests.conftest import SECRET_KEY
+from tests.helpers import invoke_cli
 from tests.test_cli import _env, _run
 
 
-def _create(tmp_path: Path, name: str, *role: str) -> str:
-    result = _run(["token", "create", "--name", name, *role], _env(tmp_path), tmp_path)
+async def _in_process(args: list[str], tmp_path: Path) -> subprocess.CompletedProcess[str]:
+    # Off the event loop: the commands run their own (asyncio.run). `token list` and `token
+    # revoke` below run as real processes too, and test_cli.py's `token create`.
+    return await asyncio.to_thread(invoke_cli, args, _env(tmp_path), tmp_path)
+
+
+async def _create(tmp_path: Path, name: str, *role: str) -> str:
+    result = await _in_process(["token", "create", "--name", name, *role], tmp_path)
     assert result.returncode == 0, result.stderr
     return result.stdout.strip()
 
@@ -48,10 +57,10 @@ async def test_list_shows_roles_never_tokens_and_revoke_takes_effect_at_once(
     tmp_path: Path,
 ) -> None:
     db_path = tmp_path / "calbridge.db"
-    reader = _create(tmp_path, "dashboard", "--role", "read")
-    ops = _create(tmp_path, "ops")  # admin unless said otherwise
-    ci_1 = _create(tmp_path, "ci", "--role", "admin")
-    ci_2 = _create(tmp_path, "ci")
+    reader = await _create(tmp_path, "dashboard", "--role", "read")
+    ops = await _create(tmp_path, "ops")  # admin unless said otherwise
+    ci_1 = await _create(tmp_path, "ci", "--role", "admin")
+    ci_2 = await _create(tmp_path, "ci")
     with closing(sqlite3.connect(db_path)) as conn:
         roles = dict(conn.execute("SELECT name, role FROM admin_token WHERE name != 'ci'"))
     assert roles == {"dashboard": "read", "ops": "admin"}
@@ -85,16 +94,16 @@ async def test_list_shows_roles_never_tokens_and_revoke_takes_effect_at_once(
     assert await _status(db_path, ci_2) == 401
     # By id.
     ops_id = lines[2].split()[0]
-    assert _run(["token", "revoke", ops_id], _env(tmp_path), tmp_path).returncode == 0
+    assert (await _in_process(["token", "revoke", ops_id], tmp_path)).returncode == 0
     assert await _status(db_path, ops) == 401
     assert await _status(db_path, reader) == 200
 
-    after = _run(["token", "list"], _env(tmp_path), tmp_path).stdout
+    after = (await _in_process(["token", "list"], tmp_path)).stdout
     assert [line.split()[1] for line in after.strip().splitlines()[1:]] == ["dashboard"]
-    everything = _run(["token", "list", "--all"], _env(tmp_path), tmp_path).stdout
+    everything = (await _in_process(["token", "list", "--all"], tmp_path)).stdout
     assert len(everything.strip().splitlines()) == 5
 
-    missing = _run(["token", "revoke", "nobody"], _env(tmp_path), tmp_path)
+    missing = await _in_process(["token", "revoke", "nobody"], tmp_path)
     assert missing.returncode != 0
     assert "nobody" in missing.stderr
 
