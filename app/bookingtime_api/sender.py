@@ -6,13 +6,10 @@ failure classified (app.bookingtime_api.errors). Pages of an `index` route are f
 from __future__ import annotations
 
 import json
-import ssl
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-import certifi
 import httpx
 
 from app.bookingtime_api.auth import BookingtimeAuth, TokenBroker
@@ -24,6 +21,7 @@ from app.bookingtime_api.errors import (
 )
 from app.bookingtime_api.values import entity_id
 from app.config import Settings
+from app.tls import ssl_context
 
 #: bookingtime's own plugins allow 15 s per request; the rest of the limits are httpx's.
 DEFAULT_TIMEOUT_SECONDS = 15.0
@@ -32,24 +30,12 @@ MAX_PAGES = 400
 JSON_CONTENT_TYPE = "application/json; charset=utf-8"
 
 
-def build_ssl_context(ca_bundle: Path | None = None) -> ssl.SSLContext:
-    """Trust the system CAs, certifi's (what httpx trusts by default) and CALBRIDGE_CA_BUNDLE.
-
-    The same trust as app.graph.auth.build_ssl_context: this package imports nothing of Graph's.
-    """
-    context = ssl.create_default_context()
-    context.load_verify_locations(cafile=certifi.where())
-    if ca_bundle is not None:
-        context.load_verify_locations(cafile=str(ca_bundle))
-    return context
-
-
 def build_http_client(settings: Settings) -> httpx.AsyncClient:
     """The process's one client for bookingtime's auth server and App API: CALBRIDGE_CA_BUNDLE
     trusted, `CALBRIDGE_BOOKINGTIME__TIMEOUT_SECONDS` per request, no redirects followed (as the
     SDK), proxies from the environment."""
     return httpx.AsyncClient(
-        verify=build_ssl_context(settings.ca_bundle),
+        verify=ssl_context(settings.ca_bundle),
         timeout=httpx.Timeout(settings.bookingtime.timeout_seconds),
         follow_redirects=False,
     )

@@ -8,7 +8,6 @@ import asyncio
 import hashlib
 import json
 import re
-import ssl
 import time
 from collections.abc import AsyncGenerator, Callable, Generator, Mapping
 from dataclasses import dataclass, field
@@ -16,7 +15,6 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-import certifi
 import httpx
 import msal
 from msal.exceptions import MsalServiceError
@@ -28,6 +26,7 @@ from app.graph.errors import (
     Transient,
     error_from_token_result,
 )
+from app.tls import ssl_context
 
 #: Entra login hosts MSAL knows (public cloud, its aliases and the national clouds, as in
 #: msal.authority.WELL_KNOWN_AUTHORITY_HOSTS). Any other host, e.g. the sandbox, gets
@@ -64,15 +63,6 @@ class GraphCredentials:
     def secret_fingerprint(self) -> str:
         """Tells secrets apart without keeping them as a key (in memory only, never logged)."""
         return hashlib.sha256(self.client_secret.get_secret_value().encode()).hexdigest()[:16]
-
-
-def build_ssl_context(ca_bundle: Path | None = None) -> ssl.SSLContext:
-    """Trust the system CAs, certifi's (what httpx trusts by default) and CALBRIDGE_CA_BUNDLE."""
-    context = ssl.create_default_context()
-    context.load_verify_locations(cafile=certifi.where())
-    if ca_bundle is not None:
-        context.load_verify_locations(cafile=str(ca_bundle))
-    return context
 
 
 def graph_scope(graph_url: str) -> str:
@@ -120,7 +110,7 @@ class MsalHttpClient:
 
 def build_msal_http_client(ca_bundle: Path | None = None) -> MsalHttpClient:
     return MsalHttpClient(
-        httpx.Client(verify=build_ssl_context(ca_bundle), timeout=TOKEN_TIMEOUT, trust_env=False)
+        httpx.Client(verify=ssl_context(ca_bundle), timeout=TOKEN_TIMEOUT, trust_env=False)
     )
 
 

@@ -15,7 +15,7 @@ import httpx
 
 from app import counters
 from app.config import Settings
-from app.graph.auth import GraphAuth, build_ssl_context
+from app.graph.auth import GraphAuth
 from app.graph.errors import (
     GraphError,
     Target,
@@ -26,6 +26,7 @@ from app.graph.errors import (
 )
 from app.graph.limits import MailboxLimiter
 from app.graph.schemas import GraphResult
+from app.tls import ssl_context
 
 PREFER_IMMUTABLE_ID = 'IdType="ImmutableId"'
 GRAPH_TIMEOUT = httpx.Timeout(30.0, connect=10.0)
@@ -46,7 +47,7 @@ def build_http_client(
     """A client for Graph, trusting the system's, certifi's and CALBRIDGE_CA_BUNDLE's CAs;
     proxies come from the environment (HTTPS_PROXY, NO_PROXY)."""
     return httpx.AsyncClient(
-        verify=build_ssl_context(settings.ca_bundle), timeout=timeout, limits=GRAPH_LIMITS
+        verify=ssl_context(settings.ca_bundle), timeout=timeout, limits=GRAPH_LIMITS
     )
 
 

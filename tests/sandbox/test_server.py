@@ -108,7 +108,7 @@ def test_cli_prints_what_a_user_needs(tmp_path: object) -> None:
         command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env
     ) as process:
         assert process.stdout is not None
-        lines = [process.stdout.readline() for _ in range(13)]
+        lines = [process.stdout.readline() for _ in range(15)]
         process.terminate()
         process.wait(timeout=10)
     text = "".join(lines)
