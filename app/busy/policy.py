@@ -89,7 +89,7 @@ async def record_failure(
     )
     text = message(code, connection.locale, params)
     now = utcnow()
-    employees = await repo.mailbox_employees(session, connection.id, mailbox)
+    employees = await repo.mailbox_employees(session, connection_id=connection.id, mailbox=mailbox)
     targets: list[str | None] = [*employees] or [None]
     for employee in targets:
         history.add_record(

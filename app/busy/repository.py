@@ -55,7 +55,9 @@ async def mapped_mailboxes(session: AsyncSession) -> list[tuple[int, str]]:
     return [(connection_id, mailbox) for (connection_id, _), mailbox in seen.items()]
 
 
-async def mailbox_employees(session: AsyncSession, connection_id: int, mailbox: str) -> list[str]:
+async def mailbox_employees(
+    session: AsyncSession, *, connection_id: int, mailbox: str
+) -> list[str]:
     """The booking-resource ids of the connection's employees mapped to the mailbox."""
     rows = await session.scalars(
         select(Employee.booking_resource_id)

@@ -7,11 +7,12 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import func, select, update
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.busy.keys import mailbox_key
-from app.models import Connection, Employee, Subscription
+from app.busy.repository import mailbox_employees as mailbox_employees
+from app.models import Connection, Subscription
 
 
 async def get(session: AsyncSession, *, connection_id: int, mailbox: str) -> Subscription | None:
@@ -35,21 +36,6 @@ async def get_or_add(session: AsyncSession, *, connection_id: int, mailbox: str)
         session.add(row)
         await session.flush()
     return row
-
-
-async def mailbox_employees(
-    session: AsyncSession, *, connection_id: int, mailbox: str
-) -> list[str]:
-    """The booking-resource ids of the connection's employees mapped to the mailbox."""
-    rows = await session.scalars(
-        select(Employee.booking_resource_id)
-        .where(
-            Employee.connection_id == connection_id,
-            func.lower(Employee.mailbox) == mailbox_key(mailbox),
-        )
-        .order_by(Employee.booking_resource_id)
-    )
-    return list(rows)
 
 
 async def for_mailboxes(
