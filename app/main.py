@@ -20,6 +20,7 @@ from app.admin.router import PREFIX as ADMIN_PREFIX
 from app.admin.router import router as admin_router
 from app.bookingtime.router import router as bookingtime_router
 from app.bookingtime.service import build_intake
+from app.bookingtime_api import build_http_client
 from app.config import Settings, get_settings, settings_warnings
 from app.credentials.clients import GraphClients
 from app.crypto import SecretBox, load_secret_box
@@ -78,6 +79,8 @@ def create_app(
             app.state.database, app.state.secret_box
         )
         app.state.graph = GraphClients(settings)
+        # One httpx client per process for bookingtime's auth server and App API.
+        app.state.bookingtime = build_http_client(settings)
         worker_task: asyncio.Task[None] | None = None
         worker = None
         # New work wakes a worker of this process at once instead of at its next poll.
@@ -100,6 +103,7 @@ def create_app(
                 with contextlib.suppress(asyncio.CancelledError):
                     await worker_task
             await app.state.graph.aclose()
+            await app.state.bookingtime.aclose()
             if owned_database:
                 await app.state.database.dispose()
 

@@ -5,10 +5,12 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Depends, Response, status
+import httpx
+from fastapi import APIRouter, Body, Depends, Request, Response, status
 
 from app.admin.dependencies import (
     AnswerLanguage,
+    AppSettings,
     DbSession,
     OrganizationId,
     get_authority_hosts,
@@ -16,7 +18,7 @@ from app.admin.dependencies import (
     get_secret_box,
     get_webhook_secret_grace,
 )
-from app.connections import checks, service
+from app.connections import bookingtime_checks, checks, service
 from app.connections.schemas import (
     CheckOut,
     ConnectionIn,
@@ -31,6 +33,13 @@ from app.crypto import SecretBox
 from app.http.problems import problem_responses
 
 router = APIRouter(prefix="/api/v1/connections", tags=["connections"])
+
+
+def get_bookingtime_http(request: Request) -> httpx.AsyncClient:
+    """FastAPI dependency: the process's httpx client for bookingtime (built in the lifespan)."""
+    http: httpx.AsyncClient = request.app.state.bookingtime
+    return http
+
 
 _PUT_EXAMPLES: dict[str, Any] = {
     "create": {
@@ -83,11 +92,15 @@ _PUT_EXAMPLES: dict[str, Any] = {
     "",
     summary="List connections",
     description="Every connection, ordered by organisation id. Secrets are never returned.",
+    responses=problem_responses(422),
 )
-async def list_connections(session: DbSession) -> list[ConnectionOut]:
+async def list_connections(session: DbSession, language: AnswerLanguage) -> list[ConnectionOut]:
     summaries = await service.list_connections(session)
     await session.commit()
-    return [ConnectionOut.build(s.connection, employee_count=s.employee_count) for s in summaries]
+    return [
+        ConnectionOut.build(s.connection, employee_count=s.employee_count, locale=language.asked)
+        for s in summaries
+    ]
 
 
 @router.put(
@@ -160,8 +173,11 @@ async def put_connection(
     await session.commit()
     if result.created:
         response.status_code = status.HTTP_201_CREATED
+    connection = result.summary.connection
     out = ConnectionPutOut.build(
-        result.summary.connection, employee_count=result.summary.employee_count
+        connection,
+        employee_count=result.summary.employee_count,
+        locale=language.of(connection.locale),
     )
     out.webhook_secret = result.generated_webhook_secret
     return out
@@ -172,10 +188,16 @@ async def put_connection(
     summary="Get a connection",
     responses=problem_responses(404, 422),
 )
-async def get_connection(organization_id: OrganizationId, session: DbSession) -> ConnectionOut:
+async def get_connection(
+    organization_id: OrganizationId, session: DbSession, language: AnswerLanguage
+) -> ConnectionOut:
     summary = await service.get_connection_summary(session, organization_id=organization_id)
     await session.commit()
-    return ConnectionOut.build(summary.connection, employee_count=summary.employee_count)
+    return ConnectionOut.build(
+        summary.connection,
+        employee_count=summary.employee_count,
+        locale=language.of(summary.connection.locale),
+    )
 
 
 @router.delete(
@@ -198,13 +220,18 @@ async def delete_connection(organization_id: OrganizationId, session: DbSession)
 
 @router.post(
     "/{organization_id}/verify",
-    summary="Verify a connection against Microsoft",
+    summary="Verify a connection against Microsoft and bookingtime",
     description=(
         "Runs the checks in order: `token` (the app signs in with the stored credentials), then, "
         "when a mailbox is given, `mailbox` (the app reads that mailbox's calendar). Each check "
         "comes with a stable `code` and a readable `message` in the connection's language (or "
         "`Accept-Language` de/en). A check after a failed one is listed as `skipped`. Microsoft "
-        "Graph unreachable is a failed check with code `graph_unavailable`."
+        "Graph unreachable is a failed check with code `graph_unavailable`.\n\n"
+        "With `bookingtime_api` set, a `bookingtime` check follows: the bookingtime app gets a "
+        "token for this organisation. Its outcome is stored as the connection's "
+        "`bookingtime_api.state`: `ok`; `rejected` (`bookingtime_credentials_refused`, "
+        "`bookingtime_not_permitted`, `bookingtime_error`); `unreachable` "
+        "(`bookingtime_unavailable`)."
     ),
     responses=problem_responses(404, 422),
 )
@@ -213,21 +240,36 @@ async def verify_connection(
     session: DbSession,
     secret_box: Annotated[SecretBox, Depends(get_secret_box)],
     graph: Annotated[GraphClients, Depends(get_graph)],
+    bookingtime_http: Annotated[httpx.AsyncClient, Depends(get_bookingtime_http)],
+    settings: AppSettings,
     language: AnswerLanguage,
     body: Annotated[VerifyIn | None, Body()] = None,
 ) -> VerifyOut:
     connection = await service.get_connection(session, organization_id=organization_id)
     await session.commit()
+    locale = language.of(connection.locale)
     results = await checks.verify_connection(
         connection,
         graph=graph,
         secret_box=secret_box,
-        locale=language.of(connection.locale),
+        locale=locale,
         mailbox=body.mailbox if body is not None else None,
+    )
+    bookingtime = await bookingtime_checks.check_bookingtime(
+        connection,
+        http=bookingtime_http,
+        settings=settings.bookingtime,
+        secret_box=secret_box,
+        locale=locale,
     )
     await secrets.record_token_check(
         session, connection=connection, code=results[0].code, ok=results[0].ok
     )
+    if bookingtime is not None:
+        await bookingtime_checks.record_bookingtime_check(
+            session, connection=connection, check=bookingtime
+        )
+        results.append(checks.as_verdict(bookingtime.result))
     await session.commit()
     return VerifyOut(
         ok=all(r.ok for r in results),

@@ -36,6 +36,12 @@ _TEXTS: Mapping[str, Mapping[str, str]] = {
         "de": "Anmeldung bei Microsoft erfolgreich: die App hat ein Zugriffstoken erhalten.",
         "en": "Signed in to Microsoft: the app received an access token.",
     },
+    "bookingtime_token_acquired": {
+        "de": "Anmeldung bei bookingtime erfolgreich: die App {client_id} hat ein Zugriffstoken "
+        "für die Organisation erhalten.",
+        "en": "Signed in to bookingtime: app {client_id} received an access token for the "
+        "organisation.",
+    },
     "mailbox_ok": {
         "de": "Der Kalender des Postfachs {mailbox} ist für die App erreichbar.",
         "en": "The calendar of mailbox {mailbox} is accessible to the app.",
@@ -172,7 +178,7 @@ async def verify_connection(
     wait_seconds: float = VERIFY_TIMEOUT,
 ) -> list[CheckResult]:
     """The checks in order (token, then the mailbox if given); after a failure the rest skip."""
-    token = _verdict(
+    token = as_verdict(
         await check_token(
             connection, graph=graph, secret_box=secret_box, locale=locale, wait_seconds=wait_seconds
         )
@@ -181,7 +187,7 @@ async def verify_connection(
     if mailbox is not None:
         if token.ok:
             results.append(
-                _verdict(
+                as_verdict(
                     await check_mailbox(
                         connection,
                         mailbox,
@@ -197,8 +203,8 @@ async def verify_connection(
     return results
 
 
-def _verdict(result: CheckResult) -> CheckResult:
-    """For the verify endpoint an unreachable Graph is a failed check."""
+def as_verdict(result: CheckResult) -> CheckResult:
+    """For the verify endpoint an unreachable service is a failed check."""
     if result.pending:
         return replace(result, ok=False)
     return result

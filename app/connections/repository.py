@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from sqlalchemy import func, select
+from typing import Any
+
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.models import Connection, Employee, EventMapping
@@ -40,6 +42,30 @@ async def list_connections_with_counts(session: AsyncSession) -> list[tuple[Conn
         select(Connection, employee_count).order_by(Connection.organization_id)
     )
     return [(connection, count) for connection, count in result]
+
+
+async def set_bookingtime_state(
+    session: AsyncSession,
+    *,
+    connection_id: int,
+    client_id: str,
+    secret_encrypted: str,
+    values: dict[str, Any],
+) -> bool:
+    """Record what a check of the bookingtime app found, unless its credentials changed since
+    (the verdict was about the old ones); whether it was recorded."""
+    result = await session.execute(
+        update(Connection)
+        .where(
+            Connection.id == connection_id,
+            Connection.bookingtime_client_id == client_id,
+            Connection.bookingtime_client_secret_encrypted == secret_encrypted,
+        )
+        # A check is no edit of the connection: `updated_at` stays.
+        .values(updated_at=Connection.updated_at, **values)
+        .execution_options(synchronize_session="fetch")
+    )
+    return bool(getattr(result, "rowcount", 0))
 
 
 async def add_connection(session: AsyncSession, connection: Connection) -> None:

@@ -20,6 +20,7 @@ from pydantic import (
     field_validator,
 )
 
+from app.connections.bookingtime_schemas import BookingtimeApiIn, BookingtimeApiOut
 from app.connections.mailboxes import normalize_mailbox
 from app.credentials.secrets import secret_status
 from app.models import Connection
@@ -158,6 +159,13 @@ class ConnectionIn(BaseModel):
             "updates the connection's current and future events in the background."
         ),
     )
+    bookingtime_api: BookingtimeApiIn | None = Field(
+        default=None,
+        description=(
+            "The bookingtime app calbridge reads appointments with. Omitted, the stored settings "
+            "are kept; `null` turns the connector off and forgets its credentials."
+        ),
+    )
 
     @field_validator("tenant", "client_secret", "webhook_secret", mode="before")
     @classmethod
@@ -294,12 +302,17 @@ class ConnectionOut(BaseModel):
         ),
     )
     employee_count: int = Field(description="Employees mapped to mailboxes.")
+    bookingtime_api: BookingtimeApiOut | None = Field(
+        default=None, description="The bookingtime app's settings; null while the connector is off."
+    )
     created_at: datetime
     updated_at: datetime
 
     @classmethod
-    def build(cls, connection: Connection, *, employee_count: int) -> Self:
-        """The response for a stored connection."""
+    def build(
+        cls, connection: Connection, *, employee_count: int, locale: str | None = None
+    ) -> Self:
+        """The response for a stored connection, its texts in `locale` (else the connection's)."""
         secret = secret_status(connection)
         return cls(
             organization_id=connection.organization_id,
@@ -315,6 +328,7 @@ class ConnectionOut(BaseModel):
                 connection.previous_webhook_secret_expires_at
             ),
             employee_count=employee_count,
+            bookingtime_api=BookingtimeApiOut.build(connection, locale=locale or connection.locale),
             created_at=connection.created_at,
             updated_at=connection.updated_at,
         )
@@ -373,7 +387,7 @@ class VerifyIn(BaseModel):
 class CheckOut(BaseModel):
     """One check and its readable result."""
 
-    name: str = Field(description="`token` or `mailbox`.")
+    name: str = Field(description="`token`, `mailbox` or `bookingtime`.")
     ok: bool | None = Field(description="Passed; null when skipped after an earlier failure.")
     code: str = Field(description="Stable code of the result (`skipped` when not run).")
     message: str = Field(description="Readable result.")

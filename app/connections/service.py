@@ -14,6 +14,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.connections import repository
+from app.connections.bookingtime_schemas import BookingtimeApiIn
 from app.connections.schemas import ConnectionIn, event_settings_of
 from app.connections.tenant import GLOBAL_AUTHORITY_HOSTS, InvalidTenantError, normalize_tenant
 from app.credentials.secrets import reset_for_new_secret
@@ -169,6 +170,8 @@ async def put_connection(
             created_at=(now := utcnow()),
             updated_at=now,
         )
+        if data.bookingtime_api is not None:
+            apply_bookingtime_api(connection, data.bookingtime_api, secret_box=secret_box)
         try:
             await repository.add_connection(session, connection)
         except IntegrityError as exc:
@@ -205,6 +208,8 @@ async def put_connection(
             grace=webhook_secret_grace,
             now=now or utcnow(),
         )
+    if "bookingtime_api" in data.model_fields_set:
+        apply_bookingtime_api(connection, data.bookingtime_api, secret_box=secret_box)
     looks_before = (connection.locale, event_settings_of(connection))
     if data.locale is not None:
         connection.locale = data.locale
@@ -288,6 +293,50 @@ def rotate_webhook_secret(
     connection.previous_webhook_secret_encrypted = replaced
     connection.previous_webhook_secret_expires_at = None if replaced is None else now + grace
     connection.webhook_secret_encrypted = secret_box.encrypt(new_secret)
+
+
+def apply_bookingtime_api(
+    connection: Connection, data: BookingtimeApiIn | None, *, secret_box: SecretBox
+) -> None:
+    """Store the bookingtime app's settings (None: turn the connector off, forgetting them).
+
+    The secret may be omitted with the stored client id; new credentials forget what was found
+    with the old ones, so the state reads `unchecked` until the next verify or poll.
+    """
+    if data is None:
+        connection.bookingtime_client_id = None
+        connection.bookingtime_client_secret_encrypted = None
+        connection.bookingtime_busy_writeback = False
+        connection.bookingtime_busy_exception_type = None
+        _forget_bookingtime_state(connection)
+        connection.bookingtime_last_poll_at = None
+        return
+    secret = data.client_secret.get_secret_value() if data.client_secret else None
+    stored_secret = connection.bookingtime_client_secret_encrypted
+    same_app = data.client_id == connection.bookingtime_client_id and stored_secret is not None
+    if secret is None and not same_app:
+        raise InvalidFieldError(
+            "bookingtime_api.client_secret",
+            "required with a new client_id",
+            detail="invalid or missing: bookingtime_api.client_secret",
+        )
+    new_secret = secret is not None and (
+        stored_secret is None or not _same_secret(secret_box, stored_secret, secret)
+    )
+    if secret is not None and new_secret:
+        connection.bookingtime_client_secret_encrypted = secret_box.encrypt(secret)
+    if not same_app or new_secret:
+        _forget_bookingtime_state(connection)
+    connection.bookingtime_client_id = data.client_id
+    connection.bookingtime_busy_writeback = data.busy_writeback
+    connection.bookingtime_busy_exception_type = data.busy_exception_type
+
+
+def _forget_bookingtime_state(connection: Connection) -> None:
+    connection.bookingtime_state = None
+    connection.bookingtime_checked_at = None
+    connection.bookingtime_error_code = None
+    connection.bookingtime_error_params = None
 
 
 def _stored(data: ConnectionIn) -> dict[str, object] | None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import SmallInteger, String, Text
+from sqlalchemy import Boolean, SmallInteger, String, Text, false
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.models.base import Base, BigIntPK, JSONDoc, UTCDateTime, utcnow
@@ -36,5 +36,19 @@ class Connection(Base):
     locale: Mapped[str] = mapped_column(String(8), default="de")
     # app.sync.translate.EventSettings as set by the admin; None: every default.
     event_settings: Mapped[dict[str, Any] | None] = mapped_column(JSONDoc)
+    # The bookingtime App API connector; all None (and no write-back) while it is off.
+    bookingtime_client_id: Mapped[str | None] = mapped_column(String(64))
+    bookingtime_client_secret_encrypted: Mapped[str | None] = mapped_column(Text)
+    bookingtime_busy_writeback: Mapped[bool] = mapped_column(
+        Boolean, default=False, server_default=false()
+    )
+    bookingtime_busy_exception_type: Mapped[str | None] = mapped_column(String(32))
+    # What the last verify (or poll) found: ok|rejected|unreachable; None: not checked with the
+    # current credentials. The error's params are kept so its message renders in either language.
+    bookingtime_state: Mapped[str | None] = mapped_column(String(16))
+    bookingtime_checked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    bookingtime_error_code: Mapped[str | None] = mapped_column(String(64))
+    bookingtime_error_params: Mapped[dict[str, Any] | None] = mapped_column(JSONDoc)
+    bookingtime_last_poll_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)

@@ -40,6 +40,7 @@ OUT_FIELDS = {
     "webhook_url",
     "previous_webhook_secret_expires_at",
     "employee_count",
+    "bookingtime_api",
     "created_at",
     "updated_at",
 }

@@ -1,5 +1,5 @@
 """Messages of the failures every domain meets: Microsoft Entra refusing the app's credentials,
-Microsoft Graph refusing, throttling or missing a request."""
+Microsoft Graph refusing, throttling or missing a request; bookingtime refusing the app."""
 
 from __future__ import annotations
 
@@ -79,5 +79,32 @@ FAILURES: Texts = {
     "graph_error": {
         "de": "Microsoft Graph hat die Anfrage abgelehnt: {error}",
         "en": "Microsoft Graph refused the request: {error}",
+    },
+    # bookingtime's App API refusing or missing the app's credentials.
+    "bookingtime_credentials_refused": {
+        "de": "bookingtime hat die Zugangsdaten der App (Client-ID {client_id}) abgelehnt. Bitte "
+        "Client-ID und Client-Secret der bookingtime-App in der Verbindung prüfen.",
+        "en": "bookingtime refused the app's credentials (client ID {client_id}). Check the "
+        "bookingtime app's client ID and client secret in the connection.",
+    },
+    "bookingtime_not_permitted": {
+        "de": "Die bookingtime-App {client_id} ist für diese Organisation nicht freigegeben. "
+        "Bitte die App in bookingtime für die Organisation freigeben.",
+        "en": "The bookingtime app {client_id} is not permitted for this organisation. Permit "
+        "the app for the organisation in bookingtime.",
+    },
+    "bookingtime_secret_unreadable": {
+        "de": "Das gespeicherte Client-Secret der bookingtime-App kann nicht entschlüsselt "
+        "werden. Bitte das Secret in der Verbindung erneut hinterlegen.",
+        "en": "The stored client secret of the bookingtime app cannot be decrypted. Enter the "
+        "secret in the connection again.",
+    },
+    "bookingtime_unavailable": {
+        "de": "bookingtime ist vorübergehend nicht erreichbar: {error}",
+        "en": "bookingtime is temporarily unavailable: {error}",
+    },
+    "bookingtime_error": {
+        "de": "bookingtime hat die Anmeldung der App abgelehnt: {error}",
+        "en": "bookingtime refused the app's sign-in: {error}",
     },
 }
