@@ -6,7 +6,7 @@ from datetime import timedelta
 from typing import Annotated, Any
 
 import httpx
-from fastapi import APIRouter, Body, Depends, Request, Response, status
+from fastapi import APIRouter, Body, Depends, Response, status
 
 from app.admin.dependencies import (
     AnswerLanguage,
@@ -14,6 +14,7 @@ from app.admin.dependencies import (
     DbSession,
     OrganizationId,
     get_authority_hosts,
+    get_bookingtime_http,
     get_graph,
     get_secret_box,
     get_webhook_secret_grace,
@@ -33,12 +34,6 @@ from app.crypto import SecretBox
 from app.http.problems import problem_responses
 
 router = APIRouter(prefix="/api/v1/connections", tags=["connections"])
-
-
-def get_bookingtime_http(request: Request) -> httpx.AsyncClient:
-    """FastAPI dependency: the process's httpx client for bookingtime (built in the lifespan)."""
-    http: httpx.AsyncClient = request.app.state.bookingtime
-    return http
 
 
 _PUT_EXAMPLES: dict[str, Any] = {

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Annotated
 
+import httpx
 from fastapi import Depends, Header, Path, Request, Response
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -68,6 +69,13 @@ def get_graph(request: Request) -> GraphClients:
     """FastAPI dependency: the process's Graph clients (built once in the lifespan)."""
     graph: GraphClients = request.app.state.graph
     return graph
+
+
+def get_bookingtime_http(request: Request) -> httpx.AsyncClient:
+    """FastAPI dependency: the process's httpx client for bookingtime (built once in the
+    lifespan)."""
+    http: httpx.AsyncClient = request.app.state.bookingtime
+    return http
 
 
 def get_authority_hosts(request: Request) -> tuple[str, ...]:
