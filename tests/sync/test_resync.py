@@ -14,6 +14,7 @@ from sqlalchemy import select, update
 
 from app.busy.tasks import MAILBOX_SWEEP
 from app.config import WorkerSettings
+from app.connections import checks
 from app.crypto import SecretBox
 from app.models import Connection, Job, SyncRecord
 from tests.bookingtime.helpers import ORGANIZATION_ID as ORG
@@ -177,7 +178,12 @@ async def test_mapping_an_employee_backfills_what_calbridge_holds(world: World) 
     assert await world.job_mailboxes("edFuture0000000000000000000000001") == [None, MAX, ERIKA]
 
 
-async def test_a_failed_mailbox_check_holds_the_backfill_until_it_is_fixed(world: World) -> None:
+async def test_a_failed_mailbox_check_holds_the_backfill_until_it_is_fixed(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # About the held backfill, not the PUT's short wait for the check (3 s, then deferred): on a
+    # loaded machine the check may take longer than that, so the PUT waits for its verdict here.
+    monkeypatch.setattr(checks, "EMPLOYEE_CHECK_TIMEOUT", 30.0)
     await world.connect(event_settings={"subject_template": "{name}"})
     await world.deliver(booked("edFuture0000000000000000000000001", "Future", MAX_ID))
     await world.settle()
