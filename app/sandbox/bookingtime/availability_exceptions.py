@@ -1,6 +1,6 @@
 """availabilityException CRUD (reference §5): add, show, identify by customId, partial edit,
-delete, and the organisation-wide and per-booking-resource lists. The `type`s accepted are a
-switch, since only FREE is known."""
+delete, and the organisation-wide and per-booking-resource lists and index pages. The `type`s
+accepted are a switch, since only FREE is known."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from app.sandbox.bookingtime import render
 from app.sandbox.bookingtime.appointments import ORGANIZATION_PATH
 from app.sandbox.bookingtime.auth import OrganizationOf, store_of
 from app.sandbox.bookingtime.envelope import MISSING, NOT_VALID, BookingtimeError, respond
+from app.sandbox.bookingtime.listing import page_number, paged, whole
 from app.sandbox.bookingtime.store import (
     EXCEPTION,
     AvailabilityException,
@@ -182,29 +183,44 @@ async def delete(request: Request, org: OrganizationOf, exception_id: str) -> JS
     return respond([], success="Availability exception successfully deleted.")
 
 
-def _listed(org: Organization, items: list[AvailabilityException]) -> JSONResponse:
-    items.sort(key=lambda item: (item.start, item.id))
-    return respond(render.record_list([render.availability_exception(i, org) for i in items]))
+def _of_resource(org: Organization, booking_resource_id: str) -> list[AvailabilityException]:
+    if booking_resource_id not in org.booking_resources:
+        raise BookingtimeError(404, "Booking resource not found.", parameter="bookingResourceId")
+    return [i for i in org.exceptions.values() if i.booking_resource_id == booking_resource_id]
+
+
+def _rendered(org: Organization, items: list[AvailabilityException]) -> list[dict[str, Any]]:
+    items = sorted(items, key=lambda item: (item.start, item.id))
+    return [render.availability_exception(item, org) for item in items]
 
 
 @router.get("/availabilityException/list")
 async def list_all(request: Request, org: OrganizationOf) -> JSONResponse:
+    store = store_of(request)
+    with store.lock:
+        return whole(_rendered(org, list(org.exceptions.values())), store.switches)
+
+
+@router.get("/availabilityException/index/{page}")
+async def index_all(request: Request, org: OrganizationOf, page: str) -> JSONResponse:
+    number = page_number(page)
     with store_of(request).lock:
-        return _listed(org, list(org.exceptions.values()))
+        return paged(_rendered(org, list(org.exceptions.values())), number)
 
 
 @router.get("/bookingResource/{booking_resource_id}/availabilityException/list")
 async def list_for_resource(
     request: Request, org: OrganizationOf, booking_resource_id: str
 ) -> JSONResponse:
+    store = store_of(request)
+    with store.lock:
+        return whole(_rendered(org, _of_resource(org, booking_resource_id)), store.switches)
+
+
+@router.get("/bookingResource/{booking_resource_id}/availabilityException/index/{page}")
+async def index_for_resource(
+    request: Request, org: OrganizationOf, booking_resource_id: str, page: str
+) -> JSONResponse:
+    number = page_number(page)
     with store_of(request).lock:
-        if booking_resource_id not in org.booking_resources:
-            raise BookingtimeError(
-                404, "Booking resource not found.", parameter="bookingResourceId"
-            )
-        items = [
-            item
-            for item in org.exceptions.values()
-            if item.booking_resource_id == booking_resource_id
-        ]
-        return _listed(org, items)
+        return paged(_rendered(org, _of_resource(org, booking_resource_id)), number)

@@ -9,7 +9,7 @@ from datetime import timedelta
 from typing import Any, TypeVar, cast
 
 from fastapi import APIRouter, HTTPException, Request
-from pydantic import AwareDatetime, BaseModel, ConfigDict
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from app.sandbox.bookingtime.control import BookingtimeControl
 
@@ -98,6 +98,7 @@ class SwitchesIn(BaseModel):
     list_canceled: bool | None = None
     timestamp_edit: bool | None = None
     exception_types: list[str] | None = None
+    list_limit: int | None = Field(default=None, ge=0)
 
 
 class TokenLifetimesIn(BaseModel):
@@ -290,6 +291,7 @@ def _switches_out(control: BookingtimeControl) -> dict[str, Any]:
         "list_canceled": switches.list_canceled,
         "timestamp_edit": switches.timestamp_edit,
         "exception_types": sorted(switches.exception_types),
+        "list_limit": switches.list_limit,
     }
 
 
@@ -300,7 +302,8 @@ async def http_switches(request: Request) -> dict[str, Any]:
 
 @router.put(
     "/switches",
-    summary="Choose whether lists show canceled appointments, timestampEdit, exception types",
+    summary="Choose whether lists show canceled appointments, timestampEdit, exception types"
+    " and how many records a LIST holds",
 )
 async def http_set_switches(request: Request, body: SwitchesIn) -> dict[str, Any]:
     control = _control(request)
@@ -310,6 +313,8 @@ async def http_set_switches(request: Request, body: SwitchesIn) -> dict[str, Any
         control.switches.timestamp_edit = body.timestamp_edit
     if body.exception_types is not None:
         control.switches.exception_types = frozenset(body.exception_types)
+    if body.list_limit is not None:
+        control.switches.list_limit = body.list_limit
     return _switches_out(control)
 
 

@@ -1,5 +1,5 @@
 """The App API's JSON shapes (reference §2.4, §3.3, §4, §5): entities rendered in their
-organisation's time zone, and the LIST and RANGE_LIST collections."""
+organisation's time zone, and the LIST, PAGINATION_LIST and RANGE_LIST collections."""
 
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ from app.sandbox.bookingtime.store import (
 )
 
 RECORD_LIMIT = 9999
+PAGE_SIZE = 25  # every PAGINATION_LIST mock in the SDK has recordPerPage 25
 
 
 def timestamp(instant: datetime, time_zone: str) -> str:
@@ -151,12 +152,31 @@ def availability_exception(item: AvailabilityException, org: Organization) -> di
     }
 
 
-def record_list(records: list[dict[str, Any]]) -> dict[str, Any]:
+def record_list(records: list[dict[str, Any]], limit: int = RECORD_LIMIT) -> dict[str, Any]:
+    """At most `limit` records; `recordTotal` counts them all, so a shortened list shows."""
     return {
         "class": "LIST",
         "recordTotal": len(records),
-        "recordLimit": RECORD_LIMIT,
-        "recordList": records[:RECORD_LIMIT],
+        "recordLimit": limit,
+        "recordList": records[: max(limit, 0)],
+    }
+
+
+def pagination_list(records: list[dict[str, Any]], page: int) -> dict[str, Any]:
+    """Page `page` (1-based) of 25. An empty collection still has one page, as the SDK's mock
+    shows (`pageTotal 1, recordFrom 1, recordTo 0`); a page beyond the last is empty alike."""
+    total = len(records)
+    first = (page - 1) * PAGE_SIZE
+    shown = records[first : first + PAGE_SIZE]
+    return {
+        "class": "PAGINATION_LIST",
+        "pageCurrent": page,
+        "pageTotal": max(1, -(-total // PAGE_SIZE)),
+        "recordFrom": first + 1,
+        "recordTo": first + len(shown),
+        "recordTotal": total,
+        "recordPerPage": PAGE_SIZE,
+        "recordList": shown,
     }
 
 

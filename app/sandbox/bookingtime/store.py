@@ -44,6 +44,9 @@ class Switches:
     list_canceled: bool = True  # canceled appointments stay in RANGE_LISTs
     timestamp_edit: bool = False  # appointments carry timestampAdd and timestampEdit
     exception_types: frozenset[str] = frozenset({"FREE"})  # availabilityException `type`s
+    # A LIST holds at most this many records while recordTotal counts them all; lower it to make
+    # a client page through the `index/{page}` routes.
+    list_limit: int = 9999
 
 
 @dataclass

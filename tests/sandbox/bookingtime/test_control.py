@@ -94,21 +94,26 @@ async def test_switches_and_token_lifetimes_over_http(
         "list_canceled": True,
         "timestamp_edit": False,
         "exception_types": ["FREE"],
+        "list_limit": 9999,
     }
     changed = await _ok(
         await http.put(
             f"{CONTROL}/switches",
-            json={"list_canceled": False, "exception_types": ["FREE", "BLOCKED"]},
+            json={"list_canceled": False, "exception_types": ["FREE", "BLOCKED"], "list_limit": 10},
         )
     )
     assert changed == {
         "list_canceled": False,
         "timestamp_edit": False,
         "exception_types": ["BLOCKED", "FREE"],
+        "list_limit": 10,
     }
     switches = sandbox.control.bookingtime.switches
     assert switches.list_canceled is False
     assert switches.exception_types == frozenset({"FREE", "BLOCKED"})
+    assert switches.list_limit == 10
+    negative = await http.put(f"{CONTROL}/switches", json={"list_limit": -1})
+    assert negative.status_code == 422 and switches.list_limit == 10
     await _ok(await http.put(f"{CONTROL}/token-lifetimes", json={"access_seconds": 30}))
     client_id, secret = sandbox.control.bookingtime.add_app()
     refresh = await http.post(
