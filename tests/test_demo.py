@@ -54,7 +54,8 @@ def test_demo_shows_both_directions_and_the_history(tmp_path: Path) -> None:
     assert all(label == " (Europe/Berlin)" or label.startswith(" UTC") for label in labels), out
 
     lines = out[history:].splitlines()
-    [invalid] = [line for line in lines if "Jonas Beispiel" in line]
+    # Jonas's create failed; how far his subscription got by then depends on the machine's speed.
+    [invalid] = [line for line in lines if "Jonas Beispiel" in line and " create " in line]
     assert re.match(r"  \d\d:\d\d:\d\d \(Europe/Berlin\)  Jonas Beispiel ", invalid), invalid
     assert "create" in invalid and "error" in invalid
     assert "User jonsa@contoso.example is invalid" in invalid
