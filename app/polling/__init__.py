@@ -1,0 +1,1 @@
+"""Polling bookingtime's App API for appointments, which it offers no webhooks for."""
