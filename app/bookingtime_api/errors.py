@@ -24,10 +24,11 @@ carries a secret or a token: messages hold only what bookingtime answered and ou
 
 from __future__ import annotations
 
-import email.utils
 from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
+
+from app.retry_after import parse_retry_after as parse_retry_after
 
 #: Characters of a non-JSON body kept in an error message: enough to recognise a proxy's page.
 BODY_EXCERPT = 200
@@ -138,29 +139,6 @@ class UnexpectedResponse(BookingtimeError):
         super().__init__(message, **kw)
         status = self.status
         self.permanent = permanent if permanent is not None else status is not None and status < 500
-
-
-def parse_retry_after(value: str | None, *, now: datetime | None = None) -> float | None:
-    """Seconds from a Retry-After value: (fractional) seconds or an HTTP date; None if unusable.
-
-    The same rules as app.graph.errors.parse_retry_after; this package imports nothing of Graph's.
-    """
-    if value is None or not value.strip():
-        return None
-    text = value.strip()
-    try:
-        seconds = float(text)
-    except ValueError:
-        try:
-            when = email.utils.parsedate_to_datetime(text)
-        except (TypeError, ValueError, IndexError):
-            return None
-        if when.tzinfo is None:  # RFC 9110 dates are GMT
-            when = when.replace(tzinfo=UTC)
-        seconds = (when - (now or datetime.now(UTC))).total_seconds()
-    if seconds != seconds or seconds in (float("inf"), float("-inf")):  # NaN, inf
-        return None
-    return max(0.0, seconds)
 
 
 def failure_messages(body: Any) -> list[tuple[str | None, str]]:

@@ -20,13 +20,14 @@ these errors propagate as they are.
 
 from __future__ import annotations
 
-import email.utils
 import re
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Literal
 
 import httpx
+
+from app.retry_after import parse_retry_after as parse_retry_after
 
 #: Used when a 429/503 carries no usable Retry-After (the Graph SDKs' RetryHandler default).
 DEFAULT_RETRY_AFTER = 3.0
@@ -156,26 +157,6 @@ class UnexpectedGraphError(GraphError):
         self.permanent = (
             permanent if permanent is not None else status is not None and 400 <= status < 500
         )
-
-
-def parse_retry_after(value: str | None, *, now: datetime | None = None) -> float | None:
-    """Seconds from a Retry-After value: fractional seconds ("2.128") or an HTTP date."""
-    if value is None or not value.strip():
-        return None
-    text = value.strip()
-    try:
-        seconds = float(text)
-    except ValueError:
-        try:
-            when = email.utils.parsedate_to_datetime(text)
-        except (TypeError, ValueError):
-            return None
-        if when.tzinfo is None:  # RFC 9110 dates are GMT
-            when = when.replace(tzinfo=UTC)
-        seconds = (when - (now or datetime.now(UTC))).total_seconds()
-    if seconds != seconds or seconds in (float("inf"), float("-inf")):  # NaN, inf
-        return None
-    return max(0.0, seconds)
 
 
 def _error_body(body: Any) -> tuple[str | None, str, Mapping[str, Any]]:
