@@ -10,8 +10,6 @@ from __future__ import annotations
 import logging
 from functools import partial, wraps
 
-from sqlalchemy.exc import InterfaceError, OperationalError
-
 from app.busy.tasks import MAILBOX_SWEEP, SYNC_MAILBOX, sweep_mailboxes, sync_mailbox
 from app.config import Settings
 from app.connections.tasks import (
@@ -23,23 +21,20 @@ from app.connections.tasks import (
 )
 from app.credentials.clients import GraphClients
 from app.crypto import SecretBox
-from app.graph.errors import GraphError
 from app.history.messages import message
 from app.history.repository import add_record
-from app.logs import redact
+from app.logs import short_reason
 from app.maintenance.tasks import PRUNE_KIND, prune
 from app.models import SyncRecord
 from app.notifications import tasks as notifications
-from app.queue.errors import JobError, PermanentError
+from app.queue.errors import PermanentError
 from app.queue.registry import Handler, JobContext, JobRegistry
+from app.queue.retry import OUTAGES, steers_retry
 from app.sync.repository import get_connection
 from app.sync.tasks import RESYNC, SYNC_APPOINTMENT, resync, sync_appointment
 
 log = logging.getLogger(__name__)
 
-# What passes through as raised: errors that steer the retry themselves (Graph's, the queue's),
-# and outages of the database or the network that a later attempt can outlive.
-EXPECTED_ERRORS = (GraphError, JobError, OperationalError, InterfaceError, OSError)
 # The history keeps the error's type and the start of its text: enough to recognise a bug in
 # the logs, short enough for the admin's list.
 _ERROR_TEXT_CHARS = 300
@@ -52,17 +47,14 @@ def _recorded(handler: Handler) -> Handler:
     async def run(ctx: JobContext) -> None:
         try:
             await handler(ctx)
-        except EXPECTED_ERRORS:
-            raise
         except Exception as error:
+            if steers_retry(error):
+                raise
             log.exception("job %s (%s) failed unexpectedly", ctx.job_id, ctx.kind)
-            params = {
-                "kind": ctx.kind,
-                "error": redact(f"{type(error).__name__}: {error}")[:_ERROR_TEXT_CHARS],
-            }
+            params = {"kind": ctx.kind, "error": short_reason(error, _ERROR_TEXT_CHARS)}
             try:
                 locale = await _record(ctx, params)
-            except EXPECTED_ERRORS:
+            except OUTAGES:
                 # The history cannot be written now (the database is away): a later attempt may.
                 log.warning("job %s: the error was not recorded", ctx.job_id, exc_info=True)
                 raise error from None

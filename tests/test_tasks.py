@@ -10,9 +10,10 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.exc import OperationalError
 
+from app.bookingtime_api.errors import Transient as BookingtimeTransient
 from app.models import SyncRecord
 from app.models.base import utcnow
-from app.queue.errors import PermanentError
+from app.queue.errors import PermanentError, RetryLater
 from app.queue.registry import JobContext, JobRegistry
 from app.queue.retry import RetryStrategy
 from app.tasks import build_registry
@@ -97,14 +98,22 @@ async def test_a_job_without_a_connection_fails_for_good_without_a_record(
         assert await _records(world) == []
 
 
+@pytest.mark.parametrize(
+    "error",
+    [
+        OperationalError("SELECT 1", {}, Exception("database is locked")),
+        BookingtimeTransient("bookingtime answered 503"),
+        RetryLater("not yet"),
+    ],
+    ids=["outage", "bookingtime", "queue"],
+)
 async def test_expected_errors_pass_through_to_the_retry_decision(
-    make_world: MakeWorld,
+    make_world: MakeWorld, error: Exception
 ) -> None:
     async with make_world(GraphWorld) as world:
         await world.add_connection("f6Tasks")
-        outage = OperationalError("SELECT 1", {}, Exception("database is locked"))
-        kind = _registry(world, outage).get("test.broken")
+        kind = _registry(world, error).get("test.broken")
         assert kind is not None
-        with pytest.raises(OperationalError):
+        with pytest.raises(type(error)):
             await kind.handler(_context(world, "test.broken", {"connection_id": 1}))
         assert await _records(world) == []

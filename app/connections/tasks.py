@@ -16,6 +16,7 @@ from app.credentials import secrets
 from app.credentials.clients import GraphClients
 from app.crypto import SecretBox
 from app.db import Database
+from app.queue.errors import RetryLater
 from app.queue.registry import JobContext
 from app.queue.repository import NewJob
 
@@ -59,7 +60,7 @@ async def check_mailbox_job(ctx: JobContext, *, graph: GraphClients, secret_box:
         wait_seconds=JOB_CHECK_TIMEOUT,
     )
     if result.pending:
-        raise RuntimeError(f"mailbox check of {mailbox} still pending: {result.message}")
+        raise RetryLater(f"mailbox check of {mailbox} still pending: {result.message}")
     async with ctx.database.session_scope() as session:
         # Entra refusing the client secret is the connection's news, whatever became of the
         # employee meanwhile.

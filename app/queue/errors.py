@@ -59,6 +59,12 @@ class RetryAfter(JobError):
         super().__init__(message or f"retry {when}")
 
 
+class RetryLater(JobError):
+    """Not done yet: run the job again after the queue's usual backoff."""
+
+    permanent = False
+
+
 class PermanentError(JobError):
     """The job cannot succeed by retrying (invalid mailbox, no consent, bad secret)."""
 

@@ -18,7 +18,10 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Literal
 
+from sqlalchemy.exc import InterfaceError, OperationalError
+
 from app.config import WorkerSettings
+from app.queue.errors import JobError
 
 Outcome = Literal["retry", "failed", "dead"]
 
@@ -88,3 +91,14 @@ def _retry_at(retry_after: object, now: datetime) -> datetime | None:
     if isinstance(retry_after, int | float) and not isinstance(retry_after, bool):
         return now + timedelta(seconds=max(0.0, float(retry_after)))
     return None
+
+
+# Outages of the database or the network, which a later attempt can outlive.
+OUTAGES = (OperationalError, InterfaceError, OSError)
+
+
+def steers_retry(error: BaseException) -> bool:
+    """Whether the error says how its job goes on: the queue's own, any that carries `permanent`
+    (Graph's, bookingtime's), or an outage. Anything else is a bug or an input calbridge cannot
+    handle, and retrying would only repeat it."""
+    return isinstance(error, (JobError, *OUTAGES)) or hasattr(error, "permanent")

@@ -11,16 +11,15 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from sqlalchemy.exc import InterfaceError, OperationalError
-
 from app import logs
 from app.config import Settings
 from app.credentials.clients import GraphClients
 from app.crypto import SecretBox
 from app.db import Database
-from app.graph.errors import GraphError, Throttled
+from app.graph.errors import Throttled
 from app.history.messages import message
-from app.queue.errors import JobError, PermanentError
+from app.queue.errors import PermanentError
+from app.queue.retry import OUTAGES, steers_retry
 from app.sync import outcome_repository as outcome_repo
 from app.sync import repository as repo
 from app.sync.actions import Run, record_unmapped, run_employee
@@ -61,9 +60,9 @@ async def sync_appointment_impl(
             job_id=job_id,
             force=force,
         )
-    except _EXPECTED:
-        raise
     except Exception as error:
+        if steers_retry(error):
+            raise
         text: str | None = None
         try:
             text = await _record_internal_error(
@@ -73,7 +72,7 @@ async def sync_appointment_impl(
                 job_id=job_id,
                 error=error,
             )
-        except _EXPECTED:
+        except OUTAGES:
             log.warning(
                 "sync.appointment %s/%s: the error was not recorded",
                 connection_id,
@@ -86,9 +85,6 @@ async def sync_appointment_impl(
         raise PermanentError(text) from error
 
 
-# What passes through as raised: errors that steer the retry themselves (Graph's, the queue's),
-# and outages of the database or the network that a later attempt can outlive.
-_EXPECTED = (GraphError, JobError, OperationalError, InterfaceError, OSError)
 # The history keeps the error's type and the start of its text: enough to recognise a bug in
 # the logs, short enough for the admin's list.
 _ERROR_TEXT_CHARS = 300
@@ -104,7 +100,7 @@ async def _record_internal_error(
 ) -> str:
     """The sync history record of an unexpected error, in the connection's language."""
     log.exception("sync.appointment %s/%s failed unexpectedly", connection_id, appointment_id)
-    summary = logs.redact(f"{type(error).__name__}: {error}")[:_ERROR_TEXT_CHARS]
+    summary = logs.short_reason(error, _ERROR_TEXT_CHARS)
     params = {"error": summary}
     async with database.session_scope() as session:
         connection = await repo.get_connection(session, connection_id)

@@ -11,7 +11,10 @@ from typing import Any
 import pytest
 
 from app.connections.tasks import CHECK_MAILBOX_JOB, check_mailbox_job
+from app.queue.errors import RetryLater
 from app.queue.registry import JobContext
+from app.queue.retry import RetryStrategy
+from app.tasks import build_registry
 from tests.admin.conftest import ORG, raw_rows
 from tests.conftest import ADMIN_TOKEN
 from tests.helpers import assert_problem
@@ -216,8 +219,14 @@ async def test_employee_put_while_graph_faults_is_checked_in_the_background(
     )
     # The process's Graph clients and secret box, as app.tasks.build_registry binds them.
     services = {"graph": world.app.state.graph, "secret_box": world.app.state.secret_box}
-    with pytest.raises(RuntimeError):
-        await check_mailbox_job(context, **services)
+    handler = build_registry(world.settings, **services).get(CHECK_MAILBOX_JOB)
+    assert handler is not None
+    with pytest.raises(RetryLater) as pending:
+        await handler.handler(context)
+    decision = RetryStrategy().decide(
+        pending.value, attempt=1, max_attempts=5, now=datetime.now(UTC)
+    )
+    assert decision.outcome == "retry"
 
     # Graph back: the job records the verdict.
     world.sandbox.control.faults.clear()
