@@ -14,6 +14,9 @@ from typing import Any, TypeVar
 
 import httpx
 
+from app.models.base import utcnow
+from app.queue.registry import JobContext
+
 T = TypeVar("T")
 
 
@@ -71,4 +74,25 @@ def invoke_cli(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.Co
     traceback = "" if isinstance(result.exception, SystemExit | None) else "Traceback"
     return subprocess.CompletedProcess(
         ["calbridge", *args], result.exit_code, result.stdout, result.stderr + traceback
+    )
+
+
+def job_context(
+    world: Any, kind: str, args: dict[str, Any], *, job_id: int = 1, max_attempts: int = 8
+) -> JobContext:
+    """The context a worker hands a handler: the first attempt of job `job_id` on the world's
+    database and settings."""
+    return JobContext(
+        job_id=job_id,
+        kind=kind,
+        args=args,
+        attempt=1,
+        max_attempts=max_attempts,
+        mailbox=None,
+        serial_key=None,
+        dedupe_key=None,
+        database=world.database,
+        settings=world.settings,
+        worker_id="test",
+        clock=utcnow,
     )

@@ -4,7 +4,6 @@ sync history and fails the job for good; expected errors pass through to the ret
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
 
 import pytest
 from sqlalchemy import select
@@ -12,29 +11,12 @@ from sqlalchemy.exc import OperationalError
 
 from app.bookingtime_api.errors import Transient as BookingtimeTransient
 from app.models import SyncRecord
-from app.models.base import utcnow
 from app.queue.errors import PermanentError, RetryLater
 from app.queue.registry import JobContext, JobRegistry
 from app.queue.retry import RetryStrategy
 from app.tasks import build_registry
+from tests.helpers import job_context
 from tests.world import GraphWorld, MakeWorld
-
-
-def _context(world: GraphWorld, kind: str, args: dict[str, Any]) -> JobContext:
-    return JobContext(
-        job_id=7,
-        kind=kind,
-        args=args,
-        attempt=1,
-        max_attempts=5,
-        mailbox=None,
-        serial_key=None,
-        dedupe_key=None,
-        database=world.database,
-        settings=world.settings,
-        worker_id="test",
-        clock=utcnow,
-    )
 
 
 async def _records(world: GraphWorld) -> list[SyncRecord]:
@@ -63,7 +45,7 @@ async def test_an_unexpected_error_in_any_job_is_recorded_and_not_retried(
         assert kind is not None
         args = {"connection_id": world.connection_id, "mailbox": "max@contoso.example"}
         with pytest.raises(PermanentError) as raised:
-            await kind.handler(_context(world, "test.broken", args))
+            await kind.handler(job_context(world, "test.broken", args, job_id=7, max_attempts=5))
 
         assert isinstance(raised.value.__cause__, KeyError)
         decision = RetryStrategy().decide(
@@ -94,7 +76,7 @@ async def test_a_job_without_a_connection_fails_for_good_without_a_record(
         kind = _registry(world, ValueError("no connection here")).get("test.broken")
         assert kind is not None
         with pytest.raises(PermanentError, match="ValueError: no connection here"):
-            await kind.handler(_context(world, "test.broken", {}))
+            await kind.handler(job_context(world, "test.broken", {}))
         assert await _records(world) == []
 
 
@@ -115,5 +97,5 @@ async def test_expected_errors_pass_through_to_the_retry_decision(
         kind = _registry(world, error).get("test.broken")
         assert kind is not None
         with pytest.raises(type(error)):
-            await kind.handler(_context(world, "test.broken", {"connection_id": 1}))
+            await kind.handler(job_context(world, "test.broken", {"connection_id": 1}))
         assert await _records(world) == []

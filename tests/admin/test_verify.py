@@ -12,12 +12,11 @@ import pytest
 
 from app.connections.tasks import CHECK_MAILBOX_JOB, check_mailbox_job
 from app.queue.errors import RetryLater
-from app.queue.registry import JobContext
 from app.queue.retry import RetryStrategy
 from app.tasks import build_registry
 from tests.admin.conftest import ORG, raw_rows
 from tests.conftest import ADMIN_TOKEN
-from tests.helpers import assert_problem
+from tests.helpers import assert_problem, job_context
 from tests.world import MakeWorld
 from tests.world import World as BaseWorld
 
@@ -203,20 +202,7 @@ async def test_employee_put_while_graph_faults_is_checked_in_the_background(
     # The background job, still faulting: it raises, so the queue retries it.
     args = {"employee_id": (await raw_rows(world.database, "SELECT id FROM employee"))[0]["id"]}
     args["mailbox"] = TYPO
-    context = JobContext(
-        job_id=job["id"],
-        kind=CHECK_MAILBOX_JOB,
-        args=args,
-        attempt=1,
-        max_attempts=5,
-        mailbox=None,
-        serial_key=None,
-        dedupe_key=None,
-        database=world.database,
-        settings=world.settings,
-        worker_id="test",
-        clock=lambda: datetime.now(UTC),
-    )
+    context = job_context(world, CHECK_MAILBOX_JOB, args, job_id=job["id"], max_attempts=5)
     # The process's Graph clients and secret box, as app.tasks.build_registry binds them.
     services = {"graph": world.app.state.graph, "secret_box": world.app.state.secret_box}
     handler = build_registry(world.settings, **services).get(CHECK_MAILBOX_JOB)

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from typing import Any
 
 import pytest
 from sqlalchemy import select, update
@@ -19,11 +18,10 @@ from app.models import Connection, Employee, Job, Subscription
 from app.models.base import utcnow
 from app.notifications.subscriptions import HandshakeFailed, Subscriber
 from app.notifications.tasks import SUBSCRIPTION_DELETE, SUBSCRIPTION_ENSURE, subscription_job
-from app.queue.registry import JobContext
 from app.queue.repository import enqueue_many
 from app.queue.worker import Worker
 from app.tasks import build_registry
-from tests.helpers import eventually
+from tests.helpers import eventually, job_context
 from tests.notifications.subs_helpers import (
     ERIKA,
     ERIKA_MAILBOX,
@@ -268,7 +266,7 @@ async def test_background_mailbox_check_marks_a_rejected_secret(world: World) ->
         employee = await session.scalar(select(Employee).where(Employee.booking_resource_id == MAX))
     assert employee is not None
     await check_mailbox_job(
-        context(world, CHECK_MAILBOX_JOB, {"employee_id": employee.id, "mailbox": MAX_MAILBOX}),
+        job_context(world, CHECK_MAILBOX_JOB, {"employee_id": employee.id, "mailbox": MAX_MAILBOX}),
         graph=world.graph,
         secret_box=world.secret_box,
     )
@@ -286,23 +284,6 @@ async def test_employee_put_mailbox_check_marks_a_rejected_secret(world: World) 
     assert put.status_code == 201, put.text
     assert put.json()["mailbox_check"]["code"] == "secret_invalid"
     assert await secret_state(world) == "rejected"
-
-
-def context(world: World, kind: str, args: dict[str, Any]) -> JobContext:
-    return JobContext(
-        job_id=1,
-        kind=kind,
-        args=args,
-        attempt=1,
-        max_attempts=8,
-        mailbox=None,
-        serial_key=None,
-        dedupe_key=None,
-        database=world.database,
-        settings=world.settings,
-        worker_id="test",
-        clock=utcnow,
-    )
 
 
 async def test_no_subscription_row_is_left_for_a_deleted_connection(world: World) -> None:
